@@ -1,0 +1,44 @@
+// Argument checks shared by the API; each throws a TypeError or RangeError naming the argument.
+import { invalidArgType, invalidArgValue, outOfRange } from './errors';
+
+export const MAX_PORT_NAME_UNITS = 32767;
+/**
+ * The largest connection context fltlib can carry: the context travels in an extended
+ * attribute whose USHORT value length also covers a 0x17-byte header.
+ */
+export const MAX_CONTEXT_BYTES = 0xffe8;
+
+export function checkPortName(name: unknown): string {
+  if (typeof name !== 'string') throw invalidArgType('name', 'a string', name);
+  if (name.length === 0) throw invalidArgValue('name', 'must not be empty');
+  if (name.length > MAX_PORT_NAME_UNITS) throw outOfRange('name', `at most ${MAX_PORT_NAME_UNITS} UTF-16 units`, name);
+  if (name.includes('\0')) throw invalidArgValue('name', 'must not contain NUL characters');
+  return name;
+}
+
+export function checkOptionsObject(options: unknown, name = 'options'): Record<string, unknown> {
+  if (options === undefined) return {};
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw invalidArgType(name, 'an object', options);
+  }
+  return options as Record<string, unknown>;
+}
+
+export function checkOptionalBoolean(value: unknown, name: string): boolean | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'boolean') throw invalidArgType(name, 'a boolean', value);
+  return value;
+}
+
+export function checkOptionalBytes(value: unknown, name: string, maxBytes: number): Uint8Array | undefined {
+  if (value === undefined) return undefined;
+  if (!(value instanceof Uint8Array)) throw invalidArgType(name, 'a Uint8Array', value);
+  if (value.byteLength > maxBytes) throw outOfRange(`${name}.byteLength`, `at most ${maxBytes}`, value.byteLength);
+  return value;
+}
+
+export function checkOptionalSignal(value: unknown, name = 'options.signal'): AbortSignal | undefined {
+  if (value === undefined) return undefined;
+  if (!(value instanceof AbortSignal)) throw invalidArgType(name, 'an AbortSignal', value);
+  return value;
+}

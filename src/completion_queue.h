@@ -1,0 +1,51 @@
+// Hands results from Windows threads back to the JS thread. One thread-safe function per addon
+// instance; a wake-up drains every job that is ready, so a burst of completions costs one hop.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace fltport {
+
+class CompletionQueue {
+ public:
+  class Job {
+   public:
+    virtual ~Job() = default;
+    // Runs on the JS thread inside its own handle scope.
+    virtual void Settle(Napi::Env env) = 0;
+  };
+
+  explicit CompletionQueue(Napi::Env env);
+  CompletionQueue(const CompletionQueue&) = delete;
+  CompletionQueue& operator=(const CompletionQueue&) = delete;
+
+  // JS thread: the event loop stays alive while any job submitted with KeepAlive() is unsettled.
+  void KeepAlive(Napi::Env env);
+  void LetGo(Napi::Env env);
+
+  // Any thread. After Close() the job is dropped unsettled: JS is gone by then.
+  void Post(std::unique_ptr<Job> job, bool keptAlive);
+
+  // JS thread, at environment teardown.
+  void Close();
+
+ private:
+  struct Ready {
+    std::unique_ptr<Job> job;
+    bool keptAlive;
+  };
+  static void Drain(Napi::Env env, Napi::Function callback, CompletionQueue* queue, std::nullptr_t* data);
+  using Wakeup = Napi::TypedThreadSafeFunction<CompletionQueue, std::nullptr_t, &CompletionQueue::Drain>;
+
+  Wakeup wakeup_;
+  std::mutex mutex_;
+  std::vector<Ready> ready_;
+  bool closed_ = false;
+  size_t keptAlive_ = 0;  // JS thread only
+};
+
+}  // namespace fltport

@@ -1,0 +1,9 @@
+#pragma once
+
+#include <napi.h>
+
+namespace fltport {
+
+void InitFilterPort(Napi::Env env, Napi::Object exports);
+
+}  // namespace fltport

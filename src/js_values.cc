@@ -1,0 +1,68 @@
+#include "js_values.h"
+
+namespace fltport {
+
+namespace {
+
+bool Throw(Napi::Env env, bool range, const char* code, const std::string& message) {
+  Napi::Error error = range ? static_cast<Napi::Error>(Napi::RangeError::New(env, message))
+                            : static_cast<Napi::Error>(Napi::TypeError::New(env, message));
+  error.Set("code", Napi::String::New(env, code));
+  error.ThrowAsJavaScriptException();
+  return false;
+}
+
+}  // namespace
+
+bool ReadPortName(const Napi::Value& value, size_t maxUnits, std::wstring* out) {
+  Napi::Env env = value.Env();
+  if (!value.IsString()) return Throw(env, false, "ERR_INVALID_ARG_TYPE", "name must be a string");
+  std::u16string units = value.As<Napi::String>().Utf16Value();
+  if (units.empty()) return Throw(env, false, "ERR_INVALID_ARG_VALUE", "name must not be empty");
+  if (units.size() > maxUnits) {
+    return Throw(env, true, "ERR_OUT_OF_RANGE", "name must be at most " + std::to_string(maxUnits) + " UTF-16 units");
+  }
+  if (units.find(u'\0') != std::u16string::npos) {
+    return Throw(env, false, "ERR_INVALID_ARG_VALUE", "name must not contain NUL characters");
+  }
+  out->assign(units.begin(), units.end());
+  return true;
+}
+
+bool ReadOptionalBytes(const Napi::Value& value, const char* name, size_t maxBytes, std::vector<uint8_t>* out) {
+  Napi::Env env = value.Env();
+  out->clear();
+  if (value.IsUndefined() || value.IsNull()) return true;
+  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    return Throw(env, false, "ERR_INVALID_ARG_TYPE", std::string(name) + " must be a Uint8Array");
+  }
+  Napi::Uint8Array bytes = value.As<Napi::Uint8Array>();
+  if (bytes.ByteLength() > maxBytes) {
+    return Throw(env, true, "ERR_OUT_OF_RANGE",
+                 std::string(name) + " must be at most " + std::to_string(maxBytes) + " bytes");
+  }
+  out->assign(bytes.Data(), bytes.Data() + bytes.ByteLength());
+  return true;
+}
+
+bool ReadBoolean(const Napi::Value& value, const char* name, bool* out) {
+  if (!value.IsBoolean()) return Throw(value.Env(), false, "ERR_INVALID_ARG_TYPE", std::string(name) + " must be a boolean");
+  *out = value.As<Napi::Boolean>().Value();
+  return true;
+}
+
+Napi::Error FailureToJs(Napi::Env env, const Failure& failure) {
+  if (failure.fltportCode != nullptr) {
+    Napi::Error error = Napi::Error::New(env, failure.detail);
+    error.Set("code", Napi::String::New(env, failure.fltportCode));
+    error.Set("syscall", Napi::String::New(env, failure.syscall));
+    return error;
+  }
+  Napi::Error error = Napi::Error::New(env, std::string(failure.syscall) + " failed");
+  error.Set("syscall", Napi::String::New(env, failure.syscall));
+  error.Set(failure.kind == CodeKind::kNtStatus ? "ntstatus" : "hresult", Napi::Number::New(env, failure.code));
+  error.Set("systemMessage", Napi::String::New(env, SystemMessage(failure.kind, failure.code)));
+  return error;
+}
+
+}  // namespace fltport
