@@ -40,7 +40,7 @@ export function loadNative(): NativeModule {
       loaded = require(candidate) as NativeModule;
       return loaded;
     } catch (error) {
-      failures.push(`${candidate}: ${(error as Error).message}`);
+      failures.push(`${candidate}: ${(error as Error).message.replace(/\s*[\r\n]+\s*/g, ' ').trim()}`);
     }
   }
   throw new FltportError(

@@ -1,0 +1,64 @@
+// Runs every suite and ends with one line "N passed, N failed, N skipped" summed over all of
+// them; exits non-zero when anything failed.
+//   unit        Linux (or any) Node: loader, errors, argument checks
+//   windows     Windows node.exe (Wine here) with the system's fltlib.dll (Wine's stub)
+//   emulator    the emulator's C conformance program
+//   windows+emu Windows node.exe with the emulator's fltlib.dll beside it
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { isWindows, repoRoot } from './windows-runtime.mjs';
+import { mochaCounts } from './mocha-summary.mjs';
+import { runWindowsSuite } from './test-windows.mjs';
+
+process.chdir(repoRoot);
+
+function runNode(args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    const take = (chunk) => {
+      output += chunk;
+      process.stdout.write(chunk);
+    };
+    child.stdout.on('data', take);
+    child.stderr.on('data', take);
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? 1, output }));
+  });
+}
+
+function plainCounts(output) {
+  const lines = output.trim().split('\n').reverse();
+  const line = lines.find((text) => /^\d+ passed, \d+ failed/.test(text.trim())) ?? '';
+  const [passed, failed, skipped] = [/(\d+) passed/, /(\d+) failed/, /(\d+) skipped/].map((re) => Number(line.match(re)?.[1] ?? 0));
+  return { passed, failed, skipped };
+}
+
+const suites = [
+  ['unit', async () => mochaCounts((await runNode([path.join('node_modules', 'mocha', 'bin', 'mocha.js'), '--config', 'test/unit/.mocharc.json'])).output)],
+  ['windows', () => runWindowsSuite('test/windows')],
+];
+if (fs.existsSync(path.join(repoRoot, 'emulator', 'CMakeLists.txt'))) {
+  suites.push(['emulator', async () => plainCounts((await runNode([path.join('scripts', 'test-emulator.mjs')])).output)]);
+  suites.push(['windows+emulator', () => runWindowsSuite('test/windows', { emulator: true })]);
+}
+
+const total = { passed: 0, failed: 0, skipped: 0 };
+const rows = [];
+for (const [name, run] of suites) {
+  console.log(`\n=== ${name} ${isWindows ? '' : '(Windows binaries under Wine where needed)'}`);
+  let counts;
+  try {
+    counts = await run();
+    if (counts.passed + counts.failed === 0) counts.failed = 1; // a suite that ran nothing is broken
+  } catch (error) {
+    console.log(`${name}: could not run: ${error.stack ?? error}`);
+    counts = { passed: 0, failed: 1, skipped: 0 };
+  }
+  rows.push(`${name}: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`);
+  for (const key of Object.keys(total)) total[key] += counts[key];
+}
+console.log(`\n${rows.join('\n')}`);
+console.log(`${total.passed} passed, ${total.failed} failed, ${total.skipped} skipped`);
+process.exit(total.failed === 0 ? 0 : 1);
