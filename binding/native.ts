@@ -8,8 +8,24 @@ export interface NativeRuntimeInfo {
   ntdllEntryPoints: Record<string, boolean>;
 }
 
+export interface NativeMessage {
+  id: bigint;
+  /** FILTER_MESSAGE_HEADER.ReplyLength as user mode sees it (0 = no reply expected). */
+  replyLength: number;
+  data: Buffer;
+}
+
 export interface NativeFilterPort {
-  close(): void;
+  /** One overlapped FilterGetMessage into a buffer of `bufferBytes` (header included). */
+  read(bufferBytes: number, readId: number): Promise<NativeMessage>;
+  /** CancelIoEx on that read; it then rejects with ERROR_OPERATION_ABORTED. */
+  cancelRead(readId: number): void;
+  send(data: Uint8Array, replyBytes: number): Promise<Buffer>;
+  reply(messageId: bigint, status: number, payload: Uint8Array | null): Promise<void>;
+  /** Cancels every read and resolves once all have completed; the handle closes after the last call using it. */
+  close(): Promise<void>;
+  ref(): void;
+  unref(): void;
 }
 
 export interface NativeModule {

@@ -6,7 +6,11 @@ export type FltportErrorCode =
   | 'ERR_FLTPORT_UNSUPPORTED_PLATFORM'
   | 'ERR_FLTPORT_NATIVE_LOAD'
   | 'ERR_FLTPORT_CLOSED'
-  | 'ERR_FLTPORT_MISSING_ENTRY_POINT';
+  | 'ERR_FLTPORT_MISSING_ENTRY_POINT'
+  | 'ERR_FLTPORT_SYNC_HANDLE'
+  | 'ERR_FLTPORT_REPLY_NOT_EXPECTED'
+  | 'ERR_FLTPORT_ALREADY_REPLIED'
+  | 'ERR_FLTPORT_NO_TYPE';
 
 export class FltportError extends Error {
   readonly code: FltportErrorCode;
@@ -79,10 +83,10 @@ export function fromNative(error: unknown): unknown {
     if (typeof raw.systemMessage === 'string' && raw.systemMessage !== '') init.systemMessage = raw.systemMessage;
     return new WinError(init);
   }
-  if (raw.code === 'ERR_FLTPORT_MISSING_ENTRY_POINT') {
+  if (typeof raw.code === 'string' && raw.code.startsWith('ERR_FLTPORT_')) {
     const init: { syscall?: string } = {};
     if (syscall !== undefined) init.syscall = syscall;
-    return new FltportError('ERR_FLTPORT_MISSING_ENTRY_POINT', String(raw.message), init);
+    return new FltportError(raw.code as FltportErrorCode, String(raw.message), init);
   }
   return error;
 }

@@ -1,20 +1,35 @@
 // FilterPort: a connection to a minifilter's communication port (fltlib.dll).
 import { loadNative } from '../binding/loader';
-import type { NativeFilterPort } from '../binding/native';
-import { FltportError, abortErrorFor, fromNative } from './errors';
+import type { NativeFilterPort, NativeMessage } from '../binding/native';
+import { AbortError, FltportError, WinError, abortErrorFor, fromNative } from './errors';
+import { FilterMessage } from './filter-message';
+import { type StructType, decodeStruct, encodeStruct, structSize } from './structs';
 import {
   MAX_CONTEXT_BYTES,
+  MAX_PAYLOAD_BYTES,
   checkOptionalBoolean,
   checkOptionalBytes,
+  checkOptionalFunction,
+  checkOptionalInteger,
   checkOptionalSignal,
   checkOptionsObject,
   checkPortName,
 } from './validate';
 
+/** sizeof(FILTER_MESSAGE_HEADER), which every read buffer starts with. */
+const MESSAGE_HEADER_BYTES = 16;
+/** ERROR_INVALID_HANDLE as an HRESULT: how user mode sees STATUS_PORT_DISCONNECTED. */
+const HRESULT_INVALID_HANDLE = 0x80070006;
+/** STATUS_UNSUCCESSFUL: the reply status serve() sends when a handler throws. */
+export const HANDLER_FAILED_STATUS = 0xc0000001;
+const DEFAULT_BUFFER_BYTES = 16 * 1024;
+const DEFAULT_PENDING = 16;
+const MAX_PENDING = 1024;
+
 export interface FilterConnectOptions {
   /** Connection context handed to the minifilter's ConnectNotify (at most 0xFFE8 bytes). */
   context?: Uint8Array;
-  /** FLT_PORT_FLAG_SYNC_HANDLE: ask for a handle without overlapped I/O (Windows 8.1+). */
+  /** FLT_PORT_FLAG_SYNC_HANDLE: a handle without overlapped I/O; such a port can send but not receive. */
   syncHandle?: boolean;
   /** Let child processes inherit the port handle. */
   inheritHandle?: boolean;
@@ -22,16 +37,71 @@ export interface FilterConnectOptions {
   signal?: AbortSignal;
 }
 
+export interface SendOptions {
+  /** Size of the output buffer handed to MessageNotify (default 0, or the size of replyType). */
+  replyBytes?: number;
+  /** Encode `data` (a plain object) with this koffi type. */
+  type?: StructType;
+  /** Decode the output with this koffi type; send() then resolves with the object. */
+  replyType?: StructType;
+  /** Rejects at once; the call already inside the kernel runs to its end and its result is dropped. */
+  signal?: AbortSignal;
+}
+
+export interface ReceiveOptions {
+  /** Largest payload accepted, header excluded (default 16 KiB). */
+  bufferBytes?: number;
+  /** Decode each message's data with this koffi type (message.value). */
+  type?: StructType;
+  signal?: AbortSignal;
+}
+
+export interface MessagesOptions extends ReceiveOptions {
+  /** Reads kept outstanding in the kernel (default 16). */
+  pending?: number;
+}
+
+export interface ServeOptions extends MessagesOptions {
+  /** Handlers running at once (default: pending). */
+  concurrency?: number;
+  /** Encode the handlers' results with this koffi type. */
+  replyType?: StructType;
+  /** Called with a handler's error (the message then gets HANDLER_FAILED_STATUS) or a failed reply. */
+  onError?: (error: unknown, message: FilterMessage) => void;
+}
+
+export interface ServeStats {
+  received: number;
+  replied: number;
+  /** Replies that came after the kernel stopped waiting (ERROR_FLT_NO_WAITER_FOR_REPLY). */
+  lateReplies: number;
+  /** Handlers that threw. */
+  failed: number;
+}
+
+export type MessageHandler<T> = (message: FilterMessage<T>) => unknown;
+
+interface Pending {
+  fail(error: unknown): void;
+}
+
 export class FilterPort {
   readonly name: string;
-  #native: NativeFilterPort | undefined;
+  readonly #native: NativeFilterPort;
+  /** Set once the port is closed or disconnected: what every later call rejects with. */
+  #endError: Error | undefined;
+  #closing: Promise<void> | undefined;
+  readonly #pending = new Set<Pending>();
+  /** Messages read but not handed out (their reader gave up); the next reader gets them. */
+  readonly #unclaimed: NativeMessage[] = [];
+  #nextReadId = 0;
 
   private constructor(name: string, native: NativeFilterPort) {
     this.name = name;
     this.#native = native;
   }
 
-  /** FilterConnectCommunicationPort, run off the JS thread. */
+  /** FilterConnectCommunicationPort, run on a Windows thread-pool thread. */
   static async connect(name: string, options?: FilterConnectOptions): Promise<FilterPort> {
     checkPortName(name);
     const raw = checkOptionsObject(options);
@@ -45,36 +115,299 @@ export class FilterPort {
       .filterConnect(name, context ?? null, syncHandle, inheritHandle)
       .then((native) => new FilterPort(name, native), (error: unknown) => Promise.reject(fromNative(error)));
     if (signal === undefined) return connecting;
-    return raceAbort(connecting, signal, (port) => void port.close());
+    return settleOnce(connecting, signal, (port) => void port.close());
   }
 
+  /** True after close() or once the kernel side disconnected. */
   get closed(): boolean {
-    return this.#native === undefined;
+    return this.#endError !== undefined;
   }
 
-  /** Closes the handle; calling it again does nothing. */
-  async close(): Promise<void> {
-    const native = this.#native;
-    this.#native = undefined;
-    native?.close();
+  /** FilterSendMessage: runs the minifilter's MessageNotify; resolves with exactly lpBytesReturned bytes. */
+  send(data: Uint8Array, options?: SendOptions & { replyType?: undefined }): Promise<Buffer>;
+  send<R>(data: Uint8Array | object, options: SendOptions & { replyType: StructType }): Promise<R>;
+  send(data: Uint8Array | object, options?: SendOptions): Promise<Buffer | object>;
+  async send(data: unknown, options?: SendOptions): Promise<unknown> {
+    const raw = checkOptionsObject(options);
+    const type = raw.type as StructType | undefined;
+    const replyType = raw.replyType as StructType | undefined;
+    const input = type === undefined ? checkPayload(data, 'data') : encodeStruct(type, data, 'options.type');
+    const replyBytes =
+      checkOptionalInteger(raw.replyBytes, 'options.replyBytes', 0, MAX_PAYLOAD_BYTES) ??
+      (replyType === undefined ? 0 : structSize(replyType, 'options.replyType'));
+    const signal = checkOptionalSignal(raw.signal);
+    const output = await this.#track(() => this.#native.send(input, replyBytes), signal);
+    return replyType === undefined ? output : decodeStruct(replyType, output, 'options.replyType');
+  }
+
+  /** One FilterGetMessage. */
+  async receive<T = unknown>(options?: ReceiveOptions): Promise<FilterMessage<T>> {
+    const { bufferBytes, type, signal } = checkReceiveOptions(options);
+    const unclaimed = this.#unclaimed.shift();
+    if (unclaimed !== undefined) return this.#message<T>(unclaimed, type);
+    return this.#message<T>(await this.#read(bufferBytes, signal), type);
+  }
+
+  /**
+   * Messages as they come, with `pending` reads outstanding. Ends when the port closes; throws
+   * an AbortError when the signal aborts and the WinError when the kernel disconnects. A
+   * message read but not yet taken when the loop is left stays for the next reader.
+   */
+  async *messages<T = unknown>(options?: MessagesOptions): AsyncGenerator<FilterMessage<T>, void, undefined> {
+    const { bufferBytes, type, signal, pending } = checkMessagesOptions(options);
+    if (signal?.aborted) throw abortErrorFor(signal);
+    if (this.#endError !== undefined) throw this.#endError;
+
+    const leaving = new AbortController();
+    const ready: NativeMessage[] = this.#unclaimed.splice(0);
+    let inFlight = 0;
+    let failure: unknown;
+    let wake: (() => void) | undefined;
+    const notify = () => {
+      const resume = wake;
+      wake = undefined;
+      resume?.();
+    };
+    signal?.addEventListener('abort', notify);
+    try {
+      for (;;) {
+        // Back-pressure: never more than `pending` messages read ahead of the consumer.
+        while (failure === undefined && inFlight + ready.length < pending) {
+          inFlight += 1;
+          this.#read(bufferBytes, leaving.signal).then(
+            (message) => {
+              inFlight -= 1;
+              ready.push(message);
+              notify();
+            },
+            (error: unknown) => {
+              inFlight -= 1;
+              if (!leaving.signal.aborted) failure ??= error;
+              notify();
+            },
+          );
+        }
+        const next = ready.shift();
+        if (next !== undefined) {
+          yield this.#message<T>(next, type);
+          continue;
+        }
+        if (signal?.aborted) throw abortErrorFor(signal);
+        if (failure !== undefined) {
+          if (failure instanceof FltportError && failure.code === 'ERR_FLTPORT_CLOSED') return;
+          throw failure;
+        }
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+      }
+    } finally {
+      signal?.removeEventListener('abort', notify);
+      leaving.abort();
+      if (this.#endError === undefined) this.#unclaimed.unshift(...ready);
+    }
+  }
+
+  /**
+   * The scanner loop: `pending` reads outstanding, up to `concurrency` handlers at once, each
+   * message answered with its handler's result (status 0) or, when the handler throws, with
+   * HANDLER_FAILED_STATUS. Resolves when the port closes or the signal aborts, after every
+   * handler has settled; rejects with the WinError when the kernel disconnects.
+   */
+  async serve<T = unknown>(handler: MessageHandler<T>, options?: ServeOptions): Promise<ServeStats> {
+    if (typeof handler !== 'function') throw new TypeError('handler must be a function');
+    const raw = checkOptionsObject(options);
+    const { pending } = checkMessagesOptions(options);
+    const concurrency = checkOptionalInteger(raw.concurrency, 'options.concurrency', 1, 1 << 20) ?? pending;
+    const onError = checkOptionalFunction<NonNullable<ServeOptions['onError']>>(raw.onError, 'options.onError');
+    const replyType = raw.replyType as StructType | undefined;
+    if (replyType !== undefined) structSize(replyType, 'options.replyType');
+
+    const stats: ServeStats = { received: 0, replied: 0, lateReplies: 0, failed: 0 };
+    const report = (error: unknown, message: FilterMessage) => {
+      if (onError === undefined) {
+        process.emitWarning(error instanceof Error ? error : new Error(String(error)), 'FltportServeWarning');
+        return;
+      }
+      try {
+        onError(error, message);
+      } catch {
+        // onError's own failure must not end the loop.
+      }
+    };
+    const answer = async (message: FilterMessage<T>, payload: unknown, status: number) => {
+      try {
+        const replyOptions = replyType === undefined || status !== 0 ? { status } : { status, type: replyType };
+        await message.reply(status === 0 ? (payload as Uint8Array | object | undefined) : undefined, replyOptions);
+        stats.replied += 1;
+      } catch (error) {
+        if (error instanceof WinError && error.code === 'ERROR_FLT_NO_WAITER_FOR_REPLY') stats.lateReplies += 1;
+        else if (!this.closed) report(error, message);
+      }
+    };
+    const handle = async (message: FilterMessage<T>) => {
+      let result: unknown;
+      try {
+        result = await handler(message);
+      } catch (error) {
+        stats.failed += 1;
+        report(error, message);
+        if (message.expectsReply && !message.replied) await answer(message, undefined, HANDLER_FAILED_STATUS);
+        return;
+      }
+      if (message.expectsReply && !message.replied) await answer(message, result, 0);
+    };
+
+    const active = new Set<Promise<void>>();
+    try {
+      for await (const message of this.messages<T>(options)) {
+        stats.received += 1;
+        const task: Promise<void> = handle(message).finally(() => active.delete(task));
+        active.add(task);
+        if (active.size >= concurrency) await Promise.race(active);
+      }
+    } catch (error) {
+      await Promise.allSettled(active);
+      if (error instanceof AbortError) return stats;
+      throw error;
+    }
+    await Promise.allSettled(active);
+    return stats;
+  }
+
+  /** Pending reads keep the event loop alive (the default). */
+  ref(): this {
+    this.#native.ref();
+    return this;
+  }
+
+  /** Pending reads no longer keep the event loop alive. */
+  unref(): this {
+    this.#native.unref();
+    return this;
+  }
+
+  /**
+   * Cancels every pending read, waits for their completions off the JS thread and closes the
+   * handle. Every pending promise rejects once with ERR_FLTPORT_CLOSED, as does every later call.
+   */
+  close(): Promise<void> {
+    this.#end(new FltportError('ERR_FLTPORT_CLOSED', `the port ${this.name} is closed`));
+    return this.#closing as Promise<void>;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
 
-  /** @internal The native handle, or ERR_FLTPORT_CLOSED. */
-  protected requireOpen(): NativeFilterPort {
-    if (this.#native === undefined) throw new FltportError('ERR_FLTPORT_CLOSED', `the port ${this.name} is closed`);
-    return this.#native;
+  #end(error: Error): void {
+    if (this.#endError !== undefined) return;
+    this.#endError = error;
+    this.#unclaimed.length = 0;
+    for (const pending of [...this.#pending]) pending.fail(error);
+    this.#closing = this.#native.close();
   }
+
+  #message<T>(native: NativeMessage, type: StructType | undefined): FilterMessage<T> {
+    return new FilterMessage<T>(native.id, native.replyLength, native.data, type, (id, status, payload) =>
+      this.#track(() => this.#native.reply(id, status, payload), undefined),
+    );
+  }
+
+  #read(bufferBytes: number, signal: AbortSignal | undefined): Promise<NativeMessage> {
+    const readId = this.#nextReadId;
+    this.#nextReadId = (this.#nextReadId + 1) >>> 0;
+    return this.#track(
+      () => this.#native.read(MESSAGE_HEADER_BYTES + bufferBytes, readId),
+      signal,
+      () => this.#native.cancelRead(readId),
+      (late) => {
+        if (this.#endError === undefined) this.#unclaimed.push(late);
+      },
+    );
+  }
+
+  /**
+   * Runs one native call so that its promise settles exactly once: with the call's outcome, or
+   * earlier with an AbortError (then `cancel` runs) or with the port's end. A result that
+   * arrives after that goes to `orphan`.
+   */
+  #track<T>(
+    start: () => Promise<T>,
+    signal: AbortSignal | undefined,
+    cancel?: () => void,
+    orphan?: (late: T) => void,
+  ): Promise<T> {
+    if (this.#endError !== undefined) return Promise.reject(this.#endError);
+    if (signal?.aborted) return Promise.reject(abortErrorFor(signal));
+    const work = start();
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const finish = () => {
+        settled = true;
+        this.#pending.delete(pending);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const pending: Pending = {
+        fail: (error) => {
+          if (settled) return;
+          finish();
+          reject(error);
+        },
+      };
+      const onAbort = () => {
+        pending.fail(abortErrorFor(signal as AbortSignal));
+        cancel?.();
+      };
+      this.#pending.add(pending);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      work.then(
+        (value) => {
+          if (settled) {
+            orphan?.(value);
+            return;
+          }
+          finish();
+          resolve(value);
+        },
+        (nativeError: unknown) => {
+          const error = fromNative(nativeError);
+          // Any call answered ERROR_INVALID_HANDLE on a handle we still own: the kernel side is gone.
+          if (error instanceof WinError && error.hresult === HRESULT_INVALID_HANDLE) this.#end(error);
+          pending.fail(error);
+        },
+      );
+    });
+  }
+}
+
+function checkPayload(data: unknown, name: string): Uint8Array {
+  if (!(data instanceof Uint8Array)) throw new TypeError(`${name} must be a Uint8Array (or an object with options.type)`);
+  if (data.byteLength > MAX_PAYLOAD_BYTES) throw new RangeError(`${name} must be at most ${MAX_PAYLOAD_BYTES} bytes`);
+  return data;
+}
+
+function checkReceiveOptions(options: unknown) {
+  const raw = checkOptionsObject(options);
+  const bufferBytes = checkOptionalInteger(raw.bufferBytes, 'options.bufferBytes', 0, MAX_PAYLOAD_BYTES) ?? DEFAULT_BUFFER_BYTES;
+  const type = raw.type as StructType | undefined;
+  if (type !== undefined) structSize(type, 'options.type');
+  return { bufferBytes, type, signal: checkOptionalSignal(raw.signal) };
+}
+
+function checkMessagesOptions(options: unknown) {
+  const raw = checkOptionsObject(options);
+  return {
+    ...checkReceiveOptions(options),
+    pending: checkOptionalInteger(raw.pending, 'options.pending', 1, MAX_PENDING) ?? DEFAULT_PENDING,
+  };
 }
 
 /**
  * Settles with `work` unless `signal` aborts first; then rejects with an AbortError and hands
  * whatever `work` produces later to `discard`, so nothing it opened is leaked.
  */
-function raceAbort<T>(work: Promise<T>, signal: AbortSignal, discard: (value: T) => void): Promise<T> {
+function settleOnce<T>(work: Promise<T>, signal: AbortSignal, discard: (value: T) => void): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => {
       reject(abortErrorFor(signal));
@@ -84,8 +417,7 @@ function raceAbort<T>(work: Promise<T>, signal: AbortSignal, discard: (value: T)
     work.then(
       (value) => {
         signal.removeEventListener('abort', onAbort);
-        if (signal.aborted) return;
-        resolve(value);
+        if (!signal.aborted) resolve(value);
       },
       (error: unknown) => {
         signal.removeEventListener('abort', onAbort);
@@ -94,3 +426,4 @@ function raceAbort<T>(work: Promise<T>, signal: AbortSignal, discard: (value: T)
     );
   });
 }
+

@@ -42,3 +42,19 @@ export function checkOptionalSignal(value: unknown, name = 'options.signal'): Ab
   if (!(value instanceof AbortSignal)) throw invalidArgType(name, 'an AbortSignal', value);
   return value;
 }
+
+/** Largest payload fltport moves in one call (reads, sends, replies): 64 MiB. */
+export const MAX_PAYLOAD_BYTES = 64 * 1024 * 1024;
+
+export function checkOptionalInteger(value: unknown, name: string, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number') throw invalidArgType(name, 'a number', value);
+  if (!Number.isInteger(value) || value < min || value > max) throw outOfRange(name, `an integer from ${min} to ${max}`, value);
+  return value;
+}
+
+export function checkOptionalFunction<T extends (...args: never[]) => unknown>(value: unknown, name: string): T | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'function') throw invalidArgType(name, 'a function', value);
+  return value as T;
+}

@@ -1,11 +1,16 @@
-// The JS-facing side of filter communication ports.
+// The JS-facing side of filter communication ports. Every promise made here settles exactly
+// once; lib/filter-port.ts layers close and abort semantics on top.
 #include "filter_port_binding.h"
 
+#include <cstring>
 #include <memory>
+#include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "addon_data.h"
 #include "js_values.h"
+#include "pool_job.h"
 #include "win/failure.h"
 #include "win/filter_port.h"
 
@@ -13,60 +18,327 @@ namespace fltport {
 
 namespace {
 
+// Largest read buffer, send output and reply payload accepted: far above what a minifilter
+// exchanges, low enough that a wrong number cannot make the process allocate gigabytes.
+constexpr uint32_t kMaxPayloadBytes = 64 * 1024 * 1024;
+
+class ReadJob;
+
+// What one open port shares with its reads in flight. JS thread only, except `connection`,
+// which in-flight calls hold their own references to.
+struct PortState {
+  PortState(std::shared_ptr<FilterConnection> opened, std::shared_ptr<CompletionQueue> queue)
+      : connection(std::move(opened)), completions(std::move(queue)) {}
+
+  // Pending reads keep the event loop alive while the port is referenced (ref/unref).
+  void UpdateKeepAlive(Napi::Env env) {
+    bool wanted = referenced && !reads.empty();
+    if (wanted == holding) return;
+    holding = wanted;
+    if (wanted) {
+      completions->KeepAlive(env);
+    } else {
+      completions->LetGo(env);
+    }
+  }
+
+  // Cancels every read; the handle is released once the last of them has completed.
+  void BeginClose() {
+    if (connection == nullptr || closing) return;
+    closing = true;
+    connection->CancelAllReads();
+  }
+
+  void FinishCloseIfDrained() {
+    if (!closing || !reads.empty() || connection == nullptr) return;
+    // Sends still inside the kernel hold their own references; the handle closes after them.
+    connection.reset();
+    for (Napi::Promise::Deferred& waiter : closeWaiters) waiter.Resolve(waiter.Env().Undefined());
+    closeWaiters.clear();
+  }
+
+  std::shared_ptr<FilterConnection> connection;
+  std::shared_ptr<CompletionQueue> completions;
+  std::unordered_map<uint32_t, ReadJob*> reads;
+  std::vector<Napi::Promise::Deferred> closeWaiters;
+  bool referenced = true;
+  bool holding = false;
+  bool closing = false;
+};
+
+// One overlapped FilterGetMessage: a thread-pool completion posts it back to the JS thread.
+class ReadJob : public CompletionQueue::Job, public ReadOperation {
+ public:
+  ReadJob(Napi::Env env, std::shared_ptr<PortState> port, uint32_t readId, uint32_t bufferBytes)
+      : deferred_(Napi::Promise::Deferred::New(env)),
+        port_(std::move(port)),
+        connection_(port_->connection),
+        readId_(readId),
+        buffer_(new uint8_t[bufferBytes]),
+        bufferBytes_(bufferBytes) {}
+
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+  HRESULT Start() { return connection_->StartRead(this, buffer_.get(), bufferBytes_); }
+  void Cancel() { connection_->CancelRead(this); }
+
+  void ReadCompleted(ULONG error, ULONG bytes) override {
+    error_ = error;
+    bytes_ = bytes;
+    std::shared_ptr<CompletionQueue> completions = port_->completions;
+    completions->Post(std::unique_ptr<Job>(this), false);
+  }
+
+  void Settle(Napi::Env env) override {
+    port_->reads.erase(readId_);
+    port_->UpdateKeepAlive(env);
+    connection_.reset();
+    if (error_ == ERROR_SUCCESS && bytes_ >= kMessageHeaderBytes) {
+      deferred_.Resolve(Message(env));
+    } else {
+      deferred_.Reject(FailureToJs(env, Failure::FromWin32("FilterGetMessage", ReadError())).Value());
+    }
+    port_->FinishCloseIfDrained();
+  }
+
+ private:
+  Napi::Object Message(Napi::Env env) const {
+    uint32_t replyLength;
+    uint64_t messageId;
+    std::memcpy(&replyLength, buffer_.get(), sizeof(replyLength));
+    std::memcpy(&messageId, buffer_.get() + 8, sizeof(messageId));
+    Napi::Object message = Napi::Object::New(env);
+    message.Set("id", Napi::BigInt::New(env, messageId));
+    message.Set("replyLength", Napi::Number::New(env, replyLength));
+    // A copy into a Node-owned buffer: Electron refuses external buffers.
+    message.Set("data", Napi::Buffer<uint8_t>::Copy(env, buffer_.get() + kMessageHeaderBytes, bytes_ - kMessageHeaderBytes));
+    return message;
+  }
+
+  DWORD ReadError() const {
+    switch (error_) {
+      // A read that completed with less than a header: the emulator's way of saying the
+      // buffer was too small (Windows fails the read with this error itself).
+      case ERROR_SUCCESS:
+        return ERROR_INSUFFICIENT_BUFFER;
+      // The emulator's transport reports a vanished kernel side as a broken pipe; Windows
+      // reports STATUS_PORT_DISCONNECTED, which user mode sees as ERROR_INVALID_HANDLE.
+      case ERROR_BROKEN_PIPE:
+      case ERROR_PIPE_NOT_CONNECTED:
+        return ERROR_INVALID_HANDLE;
+      default:
+        return error_;
+    }
+  }
+
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<PortState> port_;
+  std::shared_ptr<FilterConnection> connection_;
+  uint32_t readId_;
+  std::unique_ptr<uint8_t[]> buffer_;
+  uint32_t bufferBytes_;
+  ULONG error_ = ERROR_SUCCESS;
+  ULONG bytes_ = 0;
+};
+
+class SendJob : public PoolJob {
+ public:
+  SendJob(Napi::Env env, std::shared_ptr<FilterConnection> connection, std::vector<uint8_t> input, uint32_t outputBytes)
+      : PoolJob(env, "FilterSendMessage"),
+        connection_(std::move(connection)),
+        input_(std::move(input)),
+        output_(outputBytes) {}
+
+ protected:
+  HRESULT Run() override {
+    return connection_->Send(input_.empty() ? nullptr : input_.data(), static_cast<DWORD>(input_.size()),
+                             output_.empty() ? nullptr : output_.data(), static_cast<DWORD>(output_.size()),
+                             &returned_);
+  }
+
+  Napi::Value Result(Napi::Env env) override {
+    connection_.reset();
+    DWORD bytes = returned_ <= output_.size() ? returned_ : static_cast<DWORD>(output_.size());
+    return Napi::Buffer<uint8_t>::Copy(env, output_.data(), bytes);
+  }
+
+ private:
+  std::shared_ptr<FilterConnection> connection_;
+  std::vector<uint8_t> input_;
+  std::vector<uint8_t> output_;
+  DWORD returned_ = 0;
+};
+
+class ReplyJob : public PoolJob {
+ public:
+  ReplyJob(Napi::Env env, std::shared_ptr<FilterConnection> connection, std::vector<uint8_t> reply)
+      : PoolJob(env, "FilterReplyMessage"), connection_(std::move(connection)), reply_(std::move(reply)) {}
+
+ protected:
+  HRESULT Run() override { return connection_->Reply(reply_.data(), static_cast<DWORD>(reply_.size())); }
+  Napi::Value Result(Napi::Env env) override {
+    connection_.reset();
+    return env.Undefined();
+  }
+
+ private:
+  std::shared_ptr<FilterConnection> connection_;
+  std::vector<uint8_t> reply_;
+};
+
+Napi::Promise Rejected(Napi::Env env, const Napi::Error& error) {
+  Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
+  deferred.Reject(error.Value());
+  return deferred.Promise();
+}
+
 class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
  public:
   static Napi::Function DefineClass(Napi::Env env) {
-    return ObjectWrap<FilterPortHandle>::DefineClass(env, "FilterPortHandle",
-                                                     {InstanceMethod<&FilterPortHandle::Close>("close")});
+    return ObjectWrap<FilterPortHandle>::DefineClass(
+        env, "FilterPortHandle",
+        {InstanceMethod<&FilterPortHandle::Read>("read"), InstanceMethod<&FilterPortHandle::CancelRead>("cancelRead"),
+         InstanceMethod<&FilterPortHandle::Send>("send"), InstanceMethod<&FilterPortHandle::Reply>("reply"),
+         InstanceMethod<&FilterPortHandle::Close>("close"), InstanceMethod<&FilterPortHandle::Ref>("ref"),
+         InstanceMethod<&FilterPortHandle::Unref>("unref")});
   }
 
   explicit FilterPortHandle(const Napi::CallbackInfo& info) : ObjectWrap<FilterPortHandle>(info) {}
 
-  void Adopt(UniqueHandle port) { port_ = std::move(port); }
+  void Adopt(Napi::Env env, std::shared_ptr<FilterConnection> connection) {
+    state_ = std::make_shared<PortState>(std::move(connection), GetAddonData(env)->completions);
+  }
+
+  // Garbage collected without close(): cancel the reads; the handle goes with the last of them.
+  void Finalize(Napi::Env env) override {
+    if (state_ == nullptr) return;
+    state_->referenced = false;
+    state_->UpdateKeepAlive(env);
+    state_->BeginClose();
+    state_->FinishCloseIfDrained();
+  }
 
  private:
-  // Closing a port handle does not wait on the kernel; a garbage-collected wrapper closes it in
-  // its destructor through UniqueHandle.
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    port_.Reset();
+  bool Closed() const { return state_ == nullptr || state_->closing || state_->connection == nullptr; }
+  Napi::Error ClosedError(Napi::Env env) const { return FltportErrorToJs(env, "ERR_FLTPORT_CLOSED", "the port is closed"); }
+
+  // read(bufferBytes, readId): Promise<{ id: bigint, replyLength: number, data: Buffer }>
+  Napi::Value Read(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t bufferBytes = 0;
+    uint32_t readId = 0;
+    if (!ReadUint32(info[0], "bufferBytes", kMessageHeaderBytes, kMessageHeaderBytes + kMaxPayloadBytes, &bufferBytes) ||
+        !ReadUint32(info[1], "readId", 0, UINT32_MAX, &readId)) {
+      return env.Undefined();
+    }
+    if (Closed()) return Rejected(env, ClosedError(env));
+    if (!state_->connection->Overlapped()) {
+      return Rejected(env, FltportErrorToJs(env, "ERR_FLTPORT_SYNC_HANDLE",
+                                            "a port connected with syncHandle cannot receive messages"));
+    }
+    if (state_->reads.count(readId) != 0) {
+      return Rejected(env, FltportErrorToJs(env, "ERR_INVALID_ARG_VALUE", "readId is already in use"));
+    }
+    auto read = std::make_unique<ReadJob>(env, state_, readId, bufferBytes);
+    Napi::Promise promise = read->Promise();
+    HRESULT hr = read->Start();
+    if (FAILED(hr)) return Rejected(env, FailureToJs(env, Failure::FromHResult("FilterGetMessage", hr)));
+    state_->reads.emplace(readId, read.release());  // the completion owns it now
+    state_->UpdateKeepAlive(env);
+    return promise;
+  }
+
+  Napi::Value CancelRead(const Napi::CallbackInfo& info) {
+    uint32_t readId = 0;
+    if (!ReadUint32(info[0], "readId", 0, UINT32_MAX, &readId)) return info.Env().Undefined();
+    if (state_ != nullptr) {
+      auto found = state_->reads.find(readId);
+      if (found != state_->reads.end()) found->second->Cancel();
+    }
     return info.Env().Undefined();
   }
 
-  UniqueHandle port_;
-};
-
-class ConnectJob : public CompletionQueue::Job {
- public:
-  ConnectJob(Napi::Env env, ConnectRequest request, std::shared_ptr<CompletionQueue> completions)
-      : deferred_(Napi::Promise::Deferred::New(env)),
-        request_(std::move(request)),
-        completions_(std::move(completions)) {}
-
-  Napi::Promise Promise() const { return deferred_.Promise(); }
-
-  // Runs on a Windows thread-pool thread.
-  static void CALLBACK Run(PTP_CALLBACK_INSTANCE, void* context) {
-    std::unique_ptr<ConnectJob> job(static_cast<ConnectJob*>(context));
-    job->result_ = ConnectFilterPort(job->request_, &job->port_);
-    std::shared_ptr<CompletionQueue> completions = job->completions_;
-    completions->Post(std::move(job), true);
+  // send(data, replyBytes): Promise<Buffer> of exactly lpBytesReturned bytes.
+  Napi::Value Send(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<uint8_t> input;
+    uint32_t replyBytes = 0;
+    if (!ReadOptionalBytes(info[0], "data", kMaxPayloadBytes, &input) ||
+        !ReadUint32(info[1], "replyBytes", 0, kMaxPayloadBytes, &replyBytes)) {
+      return env.Undefined();
+    }
+    if (Closed()) return Rejected(env, ClosedError(env));
+    return PoolJob::Submit(env, std::make_unique<SendJob>(env, state_->connection, std::move(input), replyBytes));
   }
 
-  void Reject(Napi::Env env, const Failure& failure) { deferred_.Reject(FailureToJs(env, failure).Value()); }
+  // reply(messageId, status, payload | null): Promise<void>; sends header + payload exactly.
+  Napi::Value Reply(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t messageId = 0;
+    int32_t status = 0;
+    std::vector<uint8_t> payload;
+    if (!ReadUint64(info[0], "messageId", &messageId) || !ReadInt32(info[1], "status", &status) ||
+        !ReadOptionalBytes(info[2], "payload", kMaxPayloadBytes, &payload)) {
+      return env.Undefined();
+    }
+    if (Closed()) return Rejected(env, ClosedError(env));
+    // FILTER_REPLY_HEADER: Status (NTSTATUS) at 0, 4 bytes of padding, MessageId at 8.
+    std::vector<uint8_t> reply(kReplyHeaderBytes + payload.size(), 0);
+    std::memcpy(reply.data(), &status, sizeof(status));
+    std::memcpy(reply.data() + 8, &messageId, sizeof(messageId));
+    if (!payload.empty()) std::memcpy(reply.data() + kReplyHeaderBytes, payload.data(), payload.size());
+    return PoolJob::Submit(env, std::make_unique<ReplyJob>(env, state_->connection, std::move(reply)));
+  }
 
-  void Settle(Napi::Env env) override {
-    if (FAILED(result_)) return Reject(env, Failure::FromHResult("FilterConnectCommunicationPort", result_));
+  // close(): Promise<void>, settled once every pending read has completed.
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Promise::Deferred closed = Napi::Promise::Deferred::New(env);
+    if (state_ == nullptr || state_->connection == nullptr) {
+      closed.Resolve(env.Undefined());
+      return closed.Promise();
+    }
+    state_->closeWaiters.push_back(closed);
+    state_->BeginClose();
+    state_->FinishCloseIfDrained();
+    return closed.Promise();
+  }
+
+  Napi::Value Ref(const Napi::CallbackInfo& info) {
+    if (state_ != nullptr) {
+      state_->referenced = true;
+      state_->UpdateKeepAlive(info.Env());
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Unref(const Napi::CallbackInfo& info) {
+    if (state_ != nullptr) {
+      state_->referenced = false;
+      state_->UpdateKeepAlive(info.Env());
+    }
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<PortState> state_;
+};
+
+class ConnectJob : public PoolJob {
+ public:
+  ConnectJob(Napi::Env env, ConnectRequest request)
+      : PoolJob(env, "FilterConnectCommunicationPort"), request_(std::move(request)) {}
+
+ protected:
+  HRESULT Run() override { return FilterConnection::Connect(request_, &connection_); }
+
+  Napi::Value Result(Napi::Env env) override {
     Napi::Object wrapper = GetAddonData(env)->filterPortClass.New({});
-    FilterPortHandle::Unwrap(wrapper)->Adopt(std::move(port_));
-    deferred_.Resolve(wrapper);
+    FilterPortHandle::Unwrap(wrapper)->Adopt(env, std::move(connection_));
+    return wrapper;
   }
 
  private:
-  Napi::Promise::Deferred deferred_;
   ConnectRequest request_;
-  std::shared_ptr<CompletionQueue> completions_;
-  HRESULT result_ = E_FAIL;
-  UniqueHandle port_;
+  std::shared_ptr<FilterConnection> connection_;
 };
 
 // filterConnect(name, context | null, syncHandle, inheritHandle): Promise<FilterPortHandle>
@@ -79,17 +351,7 @@ Napi::Value FilterConnect(const Napi::CallbackInfo& info) {
       !ReadBoolean(info[3], "inheritHandle", &request.inheritHandle)) {
     return env.Undefined();
   }
-  AddonData* data = GetAddonData(env);
-  auto job = std::make_unique<ConnectJob>(env, std::move(request), data->completions);
-  Napi::Promise promise = job->Promise();
-  data->completions->KeepAlive(env);
-  if (!TrySubmitThreadpoolCallback(&ConnectJob::Run, job.get(), nullptr)) {
-    data->completions->LetGo(env);
-    job->Reject(env, Failure::FromLastError("TrySubmitThreadpoolCallback"));
-    return promise;
-  }
-  job.release();  // owned by the thread-pool callback now
-  return promise;
+  return PoolJob::Submit(env, std::make_unique<ConnectJob>(env, std::move(request)));
 }
 
 }  // namespace

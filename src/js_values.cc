@@ -51,10 +51,48 @@ bool ReadBoolean(const Napi::Value& value, const char* name, bool* out) {
   return true;
 }
 
+bool ReadUint32(const Napi::Value& value, const char* name, uint32_t min, uint32_t max, uint32_t* out) {
+  Napi::Env env = value.Env();
+  if (!value.IsNumber()) return Throw(env, false, "ERR_INVALID_ARG_TYPE", std::string(name) + " must be a number");
+  double number = value.As<Napi::Number>().DoubleValue();
+  if (!(number >= min && number <= max) || number != static_cast<double>(static_cast<uint32_t>(number))) {
+    return Throw(env, true, "ERR_OUT_OF_RANGE",
+                 std::string(name) + " must be an integer from " + std::to_string(min) + " to " + std::to_string(max));
+  }
+  *out = static_cast<uint32_t>(number);
+  return true;
+}
+
+bool ReadInt32(const Napi::Value& value, const char* name, int32_t* out) {
+  Napi::Env env = value.Env();
+  if (!value.IsNumber()) return Throw(env, false, "ERR_INVALID_ARG_TYPE", std::string(name) + " must be a number");
+  double number = value.As<Napi::Number>().DoubleValue();
+  // NTSTATUS values are written both as signed and as unsigned 32-bit numbers.
+  if (!(number >= -2147483648.0 && number <= 4294967295.0) || number != static_cast<double>(static_cast<int64_t>(number))) {
+    return Throw(env, true, "ERR_OUT_OF_RANGE", std::string(name) + " must be a 32-bit integer");
+  }
+  *out = static_cast<int32_t>(static_cast<uint32_t>(static_cast<int64_t>(number)));
+  return true;
+}
+
+bool ReadUint64(const Napi::Value& value, const char* name, uint64_t* out) {
+  Napi::Env env = value.Env();
+  if (!value.IsBigInt()) return Throw(env, false, "ERR_INVALID_ARG_TYPE", std::string(name) + " must be a bigint");
+  bool lossless = false;
+  *out = value.As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless) return Throw(env, true, "ERR_OUT_OF_RANGE", std::string(name) + " must fit in 64 bits unsigned");
+  return true;
+}
+
+Napi::Error FltportErrorToJs(Napi::Env env, const char* code, const std::string& message) {
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, code));
+  return error;
+}
+
 Napi::Error FailureToJs(Napi::Env env, const Failure& failure) {
   if (failure.fltportCode != nullptr) {
-    Napi::Error error = Napi::Error::New(env, failure.detail);
-    error.Set("code", Napi::String::New(env, failure.fltportCode));
+    Napi::Error error = FltportErrorToJs(env, failure.fltportCode, failure.detail);
     error.Set("syscall", Napi::String::New(env, failure.syscall));
     return error;
   }

@@ -16,6 +16,12 @@ namespace fltport {
 bool ReadPortName(const Napi::Value& value, size_t maxUnits, std::wstring* out);
 bool ReadOptionalBytes(const Napi::Value& value, const char* name, size_t maxBytes, std::vector<uint8_t>* out);
 bool ReadBoolean(const Napi::Value& value, const char* name, bool* out);
+bool ReadUint32(const Napi::Value& value, const char* name, uint32_t min, uint32_t max, uint32_t* out);
+bool ReadInt32(const Napi::Value& value, const char* name, int32_t* out);
+bool ReadUint64(const Napi::Value& value, const char* name, uint64_t* out);
+
+// An error with one of fltport's own codes (ERR_FLTPORT_CLOSED, ...).
+Napi::Error FltportErrorToJs(Napi::Env env, const char* code, const std::string& message);
 
 // The value a promise rejects with when a Windows call failed; lib/errors.ts turns it into a
 // WinError or FltportError.

@@ -4,6 +4,7 @@
 #include <windows.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,9 @@ namespace fltport {
 constexpr size_t kMaxConnectionContextBytes = 0xFFE8;
 // Port names are UNICODE_STRINGs: at most 32767 UTF-16 units.
 constexpr size_t kMaxPortNameUnits = 32767;
+// sizeof(FILTER_MESSAGE_HEADER) and sizeof(FILTER_REPLY_HEADER) on every 64-bit Windows.
+constexpr DWORD kMessageHeaderBytes = 16;
+constexpr DWORD kReplyHeaderBytes = 16;
 
 struct ConnectRequest {
   std::wstring name;
@@ -24,8 +28,51 @@ struct ConnectRequest {
   bool inheritHandle = false;
 };
 
-// FilterConnectCommunicationPort; on success `port` owns the new handle.
-HRESULT ConnectFilterPort(const ConnectRequest& request, UniqueHandle* port);
+// One overlapped FilterGetMessage. The completion arrives on a thread-pool thread.
+class ReadOperation {
+ public:
+  virtual ~ReadOperation() = default;
+  virtual void ReadCompleted(ULONG error, ULONG bytes) = 0;
+
+ private:
+  friend class FilterConnection;
+  struct Overlapped : OVERLAPPED {
+    ReadOperation* owner;
+  };
+  Overlapped overlapped_{};
+};
+
+// An open client port and the thread-pool I/O object its reads complete through. Shared by
+// everything in flight on it, so the handle closes only after the last call that uses it.
+class FilterConnection {
+ public:
+  // FilterConnectCommunicationPort.
+  static HRESULT Connect(const ConnectRequest& request, std::shared_ptr<FilterConnection>* connection);
+  ~FilterConnection();
+  FilterConnection(const FilterConnection&) = delete;
+  FilterConnection& operator=(const FilterConnection&) = delete;
+
+  bool Overlapped() const { return io_ != nullptr; }
+
+  // Starts FilterGetMessage into `buffer`; S_OK means operation->ReadCompleted will be called
+  // exactly once, anything else is the synchronous failure and no completion follows.
+  HRESULT StartRead(ReadOperation* operation, uint8_t* buffer, DWORD bytes);
+  void CancelRead(ReadOperation* operation);
+  void CancelAllReads();
+
+  // FilterSendMessage: blocks until the minifilter's MessageNotify returns.
+  HRESULT Send(const uint8_t* input, DWORD inputBytes, uint8_t* output, DWORD outputBytes, DWORD* returned);
+  // FilterReplyMessage with `reply` = FILTER_REPLY_HEADER + payload, sent as exactly `bytes`.
+  HRESULT Reply(uint8_t* reply, DWORD bytes);
+
+ private:
+  explicit FilterConnection(UniqueHandle port) : port_(std::move(port)) {}
+  static void CALLBACK OnIoCompleted(PTP_CALLBACK_INSTANCE, void*, void* overlapped, ULONG result, ULONG_PTR bytes,
+                                     PTP_IO);
+
+  UniqueHandle port_;
+  PTP_IO io_ = nullptr;
+};
 
 // The full path of the fltlib.dll this process loaded (the emulator's, the system's or Wine's).
 std::wstring LoadedFltlibPath();

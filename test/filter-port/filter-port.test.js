@@ -1,0 +1,516 @@
+'use strict';
+// The filter port client end to end: the real addon in Windows node.exe, the emulator's
+// fltlib.dll beside it, and emulator/test-kernel as the kernel side.
+const assert = require('node:assert/strict');
+const { spawn } = require('node:child_process');
+const { once } = require('node:events');
+const path = require('node:path');
+const koffi = require('koffi');
+const { FilterPort, FilterMessage, WinError, FltportError, AbortError, HANDLER_FAILED_STATUS } = require('fltport');
+const { startKernel, kernel, sequenceOf, command, OP, NO_REPLY_BUFFER } = require('./test-kernel');
+
+const STATUS_ACCESS_DENIED = 0xc0000022;
+const STATUS_FLT_NO_WAITER_FOR_REPLY = 0xc01c0020;
+const STATUS_INVALID_PARAMETER = 0xc000000d;
+
+const isClosedError = (error) => error instanceof FltportError && error.code === 'ERR_FLTPORT_CLOSED';
+const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('FilterPort against the emulator', function () {
+  let host;
+  const opened = [];
+  const connect = async (options) => {
+    const port = await FilterPort.connect(host.portName, options);
+    opened.push(port);
+    return port;
+  };
+
+  beforeEach(async () => {
+    host = await startKernel();
+  });
+  afterEach(async () => {
+    await Promise.allSettled(opened.splice(0).map((port) => port.close()));
+    await host.stop();
+  });
+
+  describe('connect', () => {
+    it('hands the context to ConnectNotify byte for byte', async () => {
+      const context = Buffer.from(Array.from({ length: 300 }, (_, i) => i & 0xff));
+      const port = await connect({ context });
+      assert.deepEqual(await kernel.context(port), context);
+    });
+
+    it('rejects with ERROR_ACCESS_DENIED when ConnectNotify refuses', async () => {
+      await assert.rejects(FilterPort.connect(host.portName, { context: Buffer.from('refuse') }), (error) => {
+        assert.ok(error instanceof WinError);
+        assert.equal(error.code, 'ERROR_ACCESS_DENIED');
+        assert.equal(error.hresult, 0x80070005);
+        return true;
+      });
+    });
+
+    it('rejects with ERROR_CONNECTION_COUNT_LIMIT past MaxConnections, and admits again after a close', async () => {
+      const limited = await startKernel({ maxConnections: 2 });
+      try {
+        const first = await FilterPort.connect(limited.portName);
+        const second = await FilterPort.connect(limited.portName);
+        await assert.rejects(FilterPort.connect(limited.portName), { code: 'ERROR_CONNECTION_COUNT_LIMIT', hresult: 0x800704d6 });
+        await first.close();
+        // DisconnectNotify runs on the kernel side shortly after the handle closes.
+        let third;
+        for (let attempt = 0; attempt < 50 && third === undefined; attempt += 1) {
+          third = await FilterPort.connect(limited.portName).catch(() => delay(100).then(() => undefined));
+        }
+        assert.ok(third instanceof FilterPort);
+        await Promise.all([second.close(), third.close()]);
+      } finally {
+        await limited.stop();
+      }
+    });
+
+    it('supports await using', async () => {
+      let outside;
+      {
+        await using port = await FilterPort.connect(host.portName);
+        outside = port;
+        assert.equal(port.closed, false);
+      }
+      assert.equal(outside.closed, true);
+    });
+  });
+
+  describe('send', () => {
+    it('resolves with exactly lpBytesReturned bytes', async () => {
+      const port = await connect();
+      const payload = Buffer.from('ping from fltport');
+      assert.deepEqual(await kernel.echo(port, payload, 200), payload);
+      assert.deepEqual(await kernel.echo(port, payload, 4), payload.subarray(0, 4));
+      assert.equal((await kernel.echo(port, payload, 0)).length, 0);
+      assert.equal((await kernel.echo(port, Buffer.alloc(0), 64)).length, 0);
+    });
+
+    it('carries 1 MiB each way', async () => {
+      const port = await connect();
+      const payload = Buffer.alloc(1024 * 1024, 0x5a);
+      assert.ok((await kernel.echo(port, payload)).equals(payload));
+    });
+
+    it('turns a MessageNotify error into a WinError through the filter-manager mapping', async () => {
+      const port = await connect();
+      await assert.rejects(kernel.fail(port, STATUS_ACCESS_DENIED), { code: 'ERROR_ACCESS_DENIED', hresult: 0x80070005, syscall: 'FilterSendMessage' });
+      await assert.rejects(kernel.fail(port, STATUS_INVALID_PARAMETER), { code: 'E_INVALIDARG', hresult: 0x80070057 });
+      await assert.rejects(kernel.fail(port, STATUS_FLT_NO_WAITER_FOR_REPLY), { code: 'ERROR_FLT_NO_WAITER_FOR_REPLY', hresult: 0x801f0020 });
+    });
+
+    it('runs 8 sends at once while reads are pending', async () => {
+      const port = await connect();
+      const reads = Array.from({ length: 4 }, () => port.receive());
+      const echoes = await Promise.all(Array.from({ length: 8 }, (_, i) => kernel.echo(port, Buffer.from(`send ${i}`))));
+      echoes.forEach((echo, i) => assert.equal(echo.toString(), `send ${i}`));
+      await kernel.notify(port, { count: 4 });
+      const messages = await Promise.all(reads);
+      assert.deepEqual(messages.map(sequenceOf).sort(), [0n, 1n, 2n, 3n]);
+    });
+
+    it('encodes and decodes koffi structs', async () => {
+      const Probe = koffi.struct('FltportTestProbe', { op: 'uint32_t', args: koffi.array('uint32_t', 5), text: koffi.array('char16_t', 8) });
+      const port = await connect();
+      const sent = { op: OP.ECHO, args: [0, 0, 0, 0, 0], text: 'hi' };
+      // ECHO returns the bytes after the 24-byte header: here the UTF-16 text.
+      const reply = await port.send(sent, { type: Probe, replyType: koffi.array('char16_t', 8) });
+      assert.equal(reply, 'hi');
+    });
+
+    it('rejects at once on abort, and the port keeps working', async () => {
+      const port = await connect();
+      await kernel.notify(port, { count: 1, replyLength: 8 }); // leave a message nobody answers
+      const controller = new AbortController();
+      const waiting = port.send(command(OP.WAIT), { replyBytes: 32, signal: controller.signal });
+      controller.abort('enough');
+      await assert.rejects(waiting, (error) => error instanceof AbortError && error.cause === 'enough');
+      const message = await port.receive();
+      await message.reply(message.data.subarray(0, 8));
+      assert.equal((await kernel.wait(port)).matched, 1);
+    });
+  });
+
+  describe('receive', () => {
+    it('delivers a message without a reply buffer exactly as sent', async () => {
+      const port = await connect();
+      await kernel.notify(port, { count: 1, payloadBytes: 300 });
+      const message = await port.receive();
+      assert.ok(message instanceof FilterMessage);
+      assert.equal(typeof message.id, 'bigint');
+      assert.equal(message.expectsReply, false);
+      assert.equal(message.replyBytes, 0);
+      assert.equal(message.data.length, 300);
+      assert.equal(sequenceOf(message), 0n);
+      assert.ok(message.data.subarray(8).every((byte) => byte === 0));
+      await assert.rejects(message.reply(Buffer.alloc(1)), { code: 'ERR_FLTPORT_REPLY_NOT_EXPECTED' });
+    });
+
+    it('reports the reply size the kernel waits for and checks replies against it', async () => {
+      const port = await connect();
+      await kernel.notify(port, { count: 1, payloadBytes: 8, replyLength: 40 });
+      const message = await port.receive();
+      assert.equal(message.expectsReply, true);
+      assert.equal(message.replyBytes, 40);
+      await assert.rejects(message.reply(Buffer.alloc(41)), (error) => error instanceof RangeError && /40/.test(error.message));
+      await message.reply(message.data.subarray(0, 8));
+      await assert.rejects(message.reply(message.data.subarray(0, 8)), { code: 'ERR_FLTPORT_ALREADY_REPLIED' });
+      const stats = await kernel.wait(port);
+      assert.equal(stats.matched, 1);
+      assert.equal(stats.replyBytesLast, 8);
+    });
+
+    it('decodes data and encodes replies with koffi types', async () => {
+      const Notice = koffi.struct('FltportTestNotice', { sequence: 'uint64_t', fill: koffi.array('uint8_t', 8) });
+      const Verdict = koffi.struct('FltportTestVerdict', { sequence: 'uint64_t' });
+      const port = await connect();
+      await kernel.notify(port, { count: 1, payloadBytes: 16, replyLength: koffi.sizeof(Verdict) });
+      const message = await port.receive({ type: Notice });
+      assert.equal(message.value.sequence, 0n);
+      await message.reply({ sequence: message.value.sequence }, { type: Verdict });
+      assert.equal((await kernel.wait(port)).matched, 1);
+    });
+
+    it('cancels on abort (AbortError with the reason), and the next read gets the message', async () => {
+      const port = await connect();
+      const controller = new AbortController();
+      const reading = port.receive({ signal: controller.signal });
+      await delay(50);
+      controller.abort(new Error('stop reading'));
+      await assert.rejects(reading, (error) => error instanceof AbortError && error.cause.message === 'stop reading');
+      await kernel.notify(port, { count: 1, payloadBytes: 8 });
+      assert.equal(sequenceOf(await port.receive()), 0n);
+    });
+
+    it('fails a too-small buffer with ERROR_INSUFFICIENT_BUFFER and keeps the message for a bigger read', async () => {
+      const port = await connect();
+      await kernel.notify(port, { count: 1, payloadBytes: 100 });
+      await assert.rejects(port.receive({ bufferBytes: 50 }), { code: 'ERROR_INSUFFICIENT_BUFFER', syscall: 'FilterGetMessage' });
+      const message = await port.receive({ bufferBytes: 100 });
+      assert.equal(message.data.length, 100);
+    });
+  });
+
+  describe('messages()', () => {
+    it('yields every message once and leaves unread ones for the next reader', async () => {
+      const port = await connect();
+      await kernel.notify(port, { count: 50, payloadBytes: 64 });
+      const seen = new Set();
+      for await (const message of port.messages({ pending: 4 })) {
+        seen.add(sequenceOf(message));
+        if (seen.size === 30) break;
+      }
+      for await (const message of port.messages({ pending: 8 })) {
+        assert.ok(!seen.has(sequenceOf(message)), `sequence ${sequenceOf(message)} seen twice`);
+        seen.add(sequenceOf(message));
+        if (seen.size === 50) break;
+      }
+      assert.equal(seen.size, 50);
+    });
+
+    it('ends when the port closes', async () => {
+      const port = await connect();
+      setTimeout(() => void port.close(), 100);
+      let count = 0;
+      for await (const _ of port.messages()) count += 1;
+      assert.equal(count, 0);
+    });
+
+    it('throws an AbortError when its signal aborts', async () => {
+      const port = await connect();
+      const iterate = async () => {
+        for await (const _ of port.messages({ signal: AbortSignal.timeout(200) })) {
+          // nothing arrives
+        }
+      };
+      await assert.rejects(iterate(), AbortError);
+      assert.equal(port.closed, false);
+    });
+
+    it('throws the WinError when the kernel closes the client port', async () => {
+      const port = await connect();
+      await kernel.disconnect(port, 100);
+      const iterate = async () => {
+        for await (const _ of port.messages()) {
+          // nothing arrives
+        }
+      };
+      await assert.rejects(iterate(), (error) => error instanceof WinError && error.code === 'ERROR_INVALID_HANDLE');
+      assert.equal(port.closed, true);
+      await assert.rejects(port.send(new Uint8Array(1)), (error) => error instanceof WinError && error.code === 'ERROR_INVALID_HANDLE');
+    });
+
+    it('throws the WinError when the kernel process dies with reads pending', async () => {
+      const port = await connect();
+      const iterate = async () => {
+        for await (const _ of port.messages({ pending: 8 })) {
+          // nothing arrives
+        }
+      };
+      const iteration = iterate();
+      await delay(100);
+      await host.kill();
+      await assert.rejects(iteration, { code: 'ERROR_INVALID_HANDLE' });
+    });
+  });
+
+  describe('serve()', () => {
+    it('answers 100,000 notifications through 32 pending reads and 64 handlers: none lost, none twice, all matched', async function () {
+      const port = await connect();
+      const senders = 32;
+      const perSender = 100000 / senders;
+      for (let i = 0; i < senders; i += 1) await kernel.notify(port, { count: perSender, payloadBytes: 64, replyLength: 8 });
+      const ids = new Set();
+      let duplicates = 0;
+      let handled = 0;
+      const controller = new AbortController();
+      const serving = port.serve(
+        (message) => {
+          if (ids.has(message.id)) duplicates += 1;
+          ids.add(message.id);
+          handled += 1;
+          if (handled === 100000) setImmediate(() => controller.abort());
+          return message.data.subarray(0, 8);
+        },
+        { pending: 32, concurrency: 64, signal: controller.signal },
+      );
+      const stats = await serving;
+      const kernelStats = await kernel.wait(port);
+      assert.equal(duplicates, 0);
+      assert.equal(ids.size, 100000);
+      assert.equal(stats.received, 100000);
+      assert.equal(stats.replied, 100000);
+      assert.equal(stats.failed, 0);
+      assert.equal(kernelStats.sent, 100000);
+      assert.equal(kernelStats.replied, 100000);
+      assert.equal(kernelStats.matched, 100000);
+      assert.equal(kernelStats.timeouts + kernelStats.failures, 0);
+    });
+
+    it('replies HANDLER_FAILED_STATUS and calls onError when a handler throws', async () => {
+      const port = await connect();
+      await kernel.notify(port, { count: 3, replyLength: 8 });
+      const errors = [];
+      const controller = new AbortController();
+      const stats = await port.serve(
+        (message) => {
+          if (sequenceOf(message) === 1n) throw new Error('handler broke');
+          if (sequenceOf(message) === 2n) setTimeout(() => controller.abort(), 50);
+          return message.data.subarray(0, 8);
+        },
+        { signal: controller.signal, onError: (error, message) => errors.push([error.message, sequenceOf(message)]) },
+      );
+      assert.deepEqual(errors, [['handler broke', 1n]]);
+      assert.equal(stats.failed, 1);
+      assert.equal(stats.replied, 3);
+      const kernelStats = await kernel.wait(port);
+      assert.equal(kernelStats.failures, 1);
+      assert.equal(kernelStats.lastStatus | 0, HANDLER_FAILED_STATUS | 0);
+    });
+
+    it('counts a reply after the kernel timed out as late, not as a failure', async () => {
+      const port = await connect();
+      await kernel.notify(port, { count: 1, replyLength: 8, timeoutMs: 200 });
+      const controller = new AbortController();
+      const stats = await port.serve(
+        async (message) => {
+          await delay(1000);
+          setImmediate(() => controller.abort());
+          return message.data.subarray(0, 8);
+        },
+        { signal: controller.signal, onError: (error) => assert.fail(`unexpected ${error}`) },
+      );
+      assert.equal(stats.lateReplies, 1);
+      assert.equal(stats.replied, 0);
+      const kernelStats = await kernel.wait(port);
+      assert.equal(kernelStats.timeouts, 1);
+      assert.equal(kernelStats.lastStatus, 0x102); // STATUS_TIMEOUT, a success code
+    });
+
+    it('rejects with the WinError when the kernel drops the connection mid-stream, after handlers settle', async () => {
+      const port = await connect();
+      await kernel.notify(port, { count: 100000, replyLength: 8 });
+      await kernel.disconnect(port, 300);
+      let running = 0;
+      let settledAfterEnd = true;
+      await assert.rejects(
+        port.serve(async (message) => {
+          running += 1;
+          await delay(1);
+          running -= 1;
+          return message.data.subarray(0, 8);
+        }).finally(() => {
+          settledAfterEnd = running === 0;
+        }),
+        { code: 'ERROR_INVALID_HANDLE' },
+      );
+      assert.ok(settledAfterEnd, 'serve() settled while handlers were still running');
+      assert.equal(port.closed, true);
+    });
+  });
+
+  describe('close()', () => {
+    it('settles 1,000 in-flight operations within 2 s, each once, pending ones with ERR_FLTPORT_CLOSED', async () => {
+      const port = await connect();
+      const outcomes = [];
+      const track = (promise) => promise.then(() => 'fulfilled', (error) => (isClosedError(error) ? 'closed' : `other: ${error}`)).then((o) => outcomes.push(o));
+      const reads = Array.from({ length: 900 }, () => track(port.receive()));
+      const sends = Array.from({ length: 100 }, (_, i) => track(kernel.echo(port, Buffer.from(`s${i}`))));
+      await delay(100);
+      const started = Date.now();
+      await port.close();
+      await Promise.all([...reads, ...sends]);
+      assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
+      assert.equal(outcomes.length, 1000);
+      assert.deepEqual(outcomes.filter((o) => o !== 'fulfilled' && o !== 'closed'), []);
+      assert.equal(outcomes.filter((o) => o === 'closed').length >= 900, true);
+    });
+
+    it('makes every later call reject with ERR_FLTPORT_CLOSED, and close() again is harmless', async () => {
+      const port = await connect();
+      await kernel.notify(port, { count: 1, replyLength: 8 });
+      const message = await port.receive();
+      await port.close();
+      await port.close();
+      assert.equal(port.closed, true);
+      await assert.rejects(port.send(new Uint8Array(1)), isClosedError);
+      await assert.rejects(port.receive(), isClosedError);
+      await assert.rejects(port.messages().next(), isClosedError);
+      await assert.rejects(port.serve(() => undefined), isClosedError);
+      await assert.rejects(message.reply(message.data.subarray(0, 8)), isClosedError);
+    });
+  });
+
+  describe('a port connected with syncHandle', () => {
+    it('sends, and refuses to receive with ERR_FLTPORT_SYNC_HANDLE', async () => {
+      const port = await connect({ syncHandle: true });
+      assert.equal((await kernel.echo(port, Buffer.from('sync'))).toString(), 'sync');
+      await assert.rejects(port.receive(), { code: 'ERR_FLTPORT_SYNC_HANDLE' });
+    });
+  });
+
+  describe('bad input', () => {
+    let port;
+    beforeEach(async () => {
+      port = await connect();
+    });
+
+    const badNumbers = [-1, 1.5, NaN, Infinity, 2 ** 40];
+    for (const value of badNumbers) {
+      it(`refuses bufferBytes ${value}, replyBytes ${value} and pending ${value} with RangeErrors`, async () => {
+        await assert.rejects(port.receive({ bufferBytes: value }), (e) => e instanceof RangeError && /options\.bufferBytes/.test(e.message));
+        await assert.rejects(port.send(new Uint8Array(1), { replyBytes: value }), (e) => e instanceof RangeError && /options\.replyBytes/.test(e.message));
+        await assert.rejects(port.messages({ pending: value }).next(), (e) => e instanceof RangeError && /options\.pending/.test(e.message));
+      });
+    }
+
+    it('refuses pending 0 and concurrency 0', async () => {
+      await assert.rejects(port.messages({ pending: 0 }).next(), RangeError);
+      await assert.rejects(port.serve(() => undefined, { concurrency: 0 }), RangeError);
+    });
+
+    it('refuses options of the wrong type with TypeErrors naming them', async () => {
+      await assert.rejects(port.receive({ bufferBytes: '16' }), (e) => e instanceof TypeError && /options\.bufferBytes/.test(e.message));
+      await assert.rejects(port.send('text'), (e) => e instanceof TypeError && /data/.test(e.message));
+      await assert.rejects(port.send([1, 2, 3]), TypeError);
+      await assert.rejects(port.receive({ signal: 'abort' }), TypeError);
+      await assert.rejects(port.receive({ type: 42 }), (e) => e instanceof TypeError && /options\.type/.test(e.message));
+      await assert.rejects(port.serve('handler'), TypeError);
+      await assert.rejects(port.serve(() => undefined, { onError: 1 }), TypeError);
+    });
+
+    it('rejects a reply payload that is not bytes, and a status that is not an NTSTATUS', async () => {
+      await kernel.notify(port, { count: 1, replyLength: 8 });
+      const message = await port.receive();
+      await assert.rejects(message.reply('no'), TypeError);
+      await assert.rejects(message.reply(undefined, { status: 2 ** 33 }), RangeError);
+      await assert.rejects(message.reply(undefined, { status: '0' }), TypeError);
+      await message.reply(message.data.subarray(0, 8));
+    });
+
+    it('rejects a signal that is already aborted before any call', async () => {
+      const signal = AbortSignal.abort('early');
+      await assert.rejects(port.receive({ signal }), AbortError);
+      await assert.rejects(port.send(command(OP.NOTIFY, [1, 8, NO_REPLY_BUFFER, 0]), { signal }), AbortError);
+      await assert.rejects(port.messages({ signal }).next(), AbortError);
+      // Nothing was sent: no notification is waiting.
+      const stats = await kernel.stats(port);
+      assert.equal(stats.sent + stats.failures, 0);
+    });
+  });
+});
+
+describe('a port in a process of its own', () => {
+  const runChild = async (script, { args = [], timeoutMs = 30000 } = {}) => {
+    const child = spawn(process.execPath, [...args, '-e', script], {
+      cwd: path.resolve(__dirname, '..', '..'),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk) => (output += chunk));
+    child.stderr.on('data', (chunk) => (output += chunk));
+    let killed = false;
+    const timer = setTimeout(() => {
+      killed = true;
+      child.kill();
+    }, timeoutMs);
+    const [code] = await once(child, 'exit');
+    clearTimeout(timer);
+    return { code, output, killed };
+  };
+
+  let host;
+  beforeEach(async () => {
+    host = await startKernel();
+  });
+  afterEach(() => host.stop());
+
+  it('does not keep the process alive with a pending read after unref()', async () => {
+    const { code, output } = await runChild(`
+      const { FilterPort } = require('fltport');
+      FilterPort.connect(${JSON.stringify(host.portName)}).then((port) => {
+        port.receive().catch(() => {});
+        port.unref();
+        console.log('waiting');
+      });`);
+    assert.equal(code, 0, output);
+    assert.match(output, /waiting/);
+  });
+
+  it('keeps the process alive with a pending read by default', async () => {
+    const { killed, output } = await runChild(`
+      const { FilterPort } = require('fltport');
+      FilterPort.connect(${JSON.stringify(host.portName)}).then((port) => {
+        port.receive().catch(() => {});
+        console.log('waiting');
+      });`, { timeoutMs: 3000 });
+    // The read never completes, so only the guard ends the child: the read kept it alive.
+    assert.equal(killed, true, output);
+  });
+
+  it('closes the handle of a port garbage-collected without close(), without crashing', async () => {
+    const { code, output } = await runChild(`
+      const { FilterPort } = require('fltport');
+      (async () => {
+        let port = await FilterPort.connect(${JSON.stringify(host.portName)});
+        port.receive().catch(() => {});
+        port.unref();
+        port = undefined;
+        for (let i = 0; i < 10; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 50)); }
+        const probe = await FilterPort.connect(${JSON.stringify(host.portName)});
+        let connections;
+        for (let i = 0; i < 50 && connections !== 1; i++) {
+          const stats = await probe.send(Buffer.concat([Buffer.from([4,0,0,0]), Buffer.alloc(20)]), { replyBytes: 32 });
+          connections = stats.readUInt32LE(28);
+          if (connections !== 1) await new Promise((r) => setTimeout(r, 100));
+        }
+        console.log('connections', connections);
+        await probe.close();
+      })().catch((e) => { console.error(e); process.exit(1); });`, { args: ['--expose-gc'] });
+    assert.equal(code, 0, output);
+    assert.match(output, /connections 1\b/);
+  });
+});

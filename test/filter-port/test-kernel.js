@@ -1,0 +1,72 @@
+'use strict';
+// Drives emulator/test-kernel: a kernel side on the filter-manager emulator that obeys commands
+// sent through FilterSendMessage (see the comment at the top of test-kernel.c).
+const { spawn } = require('node:child_process');
+const { once } = require('node:events');
+
+const OP = { ECHO: 1, FAIL: 2, NOTIFY: 3, STATS: 4, WAIT: 5, DISCONNECT: 6, CONTEXT: 7 };
+const NO_REPLY_BUFFER = 0xffffffff;
+const STATS_BYTES = 32;
+let portCounter = 0;
+
+function command(op, args = [], payload = new Uint8Array(0)) {
+  const header = Buffer.alloc(24);
+  args.forEach((value, index) => header.writeUInt32LE(value >>> 0, 4 + index * 4));
+  header.writeUInt32LE(op, 0);
+  return Buffer.concat([header, payload]);
+}
+
+function parseStats(buffer) {
+  const fields = ['sent', 'replied', 'matched', 'timeouts', 'failures', 'lastStatus', 'replyBytesLast', 'connections'];
+  return Object.fromEntries(fields.map((field, i) => [field, field === 'lastStatus' ? buffer.readInt32LE(i * 4) : buffer.readUInt32LE(i * 4)]));
+}
+
+/** Starts a test kernel with a fresh port name; resolves once its port exists. */
+async function startKernel({ maxConnections = 8 } = {}) {
+  const exe = process.env.FLTPORT_TEST_KERNEL;
+  if (!exe) throw new Error('FLTPORT_TEST_KERNEL is not set: run this suite through scripts/test-windows.mjs --emulator');
+  const portName = `\\FltportTest-${process.pid}-${++portCounter}`;
+  const child = spawn(exe, [portName, String(maxConnections)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let output = '';
+  child.stdout.setEncoding('utf8');
+  await new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`test-kernel exited with ${code} before it was ready`)));
+    child.stdout.on('data', (text) => {
+      output += text;
+      if (output.includes('ready')) resolve();
+    });
+  });
+  child.removeAllListeners('exit');
+  return {
+    portName,
+    /** Ends the kernel the orderly way (FltEmuUnregisterFilter). */
+    async stop() {
+      if (child.exitCode !== null) return;
+      child.stdin.end();
+      await once(child, 'exit');
+    },
+    /** The kernel process dies: everything on its pipes breaks. */
+    async kill() {
+      if (child.exitCode !== null) return;
+      child.kill();
+      await once(child, 'exit');
+    },
+  };
+}
+
+const kernel = {
+  echo: (port, payload, replyBytes = payload.length) => port.send(command(OP.ECHO, [], payload), { replyBytes }),
+  fail: (port, status) => port.send(command(OP.FAIL, [status])),
+  notify: (port, { count, payloadBytes = 16, replyLength = NO_REPLY_BUFFER, timeoutMs = 0 }) =>
+    port.send(command(OP.NOTIFY, [count, payloadBytes, replyLength, timeoutMs])),
+  stats: async (port) => parseStats(await port.send(command(OP.STATS), { replyBytes: STATS_BYTES })),
+  wait: async (port) => parseStats(await port.send(command(OP.WAIT), { replyBytes: STATS_BYTES })),
+  disconnect: (port, delayMs = 0) => port.send(command(OP.DISCONNECT, [delayMs])),
+  context: (port) => port.send(command(OP.CONTEXT), { replyBytes: 0x10000 }),
+};
+
+/** The sequence number the test kernel puts in the first 8 bytes of every notification. */
+const sequenceOf = (message) => message.data.readBigUInt64LE(0);
+
+module.exports = { startKernel, kernel, command, OP, NO_REPLY_BUFFER, sequenceOf };
