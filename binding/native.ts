@@ -31,4 +31,67 @@ export interface NativeFilterPort {
 export interface NativeModule {
   runtimeInfo(): NativeRuntimeInfo;
   filterConnect(name: string, context: Uint8Array | null, syncHandle: boolean, inheritHandle: boolean): Promise<NativeFilterPort>;
+  /** NtConnectPort (NtSecureConnectPort with serverSid); impersonationLevel 0..3 = Anonymous..Delegation. */
+  lpcConnect(
+    name: string,
+    connectionInfo: Uint8Array | null,
+    impersonationLevel: number,
+    dynamicTracking: boolean,
+    effectiveOnly: boolean,
+    viewBytes: number,
+    serverSid: string | null,
+  ): Promise<NativeLpcConnection>;
+  /** NtCreatePort; maxMessageLength counts the 40-byte PORT_MESSAGE header. */
+  lpcCreateServer(name: string, maxConnectionInfoLength: number, maxMessageLength: number): Promise<NativeLpcServer>;
+  /** null, or the FltportError-shaped error a call would fail with for lack of an ntdll export. */
+  lpcMissingEntryPoint(role: 'client' | 'server'): Error | null;
+}
+
+// LPC ports. Messages are whole PORT_MESSAGEs (header + data), encoded by lib/port-message.ts.
+// Views: 0 = the caller's own section, 1 = the peer's section as mapped into this process.
+
+export interface NativeLpcConnection {
+  port: NativeLpcClient;
+  /** The port's MaxMessageLength, header included. */
+  maxMessageLength: number;
+  serverConnectionInfo: Buffer;
+  viewBytes: number;
+  serverViewBytes: number;
+}
+
+export interface NativeLpcClient {
+  /** NtRequestWaitReplyPort: resolves with the whole reply message. */
+  request(message: Uint8Array): Promise<Buffer>;
+  /** NtRequestPort. */
+  post(message: Uint8Array): Promise<void>;
+  readView(view: 0 | 1, offset: number, length: number): Buffer;
+  writeView(view: 0 | 1, offset: number, data: Uint8Array): void;
+  /** Lets go of the handle; it closes after the last call in flight on it returns. */
+  close(): void;
+}
+
+export interface NativeLpcAccepted {
+  connectionId: number;
+  viewBytes: number;
+  clientViewBytes: number;
+}
+
+export interface NativeLpcServer {
+  /** Starts the receiving thread. connectionId 0: the message came through the server port itself. */
+  start(onMessage: (connectionId: number, message: Buffer) => void, onEnd: (error: Error | null) => void): void;
+  /** NtAcceptConnectPort(TRUE); `message` is the request's header with the server's info as data. */
+  accept(message: Uint8Array, viewBytes: number): Promise<NativeLpcAccepted>;
+  /** NtAcceptConnectPort(FALSE). */
+  refuse(message: Uint8Array): Promise<void>;
+  /** NtCompleteConnectPort. */
+  complete(connectionId: number): Promise<void>;
+  /** NtReplyPort on the connection's communication port. */
+  reply(connectionId: number, message: Uint8Array): Promise<void>;
+  closeConnection(connectionId: number): void;
+  readView(connectionId: number, view: 0 | 1, offset: number, length: number): Buffer;
+  writeView(connectionId: number, view: 0 | 1, offset: number, data: Uint8Array): void;
+  /** Closes every connection, stops the thread; resolves once the port is closed. */
+  close(): Promise<void>;
+  ref(): void;
+  unref(): void;
 }

@@ -17,3 +17,30 @@ export { hresultFromWin32, hresultName, ntstatusName } from './error-codes';
 export { runtimeInfo } from './runtime';
 export type { RuntimeInfo } from './runtime';
 export { MAX_CONTEXT_BYTES, MAX_PAYLOAD_BYTES, MAX_PORT_NAME_UNITS } from './validate';
+export { LpcPort, LpcServerPort, LpcServerConnection, LpcView, MAX_LPC_VIEW_BYTES } from './lpc-port';
+export type {
+  LpcAcceptOptions,
+  LpcClientDiedEvent,
+  LpcConnectEvent,
+  LpcConnectOptions,
+  LpcDatagramEvent,
+  LpcEvent,
+  LpcImpersonationLevel,
+  LpcOtherEvent,
+  LpcPortClosedEvent,
+  LpcRequestEvent,
+  LpcRequestOptions,
+  LpcSecurityQos,
+  LpcServerOptions,
+} from './lpc-port';
+export {
+  LpcMessageFlags,
+  LpcMessageType,
+  MAX_LPC_CONNECTION_INFO_BYTES,
+  MAX_LPC_MESSAGE_BYTES,
+  PORT_MAXIMUM_MESSAGE_LENGTH,
+  PORT_MESSAGE_BYTES,
+  decodePortMessage,
+  encodePortMessage,
+} from './port-message';
+export type { ClientId, PortMessage, PortMessageInit } from './port-message';

@@ -3,6 +3,7 @@
 
 #include "addon_data.h"
 #include "filter_port_binding.h"
+#include "lpc_port_binding.h"
 #include "runtime_info_binding.h"
 
 namespace fltport {
@@ -11,6 +12,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new AddonData(env));
   InitRuntimeInfo(env, exports);
   InitFilterPort(env, exports);
+  InitLpcPort(env, exports);
   return exports;
 }
 
