@@ -1,31 +1,221 @@
 'use strict';
-// The demo agent: connects to the sample minifilter's port \FltportSample and reports what it
-// finds. Runs in Windows node.exe (under Wine on Linux, where the emulator stands in for the driver).
-const { FilterPort, WinError, runtimeInfo } = require('fltport');
+// The demo agent, run by `npm run demo` (scripts/demo.mjs) in Windows node.exe: it connects to the
+// sample's port \FltportSample as an agent, denies every open whose name contains "blocked", and
+// prints a live line of progress and a summary.
+//   target emulator (FLTPORT_SAMPLE_HOST set): starts the emulator host and drives a stream of
+//                   simulated opens through it (Linux + Wine, or Windows without the driver)
+//   target driver:  uses the loaded minifilter; a child process opens real files, and any other
+//                   process opening a *.fltport-test file shows up too
+// Options: --seconds N (default 10), --events N (stop after N opens; default: no limit).
+// Stops early and cleanly on Ctrl+C, or when the file named by FLTPORT_DEMO_STOP_FILE appears.
+const { spawn } = require('node:child_process');
+const { once } = require('node:events');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const readline = require('node:readline');
+const { FilterPort, WinError } = require('fltport');
+const { PORT_NAME, DEFAULT_SUFFIX, constants, structs, connectContext, getStats, decodeMessage } = require('./protocol');
 
-const PORT_NAME = '\\FltportSample';
+const IN_FLIGHT = 32;
+const NAMES = ['report', 'notes', 'blocked-payroll', 'photo', 'blocked-keys', 'budget', 'draft', 'blocked-secrets'];
+
+function parseArgs(argv) {
+  const options = { seconds: 10, events: Infinity };
+  for (let i = 0; i < argv.length; i += 1) {
+    const value = Number(argv[i + 1]);
+    if (argv[i] === '--seconds' && value > 0) options.seconds = value;
+    else if (argv[i] === '--events' && Number.isInteger(value) && value > 0) options.events = value;
+    else throw new Error(`usage: demo.js [--seconds N] [--events N] (at ${argv[i]})`);
+    i += 1;
+  }
+  return options;
+}
+
+/** The agent's side: what it was asked and what it answered. */
+function startAgent(port) {
+  const tally = { events: 0, allowed: 0, denied: 0, configEvents: 0 };
+  const served = port.serve(
+    (message) => {
+      const decoded = decodeMessage(message);
+      if (decoded.kind !== 'open') {
+        tally.configEvents += 1;
+        return undefined; // fire-and-forget: nothing to answer
+      }
+      const allow = !path.win32.basename(decoded.path).toLowerCase().includes('blocked');
+      tally.events += 1;
+      tally[allow ? 'allowed' : 'denied'] += 1;
+      return { Sequence: decoded.sequence, Verdict: allow ? constants.FS_VERDICT_ALLOW : constants.FS_VERDICT_DENY, Reserved: 0 };
+    },
+    { bufferBytes: constants.FS_MAX_MESSAGE_BYTES, pending: 16, replyType: structs.FS_OPEN_REPLY },
+  );
+  return { tally, served };
+}
+
+/** The emulator host, and opens simulated through its control channel. */
+async function startEmulatorHost(hostExe) {
+  const child = spawn(hostExe, [], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = readline.createInterface({ input: child.stdout });
+  const waiting = new Map();
+  const failures = [];
+  await new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`the emulator host exited with ${code}: is another host or the driver using ${PORT_NAME}?`)));
+    lines.on('line', (line) => {
+      const [word, id, verdict] = line.split(' ');
+      if (word === 'ready') resolve();
+      else if (word === 'done') {
+        waiting.get(id)?.(verdict);
+        waiting.delete(id);
+      } else if (word === 'error') failures.push(line);
+    });
+  });
+  child.removeAllListeners('exit');
+  let nextId = 0;
+  return {
+    failures,
+    open(name) {
+      const id = String(++nextId);
+      return new Promise((resolve) => {
+        waiting.set(id, resolve);
+        child.stdin.write(`open ${id} 4242 0x120089 \\Device\\HarddiskVolume3\\Users\\demo\\Documents\\${name}\n`);
+      });
+    },
+    async stop() {
+      child.stdin.end('quit\n');
+      await once(child, 'exit');
+    },
+  };
+}
+
+// Opens files named on the command line in a loop until its input closes; one line per open.
+const OPENER_SCRIPT = `
+const fs = require('node:fs');
+const files = process.argv.slice(1);
+let stop = false;
+process.stdin.on('end', () => { stop = true; }).resume();
+(async () => {
+  for (let i = 0; !stop; i += 1) {
+    const file = files[i % files.length];
+    let verdict = 'allow';
+    try { fs.closeSync(fs.openSync(file, 'r')); } catch (error) { verdict = error.code === 'EACCES' || error.code === 'EPERM' ? 'deny' : 'error'; }
+    process.stdout.write(verdict + ' ' + file + '\\n');
+    if (i % 16 === 15) await new Promise((resolve) => setImmediate(resolve));
+  }
+})();
+`;
+
+/** Real files opened by a child process (the agent's own opens would be skipped). */
+function startFileOpener() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fltport-demo-'));
+  const files = NAMES.map((name) => {
+    const file = path.join(dir, `${name}${DEFAULT_SUFFIX}`);
+    fs.writeFileSync(file, 'fltport demo');
+    return file;
+  });
+  const child = spawn(process.execPath, ['-e', OPENER_SCRIPT, ...files], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const listeners = new Set();
+  readline.createInterface({ input: child.stdout }).on('line', (line) => {
+    const space = line.indexOf(' ');
+    for (const listener of listeners) listener(line.slice(0, space), line.slice(space + 1));
+  });
+  return {
+    onOpen: (listener) => listeners.add(listener),
+    async stop() {
+      child.stdin.end();
+      await once(child, 'exit');
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function progressLine(tally, seconds) {
+  const rate = seconds > 0 ? Math.round(tally.events / seconds) : 0;
+  return `events ${tally.events}  allowed ${tally.allowed}  denied ${tally.denied}  ${rate} events/s  (${seconds.toFixed(1)} s)`;
+}
 
 async function main() {
-  const info = runtimeInfo();
-  const where = info.wineVersion ? `Wine ${info.wineVersion}` : 'Windows';
-  console.log(`fltport demo on ${where}, fltlib: ${info.fltlibPath}`);
+  const options = parseArgs(process.argv.slice(2));
+  const hostExe = process.env.FLTPORT_SAMPLE_HOST;
+  const target = hostExe ? 'emulator' : 'driver';
+  const stopFile = process.env.FLTPORT_DEMO_STOP_FILE;
+  console.log(`fltport demo: an agent that denies opens of "*blocked*${DEFAULT_SUFFIX}" (${target === 'emulator' ? 'on the emulator host' : 'on the loaded driver'})`);
+  console.log(`runs ${options.seconds} s${options.events === Infinity ? '' : ` or ${options.events} opens`}; Ctrl+C stops it early`);
+
+  const host = target === 'emulator' ? await startEmulatorHost(hostExe) : undefined;
+  let port;
   try {
-    const port = await FilterPort.connect(PORT_NAME);
-    console.log(`connected to ${PORT_NAME}`);
-    await port.close();
+    port = await FilterPort.connect(PORT_NAME, { context: connectContext({ agent: true }) });
   } catch (error) {
-    if (!(error instanceof WinError)) throw error;
-    if (error.code === 'ERROR_FILE_NOT_FOUND') {
-      console.log(`No sample driver or emulator host is running: ${PORT_NAME} does not exist (${error.message}).`);
-    } else if (error.code === 'E_NOTIMPL') {
-      console.log(`This fltlib.dll cannot open ports (Wine's stub: ${error.message}). Run with the emulator's fltlib.dll.`);
-    } else {
-      throw error;
+    await host?.stop();
+    if (error instanceof WinError && error.code === 'ERROR_FILE_NOT_FOUND') {
+      throw new Error(`${PORT_NAME} does not exist: load the driver (driver-sample/README.md) or run the demo on the emulator`);
     }
+    throw error;
   }
+  const control = await FilterPort.connect(PORT_NAME, { context: connectContext() });
+  const before = await getStats(control);
+  const { tally, served } = startAgent(port);
+
+  // Where the opens come from, and what the opener saw of each verdict: every "blocked" name must
+  // be denied and every other allowed.
+  const seen = { opens: 0, wrong: 0 };
+  const check = (verdict, name) => {
+    seen.opens += 1;
+    if ((verdict === 'deny') !== name.toLowerCase().includes('blocked')) seen.wrong += 1;
+  };
+  const started = Date.now();
+  let stopping = false;
+  const stop = () => {
+    stopping = true;
+  };
+  process.once('SIGINT', stop);
+  const elapsed = () => (Date.now() - started) / 1000;
+  const progress = setInterval(() => {
+    if (stopFile && fs.existsSync(stopFile)) stop();
+    if (elapsed() >= options.seconds) stop();
+    process.stdout.write(`\r${progressLine(tally, elapsed())}   `);
+  }, 250);
+
+  let opener;
+  if (host !== undefined) {
+    let counter = 0;
+    const stream = async () => {
+      while (!stopping && counter < options.events) {
+        counter += 1;
+        const name = `${NAMES[counter % NAMES.length]}-${counter}${DEFAULT_SUFFIX}`;
+        check(await host.open(name), name);
+      }
+    };
+    await Promise.all(Array.from({ length: IN_FLIGHT }, stream));
+  } else {
+    opener = startFileOpener();
+    opener.onOpen((verdict, file) => {
+      check(verdict, path.basename(file));
+      if (seen.opens >= options.events) stop();
+    });
+    while (!stopping) await new Promise((resolve) => setTimeout(resolve, 50));
+    await opener.stop();
+  }
+  clearInterval(progress);
+  const seconds = elapsed();
+  process.stdout.write(`\r${progressLine(tally, seconds)}   \n`);
+
+  const counted = await getStats(control);
+  await Promise.all([port.close(), control.close()]);
+  const serveStats = await served;
+  await host?.stop();
+
+  const diff = (key) => counted[key] - before[key];
+  console.log('\nsummary');
+  console.log(`  agent:  ${tally.events} opens decided (${tally.allowed} allowed, ${tally.denied} denied), ${Math.round(tally.events / seconds)} events/s over ${seconds.toFixed(1)} s`);
+  console.log(`  driver: ${diff('NotificationsSent')} notifications, ${diff('Replies')} verdicts, ${diff('Denials')} denials, ${diff('Timeouts')} timeouts, ${diff('MalformedReplies')} malformed, ${diff('SendFailures')} send failures`);
+  console.log(`  opens:  ${seen.opens} made, ${seen.wrong} with the wrong result${serveStats.lateReplies ? `, ${serveStats.lateReplies} late replies` : ''}`);
+  if (host?.failures.length) console.log(`  host errors: ${host.failures.join('; ')}`);
+  if (seen.wrong > 0 || host?.failures.length) process.exitCode = 1;
 }
 
 main().catch((error) => {
-  console.error(error);
+  console.error(`\n${error.message ?? error}`);
   process.exitCode = 1;
 });

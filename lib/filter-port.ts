@@ -94,6 +94,8 @@ export class FilterPort {
   readonly #pending = new Set<Pending>();
   /** Messages read but not handed out (their reader gave up); the next reader gets them. */
   readonly #unclaimed: NativeMessage[] = [];
+  /** Readers waiting now (receive() calls, messages() loops): a message whose reader gave up goes to them first. */
+  readonly #readers = new Set<(message: NativeMessage) => void>();
   #nextReadId = 0;
 
   private constructor(name: string, native: NativeFilterPort) {
@@ -145,7 +147,27 @@ export class FilterPort {
     const { bufferBytes, type, signal } = checkReceiveOptions(options);
     const unclaimed = this.#unclaimed.shift();
     if (unclaimed !== undefined) return this.#message<T>(unclaimed, type);
-    return this.#message<T>(await this.#read(bufferBytes, signal), type);
+    const handedOver = new AbortController();
+    const native = await new Promise<NativeMessage>((resolve, reject) => {
+      const adopt = (message: NativeMessage) => {
+        this.#readers.delete(adopt);
+        resolve(message);
+        handedOver.abort(); // our own read is not needed any more; if it got a message, that is adopted too
+      };
+      this.#readers.add(adopt);
+      const readSignal = signal === undefined ? handedOver.signal : AbortSignal.any([signal, handedOver.signal]);
+      this.#read(bufferBytes, readSignal).then(
+        (message) => {
+          this.#readers.delete(adopt);
+          resolve(message);
+        },
+        (error: unknown) => {
+          this.#readers.delete(adopt);
+          reject(error);
+        },
+      );
+    });
+    return this.#message<T>(native, type);
   }
 
   /**
@@ -168,6 +190,11 @@ export class FilterPort {
       wake = undefined;
       resume?.();
     };
+    const adopt = (message: NativeMessage) => {
+      ready.push(message);
+      notify();
+    };
+    this.#readers.add(adopt);
     signal?.addEventListener('abort', notify);
     try {
       for (;;) {
@@ -202,9 +229,10 @@ export class FilterPort {
         });
       }
     } finally {
+      this.#readers.delete(adopt);
       signal?.removeEventListener('abort', notify);
       leaving.abort();
-      if (this.#endError === undefined) this.#unclaimed.unshift(...ready);
+      for (const message of ready) this.#adopt(message);
     }
   }
 
@@ -308,6 +336,14 @@ export class FilterPort {
     this.#closing = this.#native.close();
   }
 
+  /** A message whose reader gave up: to a reader waiting now, else kept for the next one. */
+  #adopt(message: NativeMessage): void {
+    if (this.#endError !== undefined) return;
+    const reader = this.#readers.values().next();
+    if (reader.done) this.#unclaimed.push(message);
+    else reader.value(message);
+  }
+
   #message<T>(native: NativeMessage, type: StructType | undefined): FilterMessage<T> {
     return new FilterMessage<T>(native.id, native.replyLength, native.data, type, (id, status, payload) =>
       this.#track(() => this.#native.reply(id, status, payload), undefined),
@@ -321,9 +357,7 @@ export class FilterPort {
       () => this.#native.read(MESSAGE_HEADER_BYTES + bufferBytes, readId),
       signal,
       () => this.#native.cancelRead(readId),
-      (late) => {
-        if (this.#endError === undefined) this.#unclaimed.push(late);
-      },
+      (late) => this.#adopt(late),
     );
   }
 

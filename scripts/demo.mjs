@@ -1,6 +1,42 @@
-// npm run demo: runs the demo agent (driver-sample/demo.js) in Windows node.exe.
+// npm run demo: the sample's agent (driver-sample/demo.js) in Windows node.exe, under Wine here.
+//   default                        the emulator host stands in for the driver (built here first)
+//   FLTPORT_SAMPLE_TARGET=driver   Windows with the sample driver loaded (driver-sample/README.md)
+// Arguments are passed on: npm run demo -- --seconds 30 --events 100000
+// Ctrl+C asks the demo to stop (it then prints its summary); a second Ctrl+C ends it at once.
+import fs from 'node:fs';
 import path from 'node:path';
-import { repoRoot, runWindowsProgram, windowsNodeExe } from './windows-runtime.mjs';
+import { buildEmulator } from './build-emulator.mjs';
+import { buildSampleHost } from './build-sample-host.mjs';
+import { cacheDir, emulatedFltlibEnv, emulatedNodeExe, repoRoot, runWindowsProgram, windowsNodeExe } from './windows-runtime.mjs';
 
-const { code } = await runWindowsProgram(windowsNodeExe(), [path.join('driver-sample', 'demo.js')], { cwd: repoRoot });
-process.exit(code);
+const target = process.env.FLTPORT_SAMPLE_TARGET || 'emulator';
+if (target !== 'emulator' && target !== 'driver') {
+  console.error(`FLTPORT_SAMPLE_TARGET must be emulator or driver, not ${target}`);
+  process.exit(2);
+}
+
+// Ctrl+C reaches node.exe too, but whether Wine turns it into a console event depends on the
+// terminal: the stop file is what reliably tells the demo to finish.
+fs.mkdirSync(cacheDir, { recursive: true });
+const stopFile = path.join(cacheDir, `demo-stop-${process.pid}`);
+let interrupted = false;
+process.on('SIGINT', () => {
+  if (interrupted) process.exit(130);
+  interrupted = true;
+  fs.writeFileSync(stopFile, '');
+});
+
+let exe = windowsNodeExe();
+const env = { FLTPORT_DEMO_STOP_FILE: stopFile };
+if (target === 'emulator') {
+  const emulator = buildEmulator();
+  const { hostExe } = await buildSampleHost({ emulator });
+  exe = emulatedNodeExe(emulator.fltlibDll);
+  Object.assign(env, emulatedFltlibEnv, { FLTPORT_SAMPLE_HOST: hostExe });
+}
+try {
+  const { code } = await runWindowsProgram(exe, [path.join('driver-sample', 'demo.js'), ...process.argv.slice(2)], { cwd: repoRoot, env });
+  process.exitCode = code;
+} finally {
+  fs.rmSync(stopFile, { force: true });
+}

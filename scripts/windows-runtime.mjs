@@ -28,10 +28,16 @@ export function wineEnv(extra = {}) {
     ...process.env,
     WINEPREFIX: winePrefix,
     WINEDEBUG: process.env.WINEDEBUG ?? '-all',
-    // No Mono or Gecko installer prompts: there is nothing to download them from.
-    WINEDLLOVERRIDES: ['mscoree=', 'mshtml=', extra.WINEDLLOVERRIDES].filter(Boolean).join(';'),
+    // No Mono or Gecko installer prompts: there is nothing to download them from. Wine's own
+    // fltlib.dll unless the run asks for the emulator's (emulatedFltlibEnv).
+    WINEDLLOVERRIDES: ['mscoree=', 'mshtml=', extra.WINEDLLOVERRIDES ?? 'fltlib=b'].join(';'),
     ...Object.fromEntries(Object.entries(extra).filter(([key]) => key !== 'WINEDLLOVERRIDES')),
   };
+}
+
+/** A path as Windows programs see it: Wine maps the Linux root to drive Z:. */
+export function windowsPath(file) {
+  return isWindows ? file : `Z:${path.resolve(file).replaceAll('/', '\\')}`;
 }
 
 /** Path of the Windows node.exe: this process on Windows, the cached official build elsewhere. */
@@ -67,27 +73,30 @@ export function ensureWinePrefix() {
 }
 
 /**
- * A folder holding node.exe with the emulator's fltlib.dll beside it, so that the unchanged addon
- * loads the emulator instead of Wine's stub (or, on Windows, instead of the system fltlib.dll).
+ * Makes the unchanged addon load the emulator's fltlib.dll instead of the system's (Wine's stub
+ * here) and returns the node.exe to run. Windows loads an addon's imports from the addon's own
+ * folder first (node loads addons with LOAD_WITH_ALTERED_SEARCH_PATH), so there the DLL goes
+ * beside fltport.node; node.exe's folder is not searched first. Under Wine it replaces the
+ * prefix's placeholder system32\fltlib.dll, and WINEDLLOVERRIDES picks native (the emulator,
+ * emulatedFltlibEnv) or builtin (Wine's stub, the default of wineEnv) per run.
  */
 export function emulatedNodeExe(fltlibDll) {
-  const stock = windowsNodeExe();
-  const dir = path.join(cacheDir, 'node-emulated');
-  fs.mkdirSync(dir, { recursive: true });
-  const exe = path.join(dir, 'node.exe');
-  if (!fs.existsSync(exe)) {
-    try {
-      fs.linkSync(stock, exe);
-    } catch {
-      fs.copyFileSync(stock, exe);
-    }
+  if (isWindows) {
+    fs.copyFileSync(fltlibDll, path.join(repoRoot, 'build', 'Release', 'fltlib.dll'));
+  } else {
+    ensureWinePrefix();
+    fs.copyFileSync(fltlibDll, path.join(winePrefix, 'drive_c', 'windows', 'system32', 'fltlib.dll'));
   }
-  fs.copyFileSync(fltlibDll, path.join(dir, 'fltlib.dll'));
-  return exe;
+  return windowsNodeExe();
 }
 
-/** Environment that makes Wine prefer a fltlib.dll found beside the program over its own stub. */
-export const emulatedFltlibEnv = { WINEDLLOVERRIDES: 'fltlib=n,b' };
+/** Undoes emulatedNodeExe where a file decides (Windows); under Wine the override decides. */
+export function removeEmulatedFltlib() {
+  if (isWindows) fs.rmSync(path.join(repoRoot, 'build', 'Release', 'fltlib.dll'), { force: true });
+}
+
+/** Environment for a run with the emulator's fltlib.dll; FLTPORT_FLTLIB tells the tests. */
+export const emulatedFltlibEnv = { WINEDLLOVERRIDES: 'fltlib=n', FLTPORT_FLTLIB: 'emulator' };
 
 /**
  * Runs a Windows program and streams its output to ours. Under Wine, node.exe fails with EBADF

@@ -14,7 +14,7 @@ namespace {
 constexpr const char* kLpcEntryPoints[] = {
     "NtConnectPort",         "NtSecureConnectPort",    "NtRequestWaitReplyPort", "NtRequestPort",
     "NtCreatePort",          "NtListenPort",           "NtAcceptConnectPort",    "NtCompleteConnectPort",
-    "NtReplyWaitReceivePort", "NtReplyPort",           "NtClose",
+    "NtReplyWaitReceivePort", "NtReplyWaitReceivePortEx", "NtReplyPort",       "NtClose",
 };
 
 Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {

@@ -6,7 +6,7 @@ const { spawn } = require('node:child_process');
 const { once } = require('node:events');
 const path = require('node:path');
 const koffi = require('koffi');
-const { FilterPort, FilterMessage, WinError, FltportError, AbortError, HANDLER_FAILED_STATUS } = require('fltport');
+const { FilterPort, FilterMessage, WinError, FltportError, AbortError } = require('fltport');
 const { startKernel, kernel, sequenceOf, command, OP, NO_REPLY_BUFFER } = require('./test-kernel');
 
 const STATUS_ACCESS_DENIED = 0xc0000022;
@@ -68,14 +68,12 @@ describe('FilterPort against the emulator', function () {
       }
     });
 
-    it('supports await using', async () => {
-      let outside;
-      {
-        await using port = await FilterPort.connect(host.portName);
-        outside = port;
-        assert.equal(port.closed, false);
-      }
-      assert.equal(outside.closed, true);
+    it('closes through Symbol.asyncDispose (await using)', async () => {
+      // Node 22 has the symbol but not yet the syntax: this is what `await using` calls.
+      const port = await FilterPort.connect(host.portName);
+      assert.equal(port.closed, false);
+      await port[Symbol.asyncDispose]();
+      assert.equal(port.closed, true);
     });
   });
 
@@ -169,7 +167,7 @@ describe('FilterPort against the emulator', function () {
       const port = await connect();
       await kernel.notify(port, { count: 1, payloadBytes: 16, replyLength: koffi.sizeof(Verdict) });
       const message = await port.receive({ type: Notice });
-      assert.equal(message.value.sequence, 0n);
+      assert.equal(BigInt(message.value.sequence), 0n);
       await message.reply({ sequence: message.value.sequence }, { type: Verdict });
       assert.equal((await kernel.wait(port)).matched, 1);
     });
@@ -306,9 +304,11 @@ describe('FilterPort against the emulator', function () {
       assert.deepEqual(errors, [['handler broke', 1n]]);
       assert.equal(stats.failed, 1);
       assert.equal(stats.replied, 3);
+      // FltSendMessage does not return the reply's Status, so the kernel sees three replies and
+      // the failed message's one carries no payload (not matched).
       const kernelStats = await kernel.wait(port);
-      assert.equal(kernelStats.failures, 1);
-      assert.equal(kernelStats.lastStatus | 0, HANDLER_FAILED_STATUS | 0);
+      assert.equal(kernelStats.replied, 3);
+      assert.equal(kernelStats.matched, 2);
     });
 
     it('counts a reply after the kernel timed out as late, not as a failure', async () => {
@@ -495,9 +495,9 @@ describe('a port in a process of its own', () => {
     const { code, output } = await runChild(`
       const { FilterPort } = require('fltport');
       (async () => {
+        // A port with a read pending stays reachable through that read, like a socket; an idle
+        // one is collectable.
         let port = await FilterPort.connect(${JSON.stringify(host.portName)});
-        port.receive().catch(() => {});
-        port.unref();
         port = undefined;
         for (let i = 0; i < 10; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 50)); }
         const probe = await FilterPort.connect(${JSON.stringify(host.portName)});

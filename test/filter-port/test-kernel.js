@@ -38,17 +38,18 @@ async function startKernel({ maxConnections = 8 } = {}) {
     });
   });
   child.removeAllListeners('exit');
+  const exited = () => child.exitCode !== null || child.signalCode !== null;
   return {
     portName,
     /** Ends the kernel the orderly way (FltEmuUnregisterFilter). */
     async stop() {
-      if (child.exitCode !== null) return;
+      if (exited()) return;
       child.stdin.end();
       await once(child, 'exit');
     },
     /** The kernel process dies: everything on its pipes breaks. */
     async kill() {
-      if (child.exitCode !== null) return;
+      if (exited()) return;
       child.kill();
       await once(child, 'exit');
     },
