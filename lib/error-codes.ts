@@ -7,6 +7,7 @@ export function hresultFromWin32(error: number): number {
 }
 
 const win32Names: ReadonlyMap<number, string> = new Map([
+  [1, 'ERROR_INVALID_FUNCTION'],
   [2, 'ERROR_FILE_NOT_FOUND'],
   [5, 'ERROR_ACCESS_DENIED'],
   [6, 'ERROR_INVALID_HANDLE'],
@@ -23,9 +24,11 @@ const win32Names: ReadonlyMap<number, string> = new Map([
   [258, 'WAIT_TIMEOUT'],
   [995, 'ERROR_OPERATION_ABORTED'],
   [997, 'ERROR_IO_PENDING'],
+  [998, 'ERROR_NOACCESS'],
   [1168, 'ERROR_NOT_FOUND'],
   [1236, 'ERROR_CONNECTION_ABORTED'],
   [1238, 'ERROR_CONNECTION_COUNT_LIMIT'],
+  [1306, 'ERROR_REVISION_MISMATCH'],
   [1450, 'ERROR_NO_SYSTEM_RESOURCES'],
 ]);
 

@@ -24,6 +24,11 @@ function runNode(args) {
   });
 }
 
+async function runLocalMocha(suite) {
+  const mocha = path.join('node_modules', 'mocha', 'bin', 'mocha.js');
+  return mochaCounts((await runNode([mocha, '--config', path.join(suite, '.mocharc.json')])).output);
+}
+
 function plainCounts(output) {
   const lines = output.trim().split('\n').reverse();
   const line = lines.find((text) => /^\d+ passed, \d+ failed/.test(text.trim())) ?? '';
@@ -32,7 +37,8 @@ function plainCounts(output) {
 }
 
 const suites = [
-  ['unit', async () => mochaCounts((await runNode([path.join('node_modules', 'mocha', 'bin', 'mocha.js'), '--config', 'test/unit/.mocharc.json'])).output)],
+  ['unit', () => runLocalMocha('test/unit')],
+  ['workflows (actionlint)', () => runLocalMocha('test/workflows')],
   ['windows', () => runWindowsSuite('test/windows')],
   ['emulator conformance', async () => plainCounts((await runNode([path.join('scripts', 'test-emulator.mjs')])).output)],
   ['windows with the emulator', () => runWindowsSuite('test/windows', { emulator: true })],
@@ -40,6 +46,7 @@ const suites = [
   ['integration (sample on the emulator)', () => runWindowsSuite('test/integration', { emulator: true })],
   // Skips itself, saying why, unless it runs on real Windows.
   ['windows-native (LPC)', () => runWindowsSuite('test/windows-native')],
+  ['pack (npm pack, install, load)', () => runLocalMocha('test/pack')],
 ];
 
 const total = { passed: 0, failed: 0, skipped: 0 };
