@@ -379,6 +379,19 @@ static void conn_release(conn *c)
     free(c);
 }
 
+/* Takes a reference unless the count already reached zero (the connection is being freed and only
+ * waits for the filter lock to unlink itself). Call with the filter lock held. */
+static BOOL conn_tryref(conn *c)
+{
+    LONG refs = c->refs;
+    while (refs > 0) {
+        LONG seen = InterlockedCompareExchange(&c->refs, refs + 1, refs);
+        if (seen == refs) return TRUE;
+        refs = seen;
+    }
+    return FALSE;
+}
+
 static conn *conn_new(server_port *p)
 {
     PFLT_FILTER f = p->filter;
@@ -879,9 +892,8 @@ static conn *find_conn(PFLT_FILTER f, UINT64 id, const BYTE *token)
         conn *c = CONTAINER(e, conn, entry);
         if (c->id != id || memcmp(c->token, token, FEMU_TOKEN_BYTES) != 0) continue;
         AcquireSRWLockExclusive(&c->lock);
-        if (!c->closed) {
+        if (!c->closed && conn_tryref(c)) {
             c->callThreads++;
-            InterlockedIncrement(&c->refs);
             found = c;
         }
         ReleaseSRWLockExclusive(&c->lock);
@@ -1286,9 +1298,8 @@ static conn **snapshot_conns(PFLT_FILTER f, size_t *count)
     all = (conn **)malloc((n ? n : 1) * sizeof *all);
     if (all) {
         for (e = f->conns.next; e != &f->conns; e = e->next) {
-            all[i] = CONTAINER(e, conn, entry);
-            InterlockedIncrement(&all[i]->refs);
-            i++;
+            conn *c = CONTAINER(e, conn, entry);
+            if (conn_tryref(c)) all[i++] = c;
         }
     }
     ReleaseSRWLockExclusive(&f->lock);

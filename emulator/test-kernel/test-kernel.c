@@ -15,6 +15,14 @@
  *   WAIT       waits for every sender thread of the connection, then output = stats
  *   DISCONNECT after arg0 ms, FltCloseClientPort on this connection (from another thread)
  *   CONTEXT    output = the connection context ConnectNotify received
+ *   FLOOD      load generator (bench/): arg3 sender threads (1..64) that start together (a start
+ *              barrier), each sending arg0 messages of arg1 payload bytes (first 8 bytes = thread
+ *              index << 32 | sequence), arg2 = kernel ReplyLength (0xFFFFFFFF = fire and forget),
+ *              no timeout; every FltSendMessage round trip is timed with QueryPerformanceCounter
+ *              into the connection's latency histogram (reset by each FLOOD). Counts go to the
+ *              stats as for NOTIFY; WAIT waits for these senders too. Returns at once.
+ *   LATENCY    output = latency = { UINT64 count, elapsedNs (barrier release to the last sender's
+ *              end), p50Ns, p99Ns, p999Ns, maxNs, minNs, meanNs }  (64 bytes; ~0.8% resolution)
  *
  *   stats = { UINT32 sent, replied, matched, timeouts, failures; INT32 lastStatus;
  *             UINT32 replyBytesLast, connections }  (32 bytes; connections = open right now)
@@ -26,6 +34,7 @@
  */
 #include <fltKernel.h>
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,12 +46,20 @@ enum {
     OP_STATS = 4,
     OP_WAIT = 5,
     OP_DISCONNECT = 6,
-    OP_CONTEXT = 7
+    OP_CONTEXT = 7,
+    OP_FLOOD = 8,
+    OP_LATENCY = 9
 };
 
 #define COMMAND_HEADER_BYTES 24
 #define NO_REPLY_BUFFER 0xFFFFFFFFu
-#define MAX_SENDERS 64
+#define MAX_SENDERS 128
+#define MAX_FLOOD_THREADS 64
+
+/* Latency histogram: exact below 128 ns, then 64 sub-buckets per power of two. */
+#define HIST_EXACT 128
+#define HIST_SUB 64
+#define HIST_BUCKETS (HIST_EXACT + 58 * HIST_SUB)
 
 typedef struct Stats {
     UINT32 sent, replied, matched, timeouts, failures;
@@ -58,7 +75,30 @@ typedef struct Connection {
     int senderCount;
     BYTE *context;
     ULONG contextBytes;
+    /* FLOOD latency, under lock */
+    UINT32 *histogram;
+    UINT64 latencyCount, latencySumNs, latencyMinNs, latencyMaxNs;
+    LONGLONG floodStart, floodEnd;
 } Connection;
+
+typedef struct Flood {
+    Connection *connection;
+    HANDLE start;
+    volatile LONG remaining;
+    volatile LONG abandon;
+    UINT32 count, payloadBytes, replyLength;
+} Flood;
+
+typedef struct FloodThread {
+    Flood *flood;
+    UINT32 index;
+} FloodThread;
+
+typedef struct Latency {
+    UINT64 count, elapsedNs, p50Ns, p99Ns, p999Ns, maxNs, minNs, meanNs;
+} Latency;
+
+static LARGE_INTEGER g_qpcFrequency;
 
 typedef struct Sender {
     Connection *connection;
@@ -111,6 +151,7 @@ static VOID FLTAPI OnDisconnect(PVOID connectionCookie) {
     InterlockedDecrement(&g_connections);
     DeleteCriticalSection(&connection->lock);
     free(connection->context);
+    free(connection->histogram);
     free(connection);
 }
 
@@ -155,6 +196,188 @@ static DWORD WINAPI SendNotifications(LPVOID parameter) {
     free(reply);
     free(sender);
     return 0;
+}
+
+static UINT64 TicksToNs(LONGLONG ticks) {
+    return (UINT64)((double)ticks * 1e9 / (double)g_qpcFrequency.QuadPart);
+}
+
+static unsigned BucketOf(UINT64 ns) {
+    if (ns < HIST_EXACT) return (unsigned)ns;
+    unsigned msb = 0;
+    for (UINT64 rest = ns; rest > 1; rest >>= 1) ++msb;
+    unsigned shift = msb - 6; /* keeps 7 significant bits: mantissa 64..127 */
+    unsigned index = HIST_EXACT + (shift - 1) * HIST_SUB + (unsigned)((ns >> shift) - HIST_SUB);
+    return index < HIST_BUCKETS ? index : HIST_BUCKETS - 1;
+}
+
+/* The middle of a bucket, in ns. */
+static UINT64 BucketValue(unsigned index) {
+    if (index < HIST_EXACT) return index;
+    unsigned shift = (index - HIST_EXACT) / HIST_SUB + 1;
+    UINT64 mantissa = HIST_SUB + (index - HIST_EXACT) % HIST_SUB;
+    return (mantissa << shift) + ((1ull << shift) >> 1);
+}
+
+static void FinishFlood(Flood *flood) {
+    if (InterlockedDecrement(&flood->remaining) != 0) return;
+    Connection *connection = flood->connection;
+    LARGE_INTEGER now;
+    QueryPerformanceCounter(&now);
+    EnterCriticalSection(&connection->lock);
+    connection->floodEnd = now.QuadPart;
+    LeaveCriticalSection(&connection->lock);
+    CloseHandle(flood->start);
+    free(flood);
+}
+
+static DWORD WINAPI FloodSender(LPVOID parameter) {
+    FloodThread *self = (FloodThread *)parameter;
+    Flood *flood = self->flood;
+    Connection *connection = flood->connection;
+    UINT32 *histogram = (UINT32 *)calloc(HIST_BUCKETS, sizeof(UINT32));
+    BYTE *message = (BYTE *)calloc(1, flood->payloadBytes < 8 ? 8 : flood->payloadBytes);
+    BOOL noReply = flood->replyLength == NO_REPLY_BUFFER;
+    BYTE *reply = (BYTE *)calloc(1, noReply || flood->replyLength < 8 ? 8 : flood->replyLength);
+    Stats local = {0};
+    UINT64 sumNs = 0, minNs = UINT64_MAX, maxNs = 0, timed = 0;
+    WaitForSingleObject(flood->start, INFINITE);
+    for (UINT32 sequence = 0; !flood->abandon && histogram && message && reply && sequence < flood->count; ++sequence) {
+        UINT64 seq64 = ((UINT64)self->index << 32) | sequence;
+        memset(message, (int)(sequence & 0xFF), flood->payloadBytes);
+        memcpy(message, &seq64, flood->payloadBytes < 8 ? flood->payloadBytes : 8);
+        ULONG replyLength = noReply ? 0 : flood->replyLength;
+        LARGE_INTEGER before, after;
+        QueryPerformanceCounter(&before);
+        NTSTATUS status = FltSendMessage(g_filter, &connection->clientPort, message, flood->payloadBytes,
+                                         noReply ? NULL : reply, noReply ? NULL : &replyLength, NULL);
+        QueryPerformanceCounter(&after);
+        local.lastStatus = status;
+        if (!NT_SUCCESS(status)) {
+            local.failures++;
+            if (status == STATUS_PORT_DISCONNECTED) break;
+            continue;
+        }
+        UINT64 ns = TicksToNs(after.QuadPart - before.QuadPart);
+        histogram[BucketOf(ns)]++;
+        timed++;
+        sumNs += ns;
+        if (ns < minNs) minNs = ns;
+        if (ns > maxNs) maxNs = ns;
+        local.sent++;
+        if (!noReply) {
+            UINT64 echoed = 0;
+            memcpy(&echoed, reply, 8);
+            local.replied++;
+            local.replyBytesLast = replyLength;
+            if (replyLength >= 8 && echoed == seq64) local.matched++;
+        }
+    }
+    EnterCriticalSection(&connection->lock);
+    connection->stats.sent += local.sent;
+    connection->stats.replied += local.replied;
+    connection->stats.matched += local.matched;
+    connection->stats.failures += local.failures;
+    if (local.sent + local.failures > 0) connection->stats.lastStatus = local.lastStatus;
+    if (local.replied > 0) connection->stats.replyBytesLast = local.replyBytesLast;
+    if (connection->histogram != NULL && histogram != NULL) {
+        for (unsigned i = 0; i < HIST_BUCKETS; ++i) connection->histogram[i] += histogram[i];
+    }
+    connection->latencyCount += timed;
+    connection->latencySumNs += sumNs;
+    if (timed > 0 && minNs < connection->latencyMinNs) connection->latencyMinNs = minNs;
+    if (maxNs > connection->latencyMaxNs) connection->latencyMaxNs = maxNs;
+    LeaveCriticalSection(&connection->lock);
+    free(histogram);
+    free(message);
+    free(reply);
+    FinishFlood(flood);
+    free(self);
+    return 0;
+}
+
+static NTSTATUS StartFlood(Connection *connection, const UINT32 *command) {
+    UINT32 threads = command[4];
+    if (threads < 1 || threads > MAX_FLOOD_THREADS) return STATUS_INVALID_PARAMETER;
+    EnterCriticalSection(&connection->lock);
+    BOOL room = connection->senderCount + (int)threads <= MAX_SENDERS;
+    if (room) {
+        if (connection->histogram == NULL) connection->histogram = (UINT32 *)calloc(HIST_BUCKETS, sizeof(UINT32));
+        if (connection->histogram != NULL) memset(connection->histogram, 0, HIST_BUCKETS * sizeof(UINT32));
+        connection->latencyCount = connection->latencySumNs = connection->latencyMaxNs = 0;
+        connection->latencyMinNs = UINT64_MAX;
+        connection->floodStart = connection->floodEnd = 0;
+    }
+    LeaveCriticalSection(&connection->lock);
+    if (!room) return STATUS_INSUFFICIENT_RESOURCES;
+    Flood *flood = (Flood *)calloc(1, sizeof(Flood));
+    if (flood == NULL) return STATUS_INSUFFICIENT_RESOURCES;
+    flood->connection = connection;
+    flood->count = command[1];
+    flood->payloadBytes = command[2];
+    flood->replyLength = command[3];
+    flood->remaining = (LONG)threads;
+    flood->start = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (flood->start == NULL) {
+        free(flood);
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
+    UINT32 started = 0;
+    for (; started < threads; ++started) {
+        FloodThread *self = (FloodThread *)calloc(1, sizeof(FloodThread));
+        HANDLE thread = self == NULL ? NULL : CreateThread(NULL, 0, FloodSender, self, CREATE_SUSPENDED, NULL);
+        if (thread == NULL) {
+            free(self);
+            break;
+        }
+        self->flood = flood;
+        self->index = started;
+        EnterCriticalSection(&connection->lock);
+        connection->senders[connection->senderCount++] = thread;
+        LeaveCriticalSection(&connection->lock);
+        ResumeThread(thread);
+    }
+    LARGE_INTEGER now;
+    QueryPerformanceCounter(&now);
+    EnterCriticalSection(&connection->lock);
+    connection->floodStart = now.QuadPart;
+    LeaveCriticalSection(&connection->lock);
+    if (started < threads) {
+        flood->abandon = 1;
+        SetEvent(flood->start);
+        /* threads never started count as finished */
+        for (UINT32 i = started; i < threads; ++i) FinishFlood(flood);
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
+    SetEvent(flood->start);
+    return STATUS_SUCCESS;
+}
+
+static Latency LatencyOf(Connection *connection) {
+    Latency latency = {0};
+    EnterCriticalSection(&connection->lock);
+    latency.count = connection->latencyCount;
+    if (connection->floodEnd > connection->floodStart) latency.elapsedNs = TicksToNs(connection->floodEnd - connection->floodStart);
+    if (latency.count > 0 && connection->histogram != NULL) {
+        latency.minNs = connection->latencyMinNs;
+        latency.maxNs = connection->latencyMaxNs;
+        latency.meanNs = connection->latencySumNs / latency.count;
+        const double quantiles[3] = {0.5, 0.99, 0.999};
+        UINT64 *out[3] = {&latency.p50Ns, &latency.p99Ns, &latency.p999Ns};
+        int q = 0;
+        UINT64 seen = 0;
+        for (unsigned i = 0; i < HIST_BUCKETS && q < 3; ++i) {
+            seen += connection->histogram[i];
+            while (q < 3 && (double)seen >= quantiles[q] * (double)latency.count) {
+                UINT64 value = BucketValue(i);
+                if (value > latency.maxNs) value = latency.maxNs;
+                if (value < latency.minNs) value = latency.minNs;
+                *out[q++] = value;
+            }
+        }
+    }
+    LeaveCriticalSection(&connection->lock);
+    return latency;
 }
 
 static DWORD WINAPI DisconnectLater(LPVOID parameter) {
@@ -241,6 +464,13 @@ static NTSTATUS FLTAPI OnMessage(PVOID connectionCookie, PVOID input, ULONG inpu
         case OP_CONTEXT:
             *returned = CopyOut(output, outputBytes, connection->context, connection->contextBytes);
             return STATUS_SUCCESS;
+        case OP_FLOOD:
+            return StartFlood(connection, command);
+        case OP_LATENCY: {
+            Latency latency = LatencyOf(connection);
+            *returned = CopyOut(output, outputBytes, &latency, sizeof(latency));
+            return STATUS_SUCCESS;
+        }
         default:
             return STATUS_INVALID_PARAMETER;
     }
@@ -252,6 +482,7 @@ int wmain(int argc, wchar_t **argv) {
         return 2;
     }
     LONG maxConnections = argc > 2 ? (LONG)_wtoi(argv[2]) : 8;
+    QueryPerformanceFrequency(&g_qpcFrequency);
     NTSTATUS status = FltEmuCreateFilter(&g_filter);
     if (!NT_SUCCESS(status)) {
         fprintf(stderr, "FltEmuCreateFilter failed: 0x%08lX\n", (unsigned long)status);
