@@ -45,7 +45,7 @@ export interface LpcConnectOptions {
   /** Connection information for the server (at most 128 bytes); the server's answer comes back in serverConnectionInfo. */
   connectionInfo?: Uint8Array;
   securityQos?: LpcSecurityQos;
-  /** Connect with NtSecureConnectPort: fails unless the server runs as this SID (e.g. 'S-1-5-18'). */
+  /** Connect with NtSecureConnectPort: fails unless the server runs as this SID, in S-1-... form (e.g. 'S-1-5-18'). */
   serverSid?: string;
   /** A shared view (a pagefile-backed section) for payloads above the message limit. */
   view?: { bytes: number };
