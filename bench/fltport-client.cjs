@@ -1,0 +1,187 @@
+'use strict';
+// The fltport side of bench/run.mjs; runs inside Windows node.exe (under Wine on Linux).
+//
+//   node fltport-client.cjs KERNEL_EXE notify PAYLOAD PENDING COUNT REPLY_BYTES|ff
+//   node fltport-client.cjs KERNEL_EXE send PAYLOAD IN_FLIGHT COUNT
+//   node fltport-client.cjs KERNEL_EXE soak PAYLOAD PENDING COUNT REPLY_BYTES
+//
+// The same cells as native-client.c: `port.serve()` with a trivial handler (it answers with the
+// first REPLY_BYTES bytes of the message, an exact-size reply) against a test-kernel FLOOD with
+// PENDING sender threads, or `port.send()` with IN_FLIGHT calls outstanding. Prints RESULT {json}.
+const { spawn } = require('node:child_process');
+const { performance } = require('node:perf_hooks');
+const { FilterPort, runtimeInfo } = require('fltport');
+
+const OP = { ECHO: 1, WAIT: 5, FLOOD: 8, LATENCY: 9 };
+const NO_REPLY_BUFFER = 0xffffffff;
+
+function command(op, args = [], payload) {
+  const header = Buffer.alloc(24);
+  header.writeUInt32LE(op, 0);
+  args.forEach((value, index) => header.writeUInt32LE(value >>> 0, 4 + index * 4));
+  return payload === undefined ? header : Buffer.concat([header, payload]);
+}
+
+function parseLatency(buffer) {
+  const names = ['count', 'elapsedNs', 'p50Ns', 'p99Ns', 'p999Ns', 'maxNs', 'minNs', 'meanNs'];
+  return Object.fromEntries(names.map((name, i) => [name, Number(buffer.readBigUInt64LE(i * 8))]));
+}
+
+async function startKernel(exe) {
+  const portName = `\\FltportBenchJs-${process.pid}`;
+  const child = spawn(exe, [portName, '8'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let output = '';
+  child.stdout.setEncoding('utf8');
+  await new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`test-kernel exited with ${code} before it was ready`)));
+    child.stdout.on('data', (text) => {
+      output += text;
+      if (output.includes('ready')) resolve();
+    });
+  });
+  child.removeAllListeners('exit');
+  return { portName, stop: () => child.stdin.end() };
+}
+
+const cpuSeconds = (since) => {
+  const { user, system } = process.cpuUsage(since);
+  return (user + system) / 1e6;
+};
+const peakBytes = () => process.resourceUsage().maxRSS * 1024;
+
+function quantile(sorted, q) {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+async function notify(port, { payloadBytes, pending, count, replyBytes, soak }) {
+  const perSender = Math.floor(count / pending);
+  const total = perSender * pending;
+  const controller = new AbortController();
+  const reply = replyBytes === NO_REPLY_BUFFER ? undefined : replyBytes;
+  let handled = 0;
+  const rss = [];
+  const sample = (label) => {
+    const memory = process.memoryUsage();
+    rss.push({ label, messages: handled, rss: memory.rss, heapTotal: memory.heapTotal, heapUsed: memory.heapUsed, external: memory.external, arrayBuffers: memory.arrayBuffers });
+  };
+  const marks = soak ? new Set([Math.floor(total / 10), Math.floor(total / 2), total]) : new Set();
+  const every = Math.floor(total / 10);
+  // The trivial handler: the first replyBytes bytes of the message (its sequence number first).
+  const handler = (message) => {
+    handled += 1;
+    if (soak && (handled % every === 0 || marks.has(handled))) sample(handled === total ? 'end' : `${handled}`);
+    return reply === undefined ? undefined : message.data.subarray(0, message.replyBytes);
+  };
+  const serving = port.serve(handler, { pending, bufferBytes: payloadBytes, signal: controller.signal });
+  if (soak) sample('start');
+
+  const cpu0 = process.cpuUsage();
+  const elu0 = performance.eventLoopUtilization();
+  const t0 = performance.now();
+  await port.send(command(OP.FLOOD, [perSender, payloadBytes, replyBytes, pending]));
+  const stats = await port.send(command(OP.WAIT), { replyBytes: 32 });
+  const wallSeconds = (performance.now() - t0) / 1e3;
+  const cpu = cpuSeconds(cpu0);
+  const elu = performance.eventLoopUtilization(elu0);
+  const latency = parseLatency(await port.send(command(OP.LATENCY), { replyBytes: 64 }));
+  const peak = peakBytes();
+  controller.abort();
+  const served = await serving;
+
+  return {
+    mode: soak ? 'soak' : 'notify',
+    cpuSeconds: cpu,
+    peakBytes: peak,
+    messages: stats.readUInt32LE(0),
+    received: served.received,
+    matched: stats.readUInt32LE(8),
+    failures: stats.readUInt32LE(16),
+    replyFailures: served.failed,
+    elapsedSeconds: latency.elapsedNs / 1e9,
+    wallSeconds,
+    p50Us: latency.p50Ns / 1e3,
+    p99Us: latency.p99Ns / 1e3,
+    p999Us: latency.p999Ns / 1e3,
+    maxUs: latency.maxNs / 1e3,
+    meanUs: latency.meanNs / 1e3,
+    jsActiveSeconds: elu.active / 1e3,
+    eventLoopUtilization: elu.utilization,
+    ...(soak ? { rss } : {}),
+  };
+}
+
+async function sendBench(port, { payloadBytes, inFlight, count }) {
+  const request = command(OP.ECHO, [], Buffer.alloc(payloadBytes, 0x5a));
+  const perWorker = Math.floor(count / inFlight);
+  const latencies = new Float64Array(perWorker * inFlight);
+  let recorded = 0;
+  let failures = 0;
+  const worker = async () => {
+    for (let i = 0; i < perWorker; i += 1) {
+      const before = performance.now();
+      const output = await port.send(request, { replyBytes: payloadBytes });
+      latencies[recorded++] = performance.now() - before;
+      if (output.length !== payloadBytes) failures += 1;
+    }
+  };
+  const cpu0 = process.cpuUsage();
+  const elu0 = performance.eventLoopUtilization();
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: inFlight }, worker));
+  const elapsed = (performance.now() - t0) / 1e3;
+  const cpu = cpuSeconds(cpu0);
+  const elu = performance.eventLoopUtilization(elu0);
+  const sorted = latencies.subarray(0, recorded).sort();
+  const mean = sorted.reduce((sum, value) => sum + value, 0) / Math.max(1, recorded);
+  return {
+    mode: 'send',
+    cpuSeconds: cpu,
+    peakBytes: peakBytes(),
+    messages: recorded,
+    failures,
+    elapsedSeconds: elapsed,
+    wallSeconds: elapsed,
+    p50Us: quantile(sorted, 0.5) * 1e3,
+    p99Us: quantile(sorted, 0.99) * 1e3,
+    p999Us: quantile(sorted, 0.999) * 1e3,
+    maxUs: (sorted[recorded - 1] ?? 0) * 1e3,
+    meanUs: mean * 1e3,
+    jsActiveSeconds: elu.active / 1e3,
+    eventLoopUtilization: elu.utilization,
+  };
+}
+
+async function main() {
+  const [kernelExe, mode, payload, concurrency, countText, replyText] = process.argv.slice(2);
+  const payloadBytes = Number(payload);
+  const count = Number(countText);
+  const kernel = await startKernel(kernelExe);
+  const port = await FilterPort.connect(kernel.portName);
+  console.log(`FLTLIB ${String(runtimeInfo().fltlibPath).replaceAll('\\', '/')}`);
+  let result;
+  try {
+    if (mode === 'send') {
+      result = await sendBench(port, { payloadBytes, inFlight: Number(concurrency), count });
+    } else {
+      const replyBytes = replyText === 'ff' ? NO_REPLY_BUFFER : Number(replyText);
+      result = await notify(port, { payloadBytes, pending: Number(concurrency), count, replyBytes, soak: mode === 'soak' });
+    }
+  } finally {
+    await port.close();
+    kernel.stop();
+  }
+  console.log(`RESULT ${JSON.stringify({ impl: 'fltport', ...result })}`);
+  return result.failures === 0 ? 0 : 1;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error) => {
+    console.error(error);
+    process.exitCode = 1;
+  },
+);
