@@ -8,41 +8,10 @@
 // The same cells as native-client.c: `port.serve()` with a trivial handler (it answers with the
 // first REPLY_BYTES bytes of the message, an exact-size reply) against a test-kernel FLOOD with
 // PENDING sender threads, or `port.send()` with IN_FLIGHT calls outstanding. Prints RESULT {json}.
-const { spawn } = require('node:child_process');
+const path = require('node:path');
 const { performance } = require('node:perf_hooks');
 const { FilterPort, runtimeInfo } = require('fltport');
-
-const OP = { ECHO: 1, WAIT: 5, FLOOD: 8, LATENCY: 9 };
-const NO_REPLY_BUFFER = 0xffffffff;
-
-function command(op, args = [], payload) {
-  const header = Buffer.alloc(24);
-  header.writeUInt32LE(op, 0);
-  args.forEach((value, index) => header.writeUInt32LE(value >>> 0, 4 + index * 4));
-  return payload === undefined ? header : Buffer.concat([header, payload]);
-}
-
-function parseLatency(buffer) {
-  const names = ['count', 'elapsedNs', 'p50Ns', 'p99Ns', 'p999Ns', 'maxNs', 'minNs', 'meanNs'];
-  return Object.fromEntries(names.map((name, i) => [name, Number(buffer.readBigUInt64LE(i * 8))]));
-}
-
-async function startKernel(exe) {
-  const portName = `\\FltportBenchJs-${process.pid}`;
-  const child = spawn(exe, [portName, '8'], { stdio: ['pipe', 'pipe', 'inherit'] });
-  let output = '';
-  child.stdout.setEncoding('utf8');
-  await new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`test-kernel exited with ${code} before it was ready`)));
-    child.stdout.on('data', (text) => {
-      output += text;
-      if (output.includes('ready')) resolve();
-    });
-  });
-  child.removeAllListeners('exit');
-  return { portName, stop: () => child.stdin.end() };
-}
+const { startKernel, command, parseLatency, OP, NO_REPLY_BUFFER } = require(path.join(__dirname, '..', 'emulator', 'test-kernel', 'test-kernel.js'));
 
 const cpuSeconds = (since) => {
   const { user, system } = process.cpuUsage(since);
@@ -157,7 +126,7 @@ async function main() {
   const [kernelExe, mode, payload, concurrency, countText, replyText] = process.argv.slice(2);
   const payloadBytes = Number(payload);
   const count = Number(countText);
-  const kernel = await startKernel(kernelExe);
+  const kernel = await startKernel({ exe: kernelExe });
   const port = await FilterPort.connect(kernel.portName);
   console.log(`FLTLIB ${String(runtimeInfo().fltlibPath).replaceAll('\\', '/')}`);
   let result;
@@ -170,7 +139,7 @@ async function main() {
     }
   } finally {
     await port.close();
-    kernel.stop();
+    await kernel.stop();
   }
   console.log(`RESULT ${JSON.stringify({ impl: 'fltport', ...result })}`);
   return result.failures === 0 ? 0 : 1;

@@ -1,13 +1,13 @@
 'use strict';
-// The filter port client end to end: the real addon in Windows node.exe, the emulator's
-// fltlib.dll beside it, and emulator/test-kernel as the kernel side.
+// The filter port client end to end: the real addon in Windows node.exe, loading the emulator's
+// fltlib.dll, and emulator/test-kernel as the kernel side.
 const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
 const { once } = require('node:events');
 const path = require('node:path');
 const koffi = require('koffi');
 const { FilterPort, FilterMessage, WinError, FltportError, AbortError } = require('fltport');
-const { startKernel, kernel, sequenceOf, command, OP, NO_REPLY_BUFFER } = require('./test-kernel');
+const { startKernel, kernel, sequenceOf, command, OP, NO_REPLY_BUFFER } = require('../../emulator/test-kernel/test-kernel.js');
 
 const STATUS_ACCESS_DENIED = 0xc0000022;
 const STATUS_FLT_NO_WAITER_FOR_REPLY = 0xc01c0020;

@@ -1,10 +1,11 @@
 'use strict';
-// Drives emulator/test-kernel: a kernel side on the filter-manager emulator that obeys commands
-// sent through FilterSendMessage (see the comment at the top of test-kernel.c).
+// The JS side of test-kernel.exe, a kernel on the filter-manager emulator that obeys commands
+// sent through FilterSendMessage (see the comment at the top of test-kernel.c). Used by
+// test/filter-port and bench/; runs inside Windows node.exe.
 const { spawn } = require('node:child_process');
 const { once } = require('node:events');
 
-const OP = { ECHO: 1, FAIL: 2, NOTIFY: 3, STATS: 4, WAIT: 5, DISCONNECT: 6, CONTEXT: 7 };
+const OP = { ECHO: 1, FAIL: 2, NOTIFY: 3, STATS: 4, WAIT: 5, DISCONNECT: 6, CONTEXT: 7, FLOOD: 8, LATENCY: 9 };
 const NO_REPLY_BUFFER = 0xffffffff;
 const STATS_BYTES = 32;
 let portCounter = 0;
@@ -21,9 +22,16 @@ function parseStats(buffer) {
   return Object.fromEntries(fields.map((field, i) => [field, field === 'lastStatus' ? buffer.readInt32LE(i * 4) : buffer.readUInt32LE(i * 4)]));
 }
 
-/** Starts a test kernel with a fresh port name; resolves once its port exists. */
-async function startKernel({ maxConnections = 8 } = {}) {
-  const exe = process.env.FLTPORT_TEST_KERNEL;
+function parseLatency(buffer) {
+  const names = ['count', 'elapsedNs', 'p50Ns', 'p99Ns', 'p999Ns', 'maxNs', 'minNs', 'meanNs'];
+  return Object.fromEntries(names.map((name, i) => [name, Number(buffer.readBigUInt64LE(i * 8))]));
+}
+
+/**
+ * Starts a test kernel with a fresh port name; resolves once its port exists. `exe` defaults to
+ * FLTPORT_TEST_KERNEL, which scripts/test-windows.mjs --emulator sets.
+ */
+async function startKernel({ exe = process.env.FLTPORT_TEST_KERNEL, maxConnections = 8 } = {}) {
   if (!exe) throw new Error('FLTPORT_TEST_KERNEL is not set: run this suite through scripts/test-windows.mjs --emulator');
   const portName = `\\FltportTest-${process.pid}-${++portCounter}`;
   const child = spawn(exe, [portName, String(maxConnections)], { stdio: ['pipe', 'pipe', 'inherit'] });
@@ -65,9 +73,10 @@ const kernel = {
   wait: async (port) => parseStats(await port.send(command(OP.WAIT), { replyBytes: STATS_BYTES })),
   disconnect: (port, delayMs = 0) => port.send(command(OP.DISCONNECT, [delayMs])),
   context: (port) => port.send(command(OP.CONTEXT), { replyBytes: 0x10000 }),
+  latency: async (port) => parseLatency(await port.send(command(OP.LATENCY), { replyBytes: 64 })),
 };
 
 /** The sequence number the test kernel puts in the first 8 bytes of every notification. */
 const sequenceOf = (message) => message.data.readBigUInt64LE(0);
 
-module.exports = { startKernel, kernel, command, OP, NO_REPLY_BUFFER, sequenceOf };
+module.exports = { startKernel, kernel, command, parseLatency, OP, NO_REPLY_BUFFER, sequenceOf };
