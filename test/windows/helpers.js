@@ -1,6 +1,6 @@
 'use strict';
 // Facts about the Windows runtime the suite runs in: real Windows, Wine with its stub fltlib.dll,
-// or either with the emulator's fltlib.dll beside node.exe.
+// or either with the emulator's fltlib.dll loaded instead of the system's.
 const { runtimeInfo } = require('fltport');
 
 function describeRuntime() {
