@@ -481,14 +481,27 @@ describe('a port in a process of its own', () => {
   });
 
   it('keeps the process alive with a pending read by default', async () => {
-    const { killed, output } = await runChild(`
+    const child = spawn(process.execPath, ['-e', `
       const { FilterPort } = require('fltport');
       FilterPort.connect(${JSON.stringify(host.portName)}).then((port) => {
         port.receive().catch(() => {});
         console.log('waiting');
-      });`, { timeoutMs: 3000 });
-    // The read never completes, so only the guard ends the child: the read kept it alive.
-    assert.equal(killed, true, output);
+      });`], { cwd: path.resolve(__dirname, '..', '..'), stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      // Only once the read is armed: then nothing but that read can keep the child running.
+      let output = '';
+      await new Promise((resolve, reject) => {
+        child.stdout.on('data', (chunk) => {
+          output += chunk;
+          if (output.includes('waiting')) resolve();
+        });
+        child.once('exit', (code) => reject(new Error(`the child exited (${code}) before its read was armed: ${output}`)));
+      });
+      await delay(1500);
+      assert.equal(child.exitCode, null, 'the child exited although a read was pending');
+    } finally {
+      child.kill();
+    }
   });
 
   it('closes the handle of a port garbage-collected without close(), without crashing', async () => {
