@@ -2,6 +2,7 @@
 import { loadNative } from '../binding/loader';
 import type { NativeFilterPort, NativeMessage } from '../binding/native';
 import { AbortError, FltportError, WinError, abortErrorFor, fromNative } from './errors';
+import { settleOnce } from './abort';
 import { FilterMessage } from './filter-message';
 import { type StructType, decodeStruct, encodeStruct, structSize } from './structs';
 import {
@@ -436,28 +437,3 @@ function checkMessagesOptions(options: unknown) {
     pending: checkOptionalInteger(raw.pending, 'options.pending', 1, MAX_PENDING) ?? DEFAULT_PENDING,
   };
 }
-
-/**
- * Settles with `work` unless `signal` aborts first; then rejects with an AbortError and hands
- * whatever `work` produces later to `discard`, so nothing it opened is leaked.
- */
-function settleOnce<T>(work: Promise<T>, signal: AbortSignal, discard: (value: T) => void): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => {
-      reject(abortErrorFor(signal));
-      work.then(discard, () => undefined);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        if (!signal.aborted) resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
-}
-

@@ -3,6 +3,7 @@
 // README ("LPC ports") says which behaviour is verified where.
 import { loadNative } from '../binding/loader';
 import type { NativeLpcClient, NativeLpcConnection, NativeLpcServer } from '../binding/native';
+import { settleOnce } from './abort';
 import { FltportError, WinError, abortErrorFor, fromNative, invalidArgType, invalidArgValue, outOfRange } from './errors';
 import {
   type ClientId,
@@ -674,28 +675,4 @@ function callNative<T>(call: () => T): T {
   } catch (error) {
     throw fromNative(error);
   }
-}
-
-/**
- * Settles with `work` unless `signal` aborts first; then rejects with an AbortError and hands
- * whatever `work` produces later to `discard`, so nothing it opened is leaked.
- */
-function settleOnce<T>(work: Promise<T>, signal: AbortSignal, discard: (value: T) => void): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => {
-      reject(abortErrorFor(signal));
-      work.then(discard, () => undefined);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        if (!signal.aborted) resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
 }

@@ -143,16 +143,17 @@ class ReadJob : public CompletionQueue::Job, public ReadOperation {
 class SendJob : public PoolJob {
  public:
   SendJob(Napi::Env env, std::shared_ptr<FilterConnection> connection, std::vector<uint8_t> input, uint32_t outputBytes)
-      : PoolJob(env, "FilterSendMessage"),
+      : PoolJob(env),
         connection_(std::move(connection)),
         input_(std::move(input)),
         output_(outputBytes) {}
 
  protected:
-  HRESULT Run() override {
-    return connection_->Send(input_.empty() ? nullptr : input_.data(), static_cast<DWORD>(input_.size()),
-                             output_.empty() ? nullptr : output_.data(), static_cast<DWORD>(output_.size()),
-                             &returned_);
+  bool Run(Failure* failure) override {
+    HRESULT hr = connection_->Send(input_.empty() ? nullptr : input_.data(), static_cast<DWORD>(input_.size()),
+                                   output_.empty() ? nullptr : output_.data(), static_cast<DWORD>(output_.size()),
+                                   &returned_);
+    return Succeeded(hr, "FilterSendMessage", failure);
   }
 
   Napi::Value Result(Napi::Env env) override {
@@ -171,10 +172,12 @@ class SendJob : public PoolJob {
 class ReplyJob : public PoolJob {
  public:
   ReplyJob(Napi::Env env, std::shared_ptr<FilterConnection> connection, std::vector<uint8_t> reply)
-      : PoolJob(env, "FilterReplyMessage"), connection_(std::move(connection)), reply_(std::move(reply)) {}
+      : PoolJob(env), connection_(std::move(connection)), reply_(std::move(reply)) {}
 
  protected:
-  HRESULT Run() override { return connection_->Reply(reply_.data(), static_cast<DWORD>(reply_.size())); }
+  bool Run(Failure* failure) override {
+    return Succeeded(connection_->Reply(reply_.data(), static_cast<DWORD>(reply_.size())), "FilterReplyMessage", failure);
+  }
   Napi::Value Result(Napi::Env env) override {
     connection_.reset();
     return env.Undefined();
@@ -184,12 +187,6 @@ class ReplyJob : public PoolJob {
   std::shared_ptr<FilterConnection> connection_;
   std::vector<uint8_t> reply_;
 };
-
-Napi::Promise Rejected(Napi::Env env, const Napi::Error& error) {
-  Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
-  deferred.Reject(error.Value());
-  return deferred.Promise();
-}
 
 class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
  public:
@@ -219,7 +216,6 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
 
  private:
   bool Closed() const { return state_ == nullptr || state_->closing || state_->connection == nullptr; }
-  Napi::Error ClosedError(Napi::Env env) const { return FltportErrorToJs(env, "ERR_FLTPORT_CLOSED", "the port is closed"); }
 
   // read(bufferBytes, readId): Promise<{ id: bigint, replyLength: number, data: Buffer }>
   Napi::Value Read(const Napi::CallbackInfo& info) {
@@ -230,18 +226,18 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
         !ReadUint32(info[1], "readId", 0, UINT32_MAX, &readId)) {
       return env.Undefined();
     }
-    if (Closed()) return Rejected(env, ClosedError(env));
+    if (Closed()) return RejectedPromise(env, ClosedPortError(env));
     if (!state_->connection->Overlapped()) {
-      return Rejected(env, FltportErrorToJs(env, "ERR_FLTPORT_SYNC_HANDLE",
+      return RejectedPromise(env, FltportErrorToJs(env, "ERR_FLTPORT_SYNC_HANDLE",
                                             "a port connected with syncHandle cannot receive messages"));
     }
     if (state_->reads.count(readId) != 0) {
-      return Rejected(env, FltportErrorToJs(env, "ERR_INVALID_ARG_VALUE", "readId is already in use"));
+      return RejectedPromise(env, FltportErrorToJs(env, "ERR_INVALID_ARG_VALUE", "readId is already in use"));
     }
     auto read = std::make_unique<ReadJob>(env, state_, readId, bufferBytes);
     Napi::Promise promise = read->Promise();
     HRESULT hr = read->Start();
-    if (FAILED(hr)) return Rejected(env, FailureToJs(env, Failure::FromHResult("FilterGetMessage", hr)));
+    if (FAILED(hr)) return RejectedPromise(env, FailureToJs(env, Failure::FromHResult("FilterGetMessage", hr)));
     state_->reads.emplace(readId, read.release());  // the completion owns it now
     state_->UpdateKeepAlive(env);
     return promise;
@@ -266,7 +262,7 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
         !ReadUint32(info[1], "replyBytes", 0, kMaxPayloadBytes, &replyBytes)) {
       return env.Undefined();
     }
-    if (Closed()) return Rejected(env, ClosedError(env));
+    if (Closed()) return RejectedPromise(env, ClosedPortError(env));
     return PoolJob::Submit(env, std::make_unique<SendJob>(env, state_->connection, std::move(input), replyBytes));
   }
 
@@ -280,7 +276,7 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
         !ReadOptionalBytes(info[2], "payload", kMaxPayloadBytes, &payload)) {
       return env.Undefined();
     }
-    if (Closed()) return Rejected(env, ClosedError(env));
+    if (Closed()) return RejectedPromise(env, ClosedPortError(env));
     // FILTER_REPLY_HEADER: Status (NTSTATUS) at 0, 4 bytes of padding, MessageId at 8.
     std::vector<uint8_t> reply(kReplyHeaderBytes + payload.size(), 0);
     std::memcpy(reply.data(), &status, sizeof(status));
@@ -325,10 +321,12 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
 class ConnectJob : public PoolJob {
  public:
   ConnectJob(Napi::Env env, ConnectRequest request)
-      : PoolJob(env, "FilterConnectCommunicationPort"), request_(std::move(request)) {}
+      : PoolJob(env), request_(std::move(request)) {}
 
  protected:
-  HRESULT Run() override { return FilterConnection::Connect(request_, &connection_); }
+  bool Run(Failure* failure) override {
+    return Succeeded(FilterConnection::Connect(request_, &connection_), "FilterConnectCommunicationPort", failure);
+  }
 
   Napi::Value Result(Napi::Env env) override {
     Napi::Object wrapper = GetAddonData(env)->filterPortClass.New({});

@@ -90,6 +90,14 @@ Napi::Error FltportErrorToJs(Napi::Env env, const char* code, const std::string&
   return error;
 }
 
+Napi::Promise RejectedPromise(Napi::Env env, const Napi::Error& error) {
+  Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
+  deferred.Reject(error.Value());
+  return deferred.Promise();
+}
+
+Napi::Error ClosedPortError(Napi::Env env) { return FltportErrorToJs(env, "ERR_FLTPORT_CLOSED", "the port is closed"); }
+
 Napi::Error FailureToJs(Napi::Env env, const Failure& failure) {
   if (failure.fltportCode != nullptr) {
     Napi::Error error = FltportErrorToJs(env, failure.fltportCode, failure.detail);

@@ -23,6 +23,12 @@ bool ReadUint64(const Napi::Value& value, const char* name, uint64_t* out);
 // An error with one of fltport's own codes (ERR_FLTPORT_CLOSED, ...).
 Napi::Error FltportErrorToJs(Napi::Env env, const char* code, const std::string& message);
 
+// A promise already rejected with `error`.
+Napi::Promise RejectedPromise(Napi::Env env, const Napi::Error& error);
+
+// ERR_FLTPORT_CLOSED, for a call on a port that is closed.
+Napi::Error ClosedPortError(Napi::Env env);
+
 // The value a promise rejects with when a Windows call failed; lib/errors.ts turns it into a
 // WinError or FltportError.
 Napi::Error FailureToJs(Napi::Env env, const Failure& failure);

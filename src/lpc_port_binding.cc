@@ -11,6 +11,7 @@
 
 #include "addon_data.h"
 #include "js_values.h"
+#include "pool_job.h"
 #include "win/failure.h"
 #include "win/lpc.h"
 
@@ -63,66 +64,11 @@ bool ReadMessage(const Napi::Value& value, size_t maxLength, std::vector<uint8_t
   return true;
 }
 
-Napi::Promise Rejected(Napi::Env env, const Napi::Error& error) {
-  Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
-  deferred.Reject(error.Value());
-  return deferred.Promise();
-}
-
-Napi::Error ClosedError(Napi::Env env) { return FltportErrorToJs(env, "ERR_FLTPORT_CLOSED", "the port is closed"); }
-
 // Raises a JS exception a callback left pending the way Node raises one from any event:
 // 'uncaughtException', not a silent loss.
 void RaisePending(Napi::Env env) {
   if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
 }
-
-// A blocking ntdll call on Windows thread-pool work, settling a promise on the JS thread. Like
-// PoolJob, but failures carry an NTSTATUS (or a missing entry point), not an HRESULT.
-class LpcJob : public CompletionQueue::Job {
- public:
-  explicit LpcJob(Napi::Env env)
-      : deferred_(Napi::Promise::Deferred::New(env)), completions_(GetAddonData(env)->completions) {}
-
-  static Napi::Promise Submit(Napi::Env env, std::unique_ptr<LpcJob> job) {
-    Napi::Promise promise = job->deferred_.Promise();
-    job->completions_->KeepAlive(env);
-    if (!TrySubmitThreadpoolCallback(&LpcJob::Work, job.get(), nullptr)) {
-      job->completions_->LetGo(env);
-      job->deferred_.Reject(FailureToJs(env, Failure::FromLastError("TrySubmitThreadpoolCallback")).Value());
-      return promise;
-    }
-    job.release();  // the pool callback owns it now
-    return promise;
-  }
-
-  void Settle(Napi::Env env) final {
-    if (succeeded_) {
-      deferred_.Resolve(Result(env));
-    } else {
-      deferred_.Reject(FailureToJs(env, failure_).Value());
-    }
-  }
-
- protected:
-  // On a pool thread.
-  virtual bool Run(Failure* failure) = 0;
-  // On the JS thread after Run() succeeded.
-  virtual Napi::Value Result(Napi::Env env) { return env.Undefined(); }
-
- private:
-  static void CALLBACK Work(PTP_CALLBACK_INSTANCE, void* context) {
-    std::unique_ptr<LpcJob> job(static_cast<LpcJob*>(context));
-    job->succeeded_ = job->Run(&job->failure_);
-    std::shared_ptr<CompletionQueue> completions = job->completions_;
-    completions->Post(std::move(job), true);
-  }
-
-  Napi::Promise::Deferred deferred_;
-  std::shared_ptr<CompletionQueue> completions_;
-  Failure failure_;
-  bool succeeded_ = false;
-};
 
 // Copy-in/copy-out access to a view, with the bounds checked here.
 Napi::Value ReadView(const Napi::CallbackInfo& info, const LpcView& view, size_t argument) {
@@ -180,10 +126,10 @@ bool ReadViewKind(const Napi::Value& value, ViewKind* kind) {
 
 // ---- client ----
 
-class RequestJob : public LpcJob {
+class RequestJob : public PoolJob {
  public:
   RequestJob(Napi::Env env, std::shared_ptr<LpcClient> client, std::vector<uint8_t> message)
-      : LpcJob(env), client_(std::move(client)), message_(std::move(message)) {}
+      : PoolJob(env), client_(std::move(client)), message_(std::move(message)) {}
 
  protected:
   bool Run(Failure* failure) override { return client_->Request(std::move(message_), &reply_, failure); }
@@ -195,10 +141,10 @@ class RequestJob : public LpcJob {
   std::vector<uint8_t> reply_;
 };
 
-class PostJob : public LpcJob {
+class PostJob : public PoolJob {
  public:
   PostJob(Napi::Env env, std::shared_ptr<LpcClient> client, std::vector<uint8_t> message)
-      : LpcJob(env), client_(std::move(client)), message_(std::move(message)) {}
+      : PoolJob(env), client_(std::move(client)), message_(std::move(message)) {}
 
  protected:
   bool Run(Failure* failure) override { return client_->Post(std::move(message_), failure); }
@@ -226,19 +172,19 @@ class LpcClientHandle : public Napi::ObjectWrap<LpcClientHandle> {
   // request(message): Promise<Buffer>, the whole reply message.
   Napi::Value Request(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (client_ == nullptr) return Rejected(env, ClosedError(env));
+    if (client_ == nullptr) return RejectedPromise(env, ClosedPortError(env));
     std::vector<uint8_t> message;
     if (!ReadMessage(info[0], client_->MaxMessageLength(), &message)) return env.Undefined();
-    return LpcJob::Submit(env, std::make_unique<RequestJob>(env, client_, std::move(message)));
+    return PoolJob::Submit(env, std::make_unique<RequestJob>(env, client_, std::move(message)));
   }
 
   // post(message): Promise<void>, once the datagram is queued.
   Napi::Value Post(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (client_ == nullptr) return Rejected(env, ClosedError(env));
+    if (client_ == nullptr) return RejectedPromise(env, ClosedPortError(env));
     std::vector<uint8_t> message;
     if (!ReadMessage(info[0], client_->MaxMessageLength(), &message)) return env.Undefined();
-    return LpcJob::Submit(env, std::make_unique<PostJob>(env, client_, std::move(message)));
+    return PoolJob::Submit(env, std::make_unique<PostJob>(env, client_, std::move(message)));
   }
 
   // readView(view, offset, length): Buffer. view 0 = this client's, 1 = the server's.
@@ -246,7 +192,7 @@ class LpcClientHandle : public Napi::ObjectWrap<LpcClientHandle> {
     ViewKind kind;
     if (!ReadViewKind(info[0], &kind)) return info.Env().Undefined();
     if (client_ == nullptr) {
-      ClosedError(info.Env()).ThrowAsJavaScriptException();
+      ClosedPortError(info.Env()).ThrowAsJavaScriptException();
       return info.Env().Undefined();
     }
     return ReadView(info, kind == kOwnView ? client_->View() : client_->ServerView(), 1);
@@ -256,7 +202,7 @@ class LpcClientHandle : public Napi::ObjectWrap<LpcClientHandle> {
     ViewKind kind;
     if (!ReadViewKind(info[0], &kind)) return info.Env().Undefined();
     if (client_ == nullptr) {
-      ClosedError(info.Env()).ThrowAsJavaScriptException();
+      ClosedPortError(info.Env()).ThrowAsJavaScriptException();
       return info.Env().Undefined();
     }
     return WriteView(info, kind == kOwnView ? client_->View() : client_->ServerView(), 1);
@@ -274,10 +220,10 @@ class LpcClientHandle : public Napi::ObjectWrap<LpcClientHandle> {
   std::shared_ptr<LpcClient> client_;
 };
 
-class ConnectJob : public LpcJob {
+class ConnectJob : public PoolJob {
  public:
   ConnectJob(Napi::Env env, LpcClasses* classes, LpcConnectRequest request)
-      : LpcJob(env), classes_(classes), request_(std::move(request)) {}
+      : PoolJob(env), classes_(classes), request_(std::move(request)) {}
 
  protected:
   bool Run(Failure* failure) override { return LpcClient::Connect(request_, &client_, failure); }
@@ -334,7 +280,7 @@ Napi::Value LpcConnect(const Napi::CallbackInfo& info) {
       return env.Undefined();
     }
   }
-  return LpcJob::Submit(env, std::make_unique<ConnectJob>(env, ClassesOf(info), std::move(request)));
+  return PoolJob::Submit(env, std::make_unique<ConnectJob>(env, ClassesOf(info), std::move(request)));
 }
 
 // ---- server ----
@@ -434,11 +380,11 @@ class ServerListener : public LpcServerListener {
   std::shared_ptr<ServerState> state_;
 };
 
-class AcceptJob : public LpcJob {
+class AcceptJob : public PoolJob {
  public:
   AcceptJob(Napi::Env env, std::shared_ptr<LpcServer> server, std::shared_ptr<ServerState> state,
             std::vector<uint8_t> message, size_t viewBytes)
-      : LpcJob(env),
+      : PoolJob(env),
         server_(std::move(server)),
         state_(std::move(state)),
         message_(std::move(message)),
@@ -467,10 +413,10 @@ class AcceptJob : public LpcJob {
   LpcAccepted accepted_;
 };
 
-class RefuseJob : public LpcJob {
+class RefuseJob : public PoolJob {
  public:
   RefuseJob(Napi::Env env, std::shared_ptr<LpcServer> server, std::vector<uint8_t> message)
-      : LpcJob(env), server_(std::move(server)), message_(std::move(message)) {}
+      : PoolJob(env), server_(std::move(server)), message_(std::move(message)) {}
 
  protected:
   bool Run(Failure* failure) override { return server_->Refuse(std::move(message_), failure); }
@@ -480,10 +426,10 @@ class RefuseJob : public LpcJob {
   std::vector<uint8_t> message_;
 };
 
-class CompleteJob : public LpcJob {
+class CompleteJob : public PoolJob {
  public:
   CompleteJob(Napi::Env env, std::shared_ptr<LpcServer> server, uint64_t connectionId)
-      : LpcJob(env), server_(std::move(server)), connectionId_(connectionId) {}
+      : PoolJob(env), server_(std::move(server)), connectionId_(connectionId) {}
 
  protected:
   bool Run(Failure* failure) override { return server_->Complete(connectionId_, failure); }
@@ -493,10 +439,10 @@ class CompleteJob : public LpcJob {
   uint64_t connectionId_;
 };
 
-class ReplyJob : public LpcJob {
+class ReplyJob : public PoolJob {
  public:
   ReplyJob(Napi::Env env, std::shared_ptr<LpcServer> server, uint64_t connectionId, std::vector<uint8_t> message)
-      : LpcJob(env), server_(std::move(server)), connectionId_(connectionId), message_(std::move(message)) {}
+      : PoolJob(env), server_(std::move(server)), connectionId_(connectionId), message_(std::move(message)) {}
 
  protected:
   bool Run(Failure* failure) override { return server_->Reply(connectionId_, std::move(message_), failure); }
@@ -578,8 +524,8 @@ class LpcServerHandle : public Napi::ObjectWrap<LpcServerHandle> {
         !ReadUint32(info[1], "viewBytes", 0, static_cast<uint32_t>(kMaxLpcViewBytes), &viewBytes)) {
       return env.Undefined();
     }
-    if (Closed()) return Rejected(env, ClosedError(env));
-    return LpcJob::Submit(env, std::make_unique<AcceptJob>(env, server_, state_, std::move(message), viewBytes));
+    if (Closed()) return RejectedPromise(env, ClosedPortError(env));
+    return PoolJob::Submit(env, std::make_unique<AcceptJob>(env, server_, state_, std::move(message), viewBytes));
   }
 
   // refuse(message): Promise<void>; the client's connect fails with STATUS_PORT_CONNECTION_REFUSED.
@@ -587,8 +533,8 @@ class LpcServerHandle : public Napi::ObjectWrap<LpcServerHandle> {
     Napi::Env env = info.Env();
     std::vector<uint8_t> message;
     if (!ReadConnectAnswer(info[0], &message)) return env.Undefined();
-    if (Closed()) return Rejected(env, ClosedError(env));
-    return LpcJob::Submit(env, std::make_unique<RefuseJob>(env, server_, std::move(message)));
+    if (Closed()) return RejectedPromise(env, ClosedPortError(env));
+    return PoolJob::Submit(env, std::make_unique<RefuseJob>(env, server_, std::move(message)));
   }
 
   // complete(connectionId): Promise<void>; the accepted client's connect returns.
@@ -596,8 +542,8 @@ class LpcServerHandle : public Napi::ObjectWrap<LpcServerHandle> {
     Napi::Env env = info.Env();
     uint64_t connectionId = 0;
     if (!ReadConnectionId(info[0], &connectionId)) return env.Undefined();
-    if (Closed()) return Rejected(env, ClosedError(env));
-    return LpcJob::Submit(env, std::make_unique<CompleteJob>(env, server_, connectionId));
+    if (Closed()) return RejectedPromise(env, ClosedPortError(env));
+    return PoolJob::Submit(env, std::make_unique<CompleteJob>(env, server_, connectionId));
   }
 
   // reply(connectionId, message): Promise<void>.
@@ -608,8 +554,8 @@ class LpcServerHandle : public Napi::ObjectWrap<LpcServerHandle> {
     if (!ReadConnectionId(info[0], &connectionId) || !ReadMessage(info[1], state_->maxMessageLength, &message)) {
       return env.Undefined();
     }
-    if (Closed()) return Rejected(env, ClosedError(env));
-    return LpcJob::Submit(env, std::make_unique<ReplyJob>(env, server_, connectionId, std::move(message)));
+    if (Closed()) return RejectedPromise(env, ClosedPortError(env));
+    return PoolJob::Submit(env, std::make_unique<ReplyJob>(env, server_, connectionId, std::move(message)));
   }
 
   Napi::Value CloseConnection(const Napi::CallbackInfo& info) {
@@ -701,10 +647,10 @@ class LpcServerHandle : public Napi::ObjectWrap<LpcServerHandle> {
   std::shared_ptr<ServerState> state_;
 };
 
-class CreateServerJob : public LpcJob {
+class CreateServerJob : public PoolJob {
  public:
   CreateServerJob(Napi::Env env, LpcClasses* classes, std::wstring name, uint32_t maxInfo, uint32_t maxMessage)
-      : LpcJob(env), classes_(classes), name_(std::move(name)), maxInfo_(maxInfo), maxMessage_(maxMessage) {}
+      : PoolJob(env), classes_(classes), name_(std::move(name)), maxInfo_(maxInfo), maxMessage_(maxMessage) {}
 
  protected:
   bool Run(Failure* failure) override { return LpcServer::Create(name_, maxInfo_, maxMessage_, &server_, failure); }
@@ -735,7 +681,7 @@ Napi::Value LpcCreateServer(const Napi::CallbackInfo& info) {
       !ReadUint32(info[2], "maxMessageLength", kPortMessageBytes, kMaxPortMessageLength, &maxMessage)) {
     return env.Undefined();
   }
-  return LpcJob::Submit(env, std::make_unique<CreateServerJob>(env, ClassesOf(info), std::move(name), maxInfo, maxMessage));
+  return PoolJob::Submit(env, std::make_unique<CreateServerJob>(env, ClassesOf(info), std::move(name), maxInfo, maxMessage));
 }
 
 // lpcMissingEntryPoint('client' | 'server'): null, or the error a call would fail with because

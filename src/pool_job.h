@@ -14,10 +14,10 @@ namespace fltport {
 
 class PoolJob : public CompletionQueue::Job {
  public:
-  PoolJob(Napi::Env env, const char* syscall)
-      : deferred_(Napi::Promise::Deferred::New(env)), completions_(GetAddonData(env)->completions), syscall_(syscall) {}
+  explicit PoolJob(Napi::Env env)
+      : deferred_(Napi::Promise::Deferred::New(env)), completions_(GetAddonData(env)->completions) {}
 
-  // Queues `job`; the returned promise settles with Result() or a WinError for the HRESULT.
+  // Queues `job`; the returned promise settles with Result() or the Failure that Run() reported.
   static Napi::Promise Submit(Napi::Env env, std::unique_ptr<PoolJob> job) {
     Napi::Promise promise = job->deferred_.Promise();
     job->completions_->KeepAlive(env);
@@ -31,31 +31,38 @@ class PoolJob : public CompletionQueue::Job {
   }
 
   void Settle(Napi::Env env) final {
-    if (FAILED(result_)) {
-      deferred_.Reject(FailureToJs(env, Failure::FromHResult(syscall_, result_)).Value());
-    } else {
+    if (succeeded_) {
       deferred_.Resolve(Result(env));
+    } else {
+      deferred_.Reject(FailureToJs(env, failure_).Value());
     }
   }
 
  protected:
-  // On a pool thread: the call itself.
-  virtual HRESULT Run() = 0;
+  // On a pool thread: the call itself; on failure it fills `failure` and returns false.
+  virtual bool Run(Failure* failure) = 0;
   // On the JS thread after Run() succeeded.
-  virtual Napi::Value Result(Napi::Env env) = 0;
+  virtual Napi::Value Result(Napi::Env env) { return env.Undefined(); }
+
+  // For calls that return an HRESULT (fltlib).
+  static bool Succeeded(HRESULT hr, const char* syscall, Failure* failure) {
+    if (SUCCEEDED(hr)) return true;
+    *failure = Failure::FromHResult(syscall, hr);
+    return false;
+  }
 
  private:
   static void CALLBACK Work(PTP_CALLBACK_INSTANCE, void* context) {
     std::unique_ptr<PoolJob> job(static_cast<PoolJob*>(context));
-    job->result_ = job->Run();
+    job->succeeded_ = job->Run(&job->failure_);
     std::shared_ptr<CompletionQueue> completions = job->completions_;
     completions->Post(std::move(job), true);
   }
 
   Napi::Promise::Deferred deferred_;
   std::shared_ptr<CompletionQueue> completions_;
-  const char* syscall_;
-  HRESULT result_ = E_FAIL;
+  Failure failure_;
+  bool succeeded_ = false;
 };
 
 }  // namespace fltport
