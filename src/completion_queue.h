@@ -48,4 +48,40 @@ class CompletionQueue {
   size_t keptAlive_ = 0;  // JS thread only
 };
 
+// What ref()/unref() switch for one port: the event loop is held while the port is referenced
+// and busy (reads pending, a server running), as Node does for sockets.
+class LoopHold {
+ public:
+  explicit LoopHold(std::shared_ptr<CompletionQueue> queue) : queue_(std::move(queue)) {}
+  LoopHold(const LoopHold&) = delete;
+  LoopHold& operator=(const LoopHold&) = delete;
+
+  // JS thread only.
+  void SetReferenced(Napi::Env env, bool referenced) {
+    referenced_ = referenced;
+    Apply(env);
+  }
+  void SetBusy(Napi::Env env, bool busy) {
+    busy_ = busy;
+    Apply(env);
+  }
+
+ private:
+  void Apply(Napi::Env env) {
+    bool wanted = referenced_ && busy_;
+    if (wanted == holding_) return;
+    holding_ = wanted;
+    if (wanted) {
+      queue_->KeepAlive(env);
+    } else {
+      queue_->LetGo(env);
+    }
+  }
+
+  std::shared_ptr<CompletionQueue> queue_;
+  bool referenced_ = true;
+  bool busy_ = false;
+  bool holding_ = false;
+};
+
 }  // namespace fltport

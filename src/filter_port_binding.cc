@@ -28,19 +28,10 @@ class ReadJob;
 // which in-flight calls hold their own references to.
 struct PortState {
   PortState(std::shared_ptr<FilterConnection> opened, std::shared_ptr<CompletionQueue> queue)
-      : connection(std::move(opened)), completions(std::move(queue)) {}
+      : connection(std::move(opened)), completions(queue), hold(std::move(queue)) {}
 
   // Pending reads keep the event loop alive while the port is referenced (ref/unref).
-  void UpdateKeepAlive(Napi::Env env) {
-    bool wanted = referenced && !reads.empty();
-    if (wanted == holding) return;
-    holding = wanted;
-    if (wanted) {
-      completions->KeepAlive(env);
-    } else {
-      completions->LetGo(env);
-    }
-  }
+  void UpdateKeepAlive(Napi::Env env) { hold.SetBusy(env, !reads.empty()); }
 
   // Cancels every read; the handle is released once the last of them has completed.
   void BeginClose() {
@@ -61,8 +52,7 @@ struct PortState {
   std::shared_ptr<CompletionQueue> completions;
   std::unordered_map<uint32_t, ReadJob*> reads;
   std::vector<Napi::Promise::Deferred> closeWaiters;
-  bool referenced = true;
-  bool holding = false;
+  LoopHold hold;
   bool closing = false;
 };
 
@@ -208,8 +198,7 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
   // Garbage collected without close(): cancel the reads; the handle goes with the last of them.
   void Finalize(Napi::Env env) override {
     if (state_ == nullptr) return;
-    state_->referenced = false;
-    state_->UpdateKeepAlive(env);
+    state_->hold.SetReferenced(env, false);
     state_->BeginClose();
     state_->FinishCloseIfDrained();
   }
@@ -301,16 +290,14 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
 
   Napi::Value Ref(const Napi::CallbackInfo& info) {
     if (state_ != nullptr) {
-      state_->referenced = true;
-      state_->UpdateKeepAlive(info.Env());
+      state_->hold.SetReferenced(info.Env(), true);
     }
     return info.Env().Undefined();
   }
 
   Napi::Value Unref(const Napi::CallbackInfo& info) {
     if (state_ != nullptr) {
-      state_->referenced = false;
-      state_->UpdateKeepAlive(info.Env());
+      state_->hold.SetReferenced(info.Env(), false);
     }
     return info.Env().Undefined();
   }

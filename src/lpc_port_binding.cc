@@ -294,6 +294,8 @@ struct ConnectionViews {
 // The server's JS-thread state, shared with the jobs its receiving thread posts. Released on
 // the JS thread only: the last references are held by those jobs or by the wrapper.
 struct ServerState {
+  explicit ServerState(std::shared_ptr<CompletionQueue> queue) : completions(queue), hold(std::move(queue)) {}
+
   Napi::FunctionReference onMessage;
   Napi::FunctionReference onEnd;
   std::vector<Napi::Promise::Deferred> closeWaiters;
@@ -305,20 +307,10 @@ struct ServerState {
   bool closed = false;   // close() called: no new views, no more calls
   bool started = false;  // the receiving thread runs or ran
   bool ended = false;    // the receiving thread has ended
-  bool referenced = true;
-  bool holding = false;
+  LoopHold hold;
 
   // An open server keeps the event loop alive while referenced, as a listening socket does.
-  void UpdateKeepAlive(Napi::Env env) {
-    bool wanted = referenced && !ended;
-    if (wanted == holding) return;
-    holding = wanted;
-    if (wanted) {
-      completions->KeepAlive(env);
-    } else {
-      completions->LetGo(env);
-    }
-  }
+  void UpdateKeepAlive(Napi::Env env) { hold.SetBusy(env, !ended); }
 };
 
 class MessageJob : public CompletionQueue::Job {
@@ -471,16 +463,14 @@ class LpcServerHandle : public Napi::ObjectWrap<LpcServerHandle> {
 
   void Adopt(Napi::Env env, std::shared_ptr<LpcServer> server) {
     server_ = std::move(server);
-    state_ = std::make_shared<ServerState>();
-    state_->completions = GetAddonData(env)->completions;
+    state_ = std::make_shared<ServerState>(GetAddonData(env)->completions);
     state_->maxMessageLength = server_->MaxMessageLength();
   }
 
   // Garbage collected without close(): stop the thread; nobody is left to hear of its end.
   void Finalize(Napi::Env env) override {
     if (state_ == nullptr || state_->closed) return;
-    state_->referenced = false;
-    state_->UpdateKeepAlive(env);
+    state_->hold.SetReferenced(env, false);
     CloseNow();
   }
 
@@ -595,16 +585,14 @@ class LpcServerHandle : public Napi::ObjectWrap<LpcServerHandle> {
 
   Napi::Value Ref(const Napi::CallbackInfo& info) {
     if (state_ != nullptr) {
-      state_->referenced = true;
-      state_->UpdateKeepAlive(info.Env());
+      state_->hold.SetReferenced(info.Env(), true);
     }
     return info.Env().Undefined();
   }
 
   Napi::Value Unref(const Napi::CallbackInfo& info) {
     if (state_ != nullptr) {
-      state_->referenced = false;
-      state_->UpdateKeepAlive(info.Env());
+      state_->hold.SetReferenced(info.Env(), false);
     }
     return info.Env().Undefined();
   }
