@@ -17,11 +17,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  cmakeBuild,
   emulatedFltlibEnv,
   emulatedNodeExe,
   isWindows,
   removeEmulatedFltlib,
   repoRoot,
+  runChecked,
   cacheDir,
   ensureWinePrefix,
   wineEnv,
@@ -59,41 +61,18 @@ function parseArgs(argv) {
 
 // ---------------------------------------------------------------- builds
 
-function run(cmd, args, extra = {}) {
-  const result = spawnSync(cmd, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', shell: isWindows, ...extra });
-  if (result.error) throw new Error(`${cmd} could not start: ${result.error.message}`);
-  if (result.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited with ${result.status}:\n${result.stdout}${result.stderr}`);
-  return result.stdout;
-}
-
 async function buildEverything() {
-  if (!fs.existsSync(path.join(repoRoot, 'node_modules', 'koffi'))) run('npm', ['ci', '--no-audit', '--no-fund']);
+  if (!fs.existsSync(path.join(repoRoot, 'node_modules', 'koffi'))) runChecked('npm', ['ci', '--no-audit', '--no-fund'], { shell: isWindows });
   if (!fs.existsSync(path.join(repoRoot, 'dist', 'lib', 'index.js')) || !fs.existsSync(path.join(repoRoot, 'build', 'Release', 'fltport.node'))) {
     console.log('building fltport (npm run build)');
-    run('npm', ['run', 'build', '--silent']);
+    runChecked('npm', ['run', 'build', '--silent'], { shell: isWindows });
   }
   const { buildEmulator } = await import('../scripts/build-emulator.mjs');
   const emulator = buildEmulator();
-  let testKernelExe = emulator.testKernelExe;
-  if (!testKernelExe) {
-    // Older emulator builds do not build the test kernel: build it here from the same sources.
-    testKernelExe = path.join(buildDir, 'test-kernel.exe');
-    fs.mkdirSync(buildDir, { recursive: true });
-    run('x86_64-w64-mingw32-gcc-posix', [
-      '-std=c11', '-O2', '-municode', '-static', `-I${emulator.includeDir}`,
-      path.join(repoRoot, 'emulator', 'test-kernel', 'test-kernel.c'), emulator.kernelLib,
-      '-lntdll', '-ladvapi32', '-lbcrypt', '-o', testKernelExe,
-    ]);
-  }
-  if (!fs.existsSync(path.join(buildDir, 'CMakeCache.txt'))) {
-    const args = ['-S', benchDir, '-B', buildDir];
-    if (!isWindows) args.push(`-DCMAKE_TOOLCHAIN_FILE=${path.join(repoRoot, 'cmake', 'mingw-w64-x86_64.cmake')}`, '-DCMAKE_BUILD_TYPE=Release');
-    run('cmake', args);
-  }
-  run('cmake', ['--build', buildDir, '--config', 'Release']);
+  cmakeBuild(benchDir, buildDir);
   const nativeExe = path.join(buildDir, 'fltport-bench-native.exe');
   if (!fs.existsSync(nativeExe)) throw new Error(`the C client was not built: ${nativeExe}`);
-  return { fltlibDll: emulator.fltlibDll, testKernelExe, nativeExe };
+  return { fltlibDll: emulator.fltlibDll, testKernelExe: emulator.testKernelExe, nativeExe };
 }
 
 // ---------------------------------------------------------------- cells

