@@ -20,12 +20,30 @@ export interface NativeFilterPort {
   read(bufferBytes: number, readId: number): Promise<NativeMessage>;
   /** CancelIoEx on that read; it then rejects with ERROR_OPERATION_ABORTED. */
   cancelRead(readId: number): void;
+  /**
+   * Keeps `pending` reads of `bufferBytes` (header included) outstanding, re-armed off the JS
+   * thread while fewer than `pending` delivered messages are unconsumed. Messages come in
+   * batches; onEnd comes once, with null after stop() or close(), else the failure.
+   */
+  stream(
+    bufferBytes: number,
+    pending: number,
+    onMessages: (messages: NativeMessage[]) => void,
+    onEnd: (error: Error | null) => void,
+  ): NativeMessageStream;
   send(data: Uint8Array, replyBytes: number): Promise<Buffer>;
   reply(messageId: bigint, status: number, payload: Uint8Array | null): Promise<void>;
   /** Cancels every read and resolves once all have completed; the handle closes after the last call using it. */
   close(): Promise<void>;
   ref(): void;
   unref(): void;
+}
+
+export interface NativeMessageStream {
+  /** The consumer took `count` delivered messages: room for that many reads again. */
+  consumed(count: number): void;
+  /** Cancels the reads; onMessages may still run with what they delivered, then onEnd. */
+  stop(): void;
 }
 
 export interface NativeModule {

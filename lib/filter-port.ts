@@ -1,6 +1,6 @@
 // FilterPort: a connection to a minifilter's communication port (fltlib.dll).
 import { loadNative } from '../binding/loader';
-import type { NativeFilterPort, NativeMessage } from '../binding/native';
+import type { NativeFilterPort, NativeMessage, NativeMessageStream } from '../binding/native';
 import { AbortError, FltportError, WinError, abortErrorFor, fromNative } from './errors';
 import { settleOnce } from './abort';
 import { FilterMessage } from './filter-message';
@@ -172,18 +172,21 @@ export class FilterPort {
   }
 
   /**
-   * Messages as they come, with `pending` reads outstanding. Ends when the port closes; throws
-   * an AbortError when the signal aborts and the WinError when the kernel disconnects. A
-   * message read but not yet taken when the loop is left stays for the next reader.
+   * Messages as they come, with `pending` reads kept outstanding in the kernel (re-armed off the
+   * JS thread as each completes). Back-pressure: while `pending` messages wait for the loop, no
+   * read is re-armed. Ends when the port closes; throws an AbortError when the signal aborts and
+   * the WinError when the kernel disconnects. A message read but not yet taken when the loop is
+   * left stays for the next reader.
    */
   async *messages<T = unknown>(options?: MessagesOptions): AsyncGenerator<FilterMessage<T>, void, undefined> {
     const { bufferBytes, type, signal, pending } = checkMessagesOptions(options);
     if (signal?.aborted) throw abortErrorFor(signal);
     if (this.#endError !== undefined) throw this.#endError;
 
-    const leaving = new AbortController();
-    const ready: NativeMessage[] = this.#unclaimed.splice(0);
-    let inFlight = 0;
+    // Messages others left (#unclaimed, #adopt) come first; only the stream's own count as consumed.
+    const handedOver: NativeMessage[] = this.#unclaimed.splice(0);
+    const streamed: NativeMessage[] = [];
+    let leaving = false;
     let failure: unknown;
     let wake: (() => void) | undefined;
     const notify = () => {
@@ -192,32 +195,48 @@ export class FilterPort {
       resume?.();
     };
     const adopt = (message: NativeMessage) => {
-      ready.push(message);
+      handedOver.push(message);
       notify();
     };
+    const ending: Pending = {
+      fail: (error) => {
+        failure ??= error;
+        notify();
+      },
+    };
+    const stream = this.#openStream(
+      MESSAGE_HEADER_BYTES + bufferBytes,
+      pending,
+      (messages) => {
+        if (leaving) {
+          for (const message of messages) this.#adopt(message);
+          return;
+        }
+        for (const message of messages) streamed.push(message);
+        notify();
+      },
+      (nativeError) => {
+        if (nativeError !== null) {
+          const error = fromNative(nativeError);
+          if (isDisconnect(error)) this.#end(error);
+          ending.fail(error);
+        }
+      },
+    );
     this.#readers.add(adopt);
+    this.#pending.add(ending);
     signal?.addEventListener('abort', notify);
     try {
       for (;;) {
-        // Back-pressure: never more than `pending` messages read ahead of the consumer.
-        while (failure === undefined && inFlight + ready.length < pending) {
-          inFlight += 1;
-          this.#read(bufferBytes, leaving.signal).then(
-            (message) => {
-              inFlight -= 1;
-              ready.push(message);
-              notify();
-            },
-            (error: unknown) => {
-              inFlight -= 1;
-              if (!leaving.signal.aborted) failure ??= error;
-              notify();
-            },
-          );
-        }
-        const next = ready.shift();
+        const next = handedOver.shift();
         if (next !== undefined) {
           yield this.#message<T>(next, type);
+          continue;
+        }
+        const own = streamed.shift();
+        if (own !== undefined) {
+          stream.consumed(1);
+          yield this.#message<T>(own, type);
           continue;
         }
         if (signal?.aborted) throw abortErrorFor(signal);
@@ -230,10 +249,12 @@ export class FilterPort {
         });
       }
     } finally {
+      leaving = true;
       this.#readers.delete(adopt);
+      this.#pending.delete(ending);
       signal?.removeEventListener('abort', notify);
-      leaving.abort();
-      for (const message of ready) this.#adopt(message);
+      stream.stop();
+      for (const message of [...handedOver, ...streamed]) this.#adopt(message);
     }
   }
 
@@ -274,33 +295,49 @@ export class FilterPort {
         else if (!this.closed) report(error, message);
       }
     };
+    // A handler's slot is free once it has settled; its reply is in flight on its own from then
+    // on (bounded by the kernel's messages), as a native scanner's completion thread moves on.
+    let running = 0;
+    let slotFreed: (() => void) | undefined;
+    const unsettled = new Set<Promise<void>>();
+    const track = (work: Promise<void>) => {
+      unsettled.add(work);
+      void work.finally(() => unsettled.delete(work));
+    };
     const handle = async (message: FilterMessage<T>) => {
       let result: unknown;
+      let status = 0;
       try {
         result = await handler(message);
       } catch (error) {
         stats.failed += 1;
         report(error, message);
-        if (message.expectsReply && !message.replied) await answer(message, undefined, HANDLER_FAILED_STATUS);
-        return;
+        status = HANDLER_FAILED_STATUS;
       }
-      if (message.expectsReply && !message.replied) await answer(message, result, 0);
+      running -= 1;
+      const resume = slotFreed;
+      slotFreed = undefined;
+      resume?.();
+      if (message.expectsReply && !message.replied) track(answer(message, result, status));
     };
 
-    const active = new Set<Promise<void>>();
     try {
       for await (const message of this.messages<T>(options)) {
         stats.received += 1;
-        const task: Promise<void> = handle(message).finally(() => active.delete(task));
-        active.add(task);
-        if (active.size >= concurrency) await Promise.race(active);
+        running += 1;
+        track(handle(message));
+        if (running >= concurrency) {
+          await new Promise<void>((resolve) => {
+            slotFreed = resolve;
+          });
+        }
       }
     } catch (error) {
-      await Promise.allSettled(active);
+      await settleAll(unsettled);
       if (error instanceof AbortError) return stats;
       throw error;
     }
-    await Promise.allSettled(active);
+    await settleAll(unsettled);
     return stats;
   }
 
@@ -349,6 +386,14 @@ export class FilterPort {
     return new FilterMessage<T>(native.id, native.replyLength, native.data, type, (id, status, payload) =>
       this.#track(() => this.#native.reply(id, status, payload), undefined),
     );
+  }
+
+  #openStream(...args: Parameters<NativeFilterPort['stream']>): NativeMessageStream {
+    try {
+      return this.#native.stream(...args);
+    } catch (error) {
+      throw fromNative(error);
+    }
   }
 
   #read(bufferBytes: number, signal: AbortSignal | undefined): Promise<NativeMessage> {
@@ -407,13 +452,22 @@ export class FilterPort {
         },
         (nativeError: unknown) => {
           const error = fromNative(nativeError);
-          // Any call answered ERROR_INVALID_HANDLE on a handle we still own: the kernel side is gone.
-          if (error instanceof WinError && error.hresult === HRESULT_INVALID_HANDLE) this.#end(error);
+          if (isDisconnect(error)) this.#end(error);
           pending.fail(error);
         },
       );
     });
   }
+}
+
+/** Waits until every promise in `unsettled`, including those added meanwhile, has settled. */
+async function settleAll(unsettled: Set<Promise<void>>): Promise<void> {
+  while (unsettled.size > 0) await Promise.allSettled(unsettled);
+}
+
+/** Any call answered ERROR_INVALID_HANDLE on a handle we still own: the kernel side is gone. */
+function isDisconnect(error: unknown): error is WinError {
+  return error instanceof WinError && error.hresult === HRESULT_INVALID_HANDLE;
 }
 
 function checkPayload(data: unknown, name: string): Uint8Array {

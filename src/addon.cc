@@ -4,12 +4,14 @@
 #include "addon_data.h"
 #include "filter_port_binding.h"
 #include "lpc_port_binding.h"
+#include "pool_job.h"
 #include "runtime_info_binding.h"
 
 namespace fltport {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new AddonData(env));
+  PoolJob::Init(env);
   InitRuntimeInfo(env, exports);
   InitFilterPort(env, exports);
   InitLpcPort(env, exports);

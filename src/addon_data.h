@@ -4,10 +4,13 @@
 #include <napi.h>
 
 #include <memory>
+#include <vector>
 
 #include "completion_queue.h"
 
 namespace fltport {
+
+class PoolJob;
 
 struct AddonData {
   explicit AddonData(Napi::Env env) : completions(std::make_shared<CompletionQueue>(env)) {}
@@ -15,6 +18,11 @@ struct AddonData {
 
   std::shared_ptr<CompletionQueue> completions;
   Napi::FunctionReference filterPortClass;
+  Napi::FunctionReference messageStreamClass;
+  // PoolJob::Submit's batch for the current turn of the event loop, and how it is flushed.
+  std::vector<PoolJob*> stagedJobs;
+  Napi::FunctionReference setImmediate;
+  Napi::FunctionReference submitStaged;
 };
 
 inline AddonData* GetAddonData(Napi::Env env) { return env.GetInstanceData<AddonData>(); }

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <memory>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "pool_job.h"
 #include "win/failure.h"
 #include "win/filter_port.h"
+#include "win/message_stream.h"
 
 namespace fltport {
 
@@ -21,8 +23,11 @@ namespace {
 // Largest read buffer, send output and reply payload accepted: far above what a minifilter
 // exchanges, low enough that a wrong number cannot make the process allocate gigabytes.
 constexpr uint32_t kMaxPayloadBytes = 64 * 1024 * 1024;
+// Reads one stream keeps in the kernel (lib/filter-port.ts MAX_PENDING).
+constexpr uint32_t kMaxPendingReads = 1024;
 
 class ReadJob;
+struct StreamState;
 
 // What one open port shares with its reads in flight. JS thread only, except `connection`,
 // which in-flight calls hold their own references to.
@@ -31,17 +36,13 @@ struct PortState {
       : connection(std::move(opened)), completions(queue), hold(std::move(queue)) {}
 
   // Pending reads keep the event loop alive while the port is referenced (ref/unref).
-  void UpdateKeepAlive(Napi::Env env) { hold.SetBusy(env, !reads.empty()); }
+  void UpdateKeepAlive(Napi::Env env) { hold.SetBusy(env, !reads.empty() || !streams.empty()); }
 
   // Cancels every read; the handle is released once the last of them has completed.
-  void BeginClose() {
-    if (connection == nullptr || closing) return;
-    closing = true;
-    connection->CancelAllReads();
-  }
+  void BeginClose();
 
   void FinishCloseIfDrained() {
-    if (!closing || !reads.empty() || connection == nullptr) return;
+    if (!closing || !reads.empty() || !streams.empty() || connection == nullptr) return;
     // Sends still inside the kernel hold their own references; the handle closes after them.
     connection.reset();
     for (Napi::Promise::Deferred& waiter : closeWaiters) waiter.Resolve(waiter.Env().Undefined());
@@ -51,10 +52,21 @@ struct PortState {
   std::shared_ptr<FilterConnection> connection;
   std::shared_ptr<CompletionQueue> completions;
   std::unordered_map<uint32_t, ReadJob*> reads;
+  std::unordered_set<std::shared_ptr<StreamState>> streams;
   std::vector<Napi::Promise::Deferred> closeWaiters;
   LoopHold hold;
   bool closing = false;
 };
+
+// { id: bigint, replyLength: number, data: Buffer } for one FILTER_MESSAGE_HEADER + payload.
+Napi::Object MessageToJs(Napi::Env env, uint64_t id, uint32_t replyLength, const uint8_t* payload, size_t bytes) {
+  Napi::Object message = Napi::Object::New(env);
+  message.Set("id", Napi::BigInt::New(env, id));
+  message.Set("replyLength", Napi::Number::New(env, replyLength));
+  // A copy into a Node-owned buffer: Electron refuses external buffers.
+  message.Set("data", Napi::Buffer<uint8_t>::Copy(env, payload, bytes));
+  return message;
+}
 
 // One overlapped FilterGetMessage: a thread-pool completion posts it back to the JS thread.
 class ReadJob : public CompletionQueue::Job, public ReadOperation {
@@ -72,7 +84,7 @@ class ReadJob : public CompletionQueue::Job, public ReadOperation {
   void Cancel() { connection_->CancelRead(this); }
 
   void ReadCompleted(ULONG error, ULONG bytes) override {
-    error_ = error;
+    result_ = ReadResult(error, bytes);
     bytes_ = bytes;
     std::shared_ptr<CompletionQueue> completions = port_->completions;
     completions->Post(std::unique_ptr<Job>(this), false);
@@ -82,52 +94,108 @@ class ReadJob : public CompletionQueue::Job, public ReadOperation {
     port_->reads.erase(readId_);
     port_->UpdateKeepAlive(env);
     connection_.reset();
-    if (error_ == ERROR_SUCCESS && bytes_ >= kMessageHeaderBytes) {
-      deferred_.Resolve(Message(env));
+    if (result_ == S_OK) {
+      uint32_t replyLength;
+      uint64_t messageId;
+      std::memcpy(&replyLength, buffer_.get(), sizeof(replyLength));
+      std::memcpy(&messageId, buffer_.get() + 8, sizeof(messageId));
+      deferred_.Resolve(
+          MessageToJs(env, messageId, replyLength, buffer_.get() + kMessageHeaderBytes, bytes_ - kMessageHeaderBytes));
     } else {
-      deferred_.Reject(FailureToJs(env, Failure::FromWin32("FilterGetMessage", ReadError())).Value());
+      deferred_.Reject(FailureToJs(env, Failure::FromHResult("FilterGetMessage", result_)).Value());
     }
     port_->FinishCloseIfDrained();
   }
 
  private:
-  Napi::Object Message(Napi::Env env) const {
-    uint32_t replyLength;
-    uint64_t messageId;
-    std::memcpy(&replyLength, buffer_.get(), sizeof(replyLength));
-    std::memcpy(&messageId, buffer_.get() + 8, sizeof(messageId));
-    Napi::Object message = Napi::Object::New(env);
-    message.Set("id", Napi::BigInt::New(env, messageId));
-    message.Set("replyLength", Napi::Number::New(env, replyLength));
-    // A copy into a Node-owned buffer: Electron refuses external buffers.
-    message.Set("data", Napi::Buffer<uint8_t>::Copy(env, buffer_.get() + kMessageHeaderBytes, bytes_ - kMessageHeaderBytes));
-    return message;
-  }
-
-  DWORD ReadError() const {
-    switch (error_) {
-      // A read that completed with less than a header: the emulator's way of saying the
-      // buffer was too small (Windows fails the read with this error itself).
-      case ERROR_SUCCESS:
-        return ERROR_INSUFFICIENT_BUFFER;
-      // The emulator's transport reports a vanished kernel side as a broken pipe; Windows
-      // reports STATUS_PORT_DISCONNECTED, which user mode sees as ERROR_INVALID_HANDLE.
-      case ERROR_BROKEN_PIPE:
-      case ERROR_PIPE_NOT_CONNECTED:
-        return ERROR_INVALID_HANDLE;
-      default:
-        return error_;
-    }
-  }
-
   Napi::Promise::Deferred deferred_;
   std::shared_ptr<PortState> port_;
   std::shared_ptr<FilterConnection> connection_;
   uint32_t readId_;
   std::unique_ptr<uint8_t[]> buffer_;
   uint32_t bufferBytes_;
-  ULONG error_ = ERROR_SUCCESS;
+  HRESULT result_ = S_OK;
   ULONG bytes_ = 0;
+};
+
+// One messages() loop's MessageStream as the JS thread sees it. Released on the JS thread only:
+// the stream's own callback refers to it weakly.
+struct StreamState {
+  std::shared_ptr<MessageStream> stream;
+  std::shared_ptr<PortState> port;
+  Napi::FunctionReference onMessages;
+  Napi::FunctionReference onEnd;
+};
+
+void PortState::BeginClose() {
+  if (connection == nullptr || closing) return;
+  closing = true;
+  for (const std::shared_ptr<StreamState>& stream : streams) stream->stream->Stop();
+  connection->CancelAllReads();
+}
+
+// Hands what a stream has ready to JS: onMessages(batch), then onEnd(error | null) once.
+class StreamDeliveryJob : public CompletionQueue::Job {
+ public:
+  explicit StreamDeliveryJob(std::weak_ptr<StreamState> state) : state_(std::move(state)) {}
+
+  void Settle(Napi::Env env) override {
+    std::shared_ptr<StreamState> state = state_.lock();
+    if (state == nullptr || state->stream == nullptr) return;
+    MessageStream::Batch batch = state->stream->Take();
+    if (!batch.messages.empty()) {
+      Napi::Array messages = Napi::Array::New(env, batch.messages.size());
+      for (uint32_t i = 0; i < batch.messages.size(); ++i) {
+        const ReceivedMessage& message = batch.messages[i];
+        messages.Set(i, MessageToJs(env, message.id, message.replyLength, message.payload.data(), message.payload.size()));
+      }
+      state->onMessages.Call({messages});
+      RaisePending(env);
+    }
+    if (!batch.ended) return;
+    state->stream.reset();
+    state->onMessages.Reset();
+    Napi::FunctionReference onEnd = std::move(state->onEnd);
+    std::shared_ptr<PortState> port = std::move(state->port);
+    port->streams.erase(state);
+    port->UpdateKeepAlive(env);
+    onEnd.Call({batch.error == S_OK ? env.Null() : FailureToJs(env, Failure::FromHResult("FilterGetMessage", batch.error)).Value()});
+    RaisePending(env);
+    port->FinishCloseIfDrained();
+  }
+
+ private:
+  std::weak_ptr<StreamState> state_;
+};
+
+class MessageStreamHandle : public Napi::ObjectWrap<MessageStreamHandle> {
+ public:
+  static Napi::Function DefineClass(Napi::Env env) {
+    return ObjectWrap<MessageStreamHandle>::DefineClass(
+        env, "MessageStreamHandle",
+        {InstanceMethod<&MessageStreamHandle::Consumed>("consumed"), InstanceMethod<&MessageStreamHandle::Stop>("stop")});
+  }
+
+  explicit MessageStreamHandle(const Napi::CallbackInfo& info) : ObjectWrap<MessageStreamHandle>(info) {}
+
+  void Adopt(std::shared_ptr<StreamState> state) { state_ = std::move(state); }
+
+ private:
+  // consumed(count): the consumer took `count` messages; room for that many reads again.
+  Napi::Value Consumed(const Napi::CallbackInfo& info) {
+    uint32_t count = 0;
+    if (!ReadUint32(info[0], "count", 0, UINT32_MAX, &count)) return info.Env().Undefined();
+    if (state_ != nullptr && state_->stream != nullptr) state_->stream->Consumed(count);
+    return info.Env().Undefined();
+  }
+
+  // stop(): cancels the reads; onMessages may still run with what they delivered, then onEnd.
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    if (state_ != nullptr && state_->stream != nullptr) state_->stream->Stop();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<StreamState> state_;
 };
 
 class SendJob : public PoolJob {
@@ -139,7 +207,7 @@ class SendJob : public PoolJob {
         output_(outputBytes) {}
 
  protected:
-  bool Run(Failure* failure) override {
+  bool Call(Failure* failure) override {
     HRESULT hr = connection_->Send(input_.empty() ? nullptr : input_.data(), static_cast<DWORD>(input_.size()),
                                    output_.empty() ? nullptr : output_.data(), static_cast<DWORD>(output_.size()),
                                    &returned_);
@@ -165,7 +233,7 @@ class ReplyJob : public PoolJob {
       : PoolJob(env), connection_(std::move(connection)), reply_(std::move(reply)) {}
 
  protected:
-  bool Run(Failure* failure) override {
+  bool Call(Failure* failure) override {
     return Succeeded(connection_->Reply(reply_.data(), static_cast<DWORD>(reply_.size())), "FilterReplyMessage", failure);
   }
   Napi::Value Result(Napi::Env env) override {
@@ -178,12 +246,17 @@ class ReplyJob : public PoolJob {
   std::vector<uint8_t> reply_;
 };
 
+Napi::Error SyncHandleError(Napi::Env env) {
+  return FltportErrorToJs(env, "ERR_FLTPORT_SYNC_HANDLE", "a port connected with syncHandle cannot receive messages");
+}
+
 class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
  public:
   static Napi::Function DefineClass(Napi::Env env) {
     return ObjectWrap<FilterPortHandle>::DefineClass(
         env, "FilterPortHandle",
         {InstanceMethod<&FilterPortHandle::Read>("read"), InstanceMethod<&FilterPortHandle::CancelRead>("cancelRead"),
+         InstanceMethod<&FilterPortHandle::Stream>("stream"),
          InstanceMethod<&FilterPortHandle::Send>("send"), InstanceMethod<&FilterPortHandle::Reply>("reply"),
          InstanceMethod<&FilterPortHandle::Close>("close"), InstanceMethod<&FilterPortHandle::Ref>("ref"),
          InstanceMethod<&FilterPortHandle::Unref>("unref")});
@@ -216,10 +289,7 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
       return env.Undefined();
     }
     if (Closed()) return RejectedPromise(env, ClosedPortError(env));
-    if (!state_->connection->Overlapped()) {
-      return RejectedPromise(env, FltportErrorToJs(env, "ERR_FLTPORT_SYNC_HANDLE",
-                                            "a port connected with syncHandle cannot receive messages"));
-    }
+    if (!state_->connection->Overlapped()) return RejectedPromise(env, SyncHandleError(env));
     if (state_->reads.count(readId) != 0) {
       return RejectedPromise(env, FltportErrorToJs(env, "ERR_INVALID_ARG_VALUE", "readId is already in use"));
     }
@@ -230,6 +300,44 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
     state_->reads.emplace(readId, read.release());  // the completion owns it now
     state_->UpdateKeepAlive(env);
     return promise;
+  }
+
+  // stream(bufferBytes, pending, onMessages, onEnd): MessageStreamHandle
+  Napi::Value Stream(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t bufferBytes = 0;
+    uint32_t pending = 0;
+    if (!ReadUint32(info[0], "bufferBytes", kMessageHeaderBytes, kMessageHeaderBytes + kMaxPayloadBytes, &bufferBytes) ||
+        !ReadUint32(info[1], "pending", 1, kMaxPendingReads, &pending) || !ReadFunction(info[2], "onMessages") ||
+        !ReadFunction(info[3], "onEnd")) {
+      return env.Undefined();
+    }
+    if (Closed()) {
+      ClosedPortError(env).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (!state_->connection->Overlapped()) {
+      SyncHandleError(env).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    auto state = std::make_shared<StreamState>();
+    std::shared_ptr<CompletionQueue> completions = state_->completions;
+    std::weak_ptr<StreamState> weak = state;
+    state->stream = MessageStream::Start(state_->connection, bufferBytes, pending, [completions, weak]() {
+      completions->Post(std::make_unique<StreamDeliveryJob>(weak), false);
+    });
+    if (state->stream == nullptr) {
+      FailureToJs(env, Failure::FromHResult("FilterGetMessage", E_OUTOFMEMORY)).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    state->port = state_;
+    state->onMessages = Napi::Persistent(info[2].As<Napi::Function>());
+    state->onEnd = Napi::Persistent(info[3].As<Napi::Function>());
+    state_->streams.insert(state);
+    state_->UpdateKeepAlive(env);
+    Napi::Object wrapper = GetAddonData(env)->messageStreamClass.New({});
+    MessageStreamHandle::Unwrap(wrapper)->Adopt(std::move(state));
+    return wrapper;
   }
 
   Napi::Value CancelRead(const Napi::CallbackInfo& info) {
@@ -311,7 +419,7 @@ class ConnectJob : public PoolJob {
       : PoolJob(env), request_(std::move(request)) {}
 
  protected:
-  bool Run(Failure* failure) override {
+  bool Call(Failure* failure) override {
     return Succeeded(FilterConnection::Connect(request_, &connection_), "FilterConnectCommunicationPort", failure);
   }
 
@@ -343,6 +451,7 @@ Napi::Value FilterConnect(const Napi::CallbackInfo& info) {
 
 void InitFilterPort(Napi::Env env, Napi::Object exports) {
   GetAddonData(env)->filterPortClass = Napi::Persistent(FilterPortHandle::DefineClass(env));
+  GetAddonData(env)->messageStreamClass = Napi::Persistent(MessageStreamHandle::DefineClass(env));
   exports.Set("filterConnect", Napi::Function::New<FilterConnect>(env, "filterConnect"));
 }
 

@@ -84,6 +84,11 @@ bool ReadUint64(const Napi::Value& value, const char* name, uint64_t* out) {
   return true;
 }
 
+bool ReadFunction(const Napi::Value& value, const char* name) {
+  if (value.IsFunction()) return true;
+  return Throw(value.Env(), false, "ERR_INVALID_ARG_TYPE", std::string(name) + " must be a function");
+}
+
 Napi::Error FltportErrorToJs(Napi::Env env, const char* code, const std::string& message) {
   Napi::Error error = Napi::Error::New(env, message);
   error.Set("code", Napi::String::New(env, code));
@@ -109,6 +114,10 @@ Napi::Error FailureToJs(Napi::Env env, const Failure& failure) {
   error.Set(failure.kind == CodeKind::kNtStatus ? "ntstatus" : "hresult", Napi::Number::New(env, failure.code));
   error.Set("systemMessage", Napi::String::New(env, SystemMessage(failure.kind, failure.code)));
   return error;
+}
+
+void RaisePending(Napi::Env env) {
+  if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
 }
 
 }  // namespace fltport

@@ -19,6 +19,7 @@ bool ReadBoolean(const Napi::Value& value, const char* name, bool* out);
 bool ReadUint32(const Napi::Value& value, const char* name, uint32_t min, uint32_t max, uint32_t* out);
 bool ReadInt32(const Napi::Value& value, const char* name, int32_t* out);
 bool ReadUint64(const Napi::Value& value, const char* name, uint64_t* out);
+bool ReadFunction(const Napi::Value& value, const char* name);
 
 // An error with one of fltport's own codes (ERR_FLTPORT_CLOSED, ...).
 Napi::Error FltportErrorToJs(Napi::Env env, const char* code, const std::string& message);
@@ -32,5 +33,9 @@ Napi::Error ClosedPortError(Napi::Env env);
 // The value a promise rejects with when a Windows call failed; lib/errors.ts turns it into a
 // WinError or FltportError.
 Napi::Error FailureToJs(Napi::Env env, const Failure& failure);
+
+// Raises a JS exception a callback left pending the way Node raises one from any event:
+// 'uncaughtException', not a silent loss.
+void RaisePending(Napi::Env env);
 
 }  // namespace fltport

@@ -64,12 +64,6 @@ bool ReadMessage(const Napi::Value& value, size_t maxLength, std::vector<uint8_t
   return true;
 }
 
-// Raises a JS exception a callback left pending the way Node raises one from any event:
-// 'uncaughtException', not a silent loss.
-void RaisePending(Napi::Env env) {
-  if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
-}
-
 // Copy-in/copy-out access to a view, with the bounds checked here.
 Napi::Value ReadView(const Napi::CallbackInfo& info, const LpcView& view, size_t argument) {
   Napi::Env env = info.Env();
@@ -132,7 +126,7 @@ class RequestJob : public PoolJob {
       : PoolJob(env), client_(std::move(client)), message_(std::move(message)) {}
 
  protected:
-  bool Run(Failure* failure) override { return client_->Request(std::move(message_), &reply_, failure); }
+  bool Call(Failure* failure) override { return client_->Request(std::move(message_), &reply_, failure); }
   Napi::Value Result(Napi::Env env) override { return Napi::Buffer<uint8_t>::Copy(env, reply_.data(), reply_.size()); }
 
  private:
@@ -147,7 +141,7 @@ class PostJob : public PoolJob {
       : PoolJob(env), client_(std::move(client)), message_(std::move(message)) {}
 
  protected:
-  bool Run(Failure* failure) override { return client_->Post(std::move(message_), failure); }
+  bool Call(Failure* failure) override { return client_->Post(std::move(message_), failure); }
 
  private:
   std::shared_ptr<LpcClient> client_;
@@ -226,7 +220,7 @@ class ConnectJob : public PoolJob {
       : PoolJob(env), classes_(classes), request_(std::move(request)) {}
 
  protected:
-  bool Run(Failure* failure) override { return LpcClient::Connect(request_, &client_, failure); }
+  bool Call(Failure* failure) override { return LpcClient::Connect(request_, &client_, failure); }
 
   // { port, maxMessageLength, serverConnectionInfo, viewBytes, serverViewBytes }
   Napi::Value Result(Napi::Env env) override {
@@ -383,7 +377,7 @@ class AcceptJob : public PoolJob {
         viewBytes_(viewBytes) {}
 
  protected:
-  bool Run(Failure* failure) override { return server_->Accept(std::move(message_), viewBytes_, &accepted_, failure); }
+  bool Call(Failure* failure) override { return server_->Accept(std::move(message_), viewBytes_, &accepted_, failure); }
 
   // { connectionId, viewBytes, clientViewBytes }
   Napi::Value Result(Napi::Env env) override {
@@ -411,7 +405,7 @@ class RefuseJob : public PoolJob {
       : PoolJob(env), server_(std::move(server)), message_(std::move(message)) {}
 
  protected:
-  bool Run(Failure* failure) override { return server_->Refuse(std::move(message_), failure); }
+  bool Call(Failure* failure) override { return server_->Refuse(std::move(message_), failure); }
 
  private:
   std::shared_ptr<LpcServer> server_;
@@ -424,7 +418,7 @@ class CompleteJob : public PoolJob {
       : PoolJob(env), server_(std::move(server)), connectionId_(connectionId) {}
 
  protected:
-  bool Run(Failure* failure) override { return server_->Complete(connectionId_, failure); }
+  bool Call(Failure* failure) override { return server_->Complete(connectionId_, failure); }
 
  private:
   std::shared_ptr<LpcServer> server_;
@@ -437,7 +431,7 @@ class ReplyJob : public PoolJob {
       : PoolJob(env), server_(std::move(server)), connectionId_(connectionId), message_(std::move(message)) {}
 
  protected:
-  bool Run(Failure* failure) override { return server_->Reply(connectionId_, std::move(message_), failure); }
+  bool Call(Failure* failure) override { return server_->Reply(connectionId_, std::move(message_), failure); }
 
  private:
   std::shared_ptr<LpcServer> server_;
@@ -480,12 +474,7 @@ class LpcServerHandle : public Napi::ObjectWrap<LpcServerHandle> {
   // start(onMessage(connectionId, message), onEnd(error | null)): begins receiving.
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!info[0].IsFunction() || !info[1].IsFunction()) {
-      Napi::TypeError error = Napi::TypeError::New(env, "onMessage and onEnd must be functions");
-      error.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_TYPE"));
-      error.ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
+    if (!ReadFunction(info[0], "onMessage") || !ReadFunction(info[1], "onEnd")) return env.Undefined();
     if (Closed() || state_->started) {
       ThrowInvalid(env, "the server is closed or already started");
       return env.Undefined();
@@ -641,7 +630,7 @@ class CreateServerJob : public PoolJob {
       : PoolJob(env), classes_(classes), name_(std::move(name)), maxInfo_(maxInfo), maxMessage_(maxMessage) {}
 
  protected:
-  bool Run(Failure* failure) override { return LpcServer::Create(name_, maxInfo_, maxMessage_, &server_, failure); }
+  bool Call(Failure* failure) override { return LpcServer::Create(name_, maxInfo_, maxMessage_, &server_, failure); }
 
   Napi::Value Result(Napi::Env env) override {
     Napi::Object wrapper = classes_->server.New({});

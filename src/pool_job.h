@@ -1,5 +1,5 @@
-// A blocking Windows call run on Windows thread-pool work (not libuv's four shared threads),
-// settling a promise on the JS thread through the CompletionQueue.
+// A blocking Windows call run on Windows thread-pool threads (not libuv's four shared threads)
+// through the WorkQueue, settling a promise on the JS thread through the CompletionQueue.
 #pragma once
 
 #include <napi.h>
@@ -9,26 +9,23 @@
 #include "addon_data.h"
 #include "js_values.h"
 #include "win/failure.h"
+#include "win/work_queue.h"
 
 namespace fltport {
 
-class PoolJob : public CompletionQueue::Job {
+class PoolJob : public CompletionQueue::Job, public WorkItem {
  public:
   explicit PoolJob(Napi::Env env)
       : deferred_(Napi::Promise::Deferred::New(env)), completions_(GetAddonData(env)->completions) {}
 
-  // Queues `job`; the returned promise settles with Result() or the Failure that Run() reported.
-  static Napi::Promise Submit(Napi::Env env, std::unique_ptr<PoolJob> job) {
-    Napi::Promise promise = job->deferred_.Promise();
-    job->completions_->KeepAlive(env);
-    if (!TrySubmitThreadpoolCallback(&PoolJob::Work, job.get(), nullptr)) {
-      job->completions_->LetGo(env);
-      job->deferred_.Reject(FailureToJs(env, Failure::FromLastError("TrySubmitThreadpoolCallback")).Value());
-      return promise;
-    }
-    job.release();  // the pool callback owns it now
-    return promise;
-  }
+  // Queues `job`; the returned promise settles with Result() or the Failure that Call() reported.
+  // Jobs queued during one turn of the event loop reach the WorkQueue together, from a
+  // setImmediate callback: a burst of replies or sends then wakes one pool thread from the JS
+  // thread, not one each (on a busy machine every wake-up can cost the JS thread its CPU).
+  static Napi::Promise Submit(Napi::Env env, std::unique_ptr<PoolJob> job);
+
+  // At module load: captures setImmediate before any code can replace it.
+  static void Init(Napi::Env env);
 
   void Settle(Napi::Env env) final {
     if (succeeded_) {
@@ -40,8 +37,8 @@ class PoolJob : public CompletionQueue::Job {
 
  protected:
   // On a pool thread: the call itself; on failure it fills `failure` and returns false.
-  virtual bool Run(Failure* failure) = 0;
-  // On the JS thread after Run() succeeded.
+  virtual bool Call(Failure* failure) = 0;
+  // On the JS thread after Call() succeeded.
   virtual Napi::Value Result(Napi::Env env) { return env.Undefined(); }
 
   // For calls that return an HRESULT (fltlib).
@@ -52,10 +49,13 @@ class PoolJob : public CompletionQueue::Job {
   }
 
  private:
-  static void CALLBACK Work(PTP_CALLBACK_INSTANCE, void* context) {
-    std::unique_ptr<PoolJob> job(static_cast<PoolJob*>(context));
-    job->succeeded_ = job->Run(&job->failure_);
-    std::shared_ptr<CompletionQueue> completions = job->completions_;
+  static Napi::Value SubmitStaged(const Napi::CallbackInfo& info);
+  static void SubmitStaged(Napi::Env env);
+
+  void Run() final {
+    std::unique_ptr<PoolJob> job(this);
+    succeeded_ = Call(&failure_);
+    std::shared_ptr<CompletionQueue> completions = completions_;
     completions->Post(std::move(job), true);
   }
 

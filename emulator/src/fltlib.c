@@ -36,7 +36,7 @@
 /* How long FilterConnectCommunicationPort keeps retrying while every pipe instance is busy. */
 #define CONNECT_BUSY_TIMEOUT_MS 30000u
 /* Idle call pipes kept per connection; more are opened on demand and closed after use. */
-#define CALL_POOL_MAX 8
+#define CALL_POOL_MAX 64
 
 /* ------------------------------------------------------------------------------------------ */
 /* Status mapping (FilterHResultFromNtStatus as reverse-engineered, see port-semantics.md)      */

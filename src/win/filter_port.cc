@@ -64,6 +64,22 @@ HRESULT FilterConnection::Reply(uint8_t* reply, DWORD bytes) {
   return FilterReplyMessage(port_.Get(), reinterpret_cast<PFILTER_REPLY_HEADER>(reply), bytes);
 }
 
+HRESULT ReadResult(ULONG error, ULONG bytes) {
+  switch (error) {
+    // A read that completed with less than a header: the emulator's way of saying the buffer
+    // was too small (Windows fails the read with this error itself).
+    case ERROR_SUCCESS:
+      return bytes >= kMessageHeaderBytes ? S_OK : HRESULT_FROM_WIN32(ERROR_INSUFFICIENT_BUFFER);
+    // The emulator's transport reports a vanished kernel side as a broken pipe; Windows reports
+    // STATUS_PORT_DISCONNECTED, which user mode sees as ERROR_INVALID_HANDLE.
+    case ERROR_BROKEN_PIPE:
+    case ERROR_PIPE_NOT_CONNECTED:
+      return HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE);
+    default:
+      return HRESULT_FROM_WIN32(error);
+  }
+}
+
 std::wstring LoadedFltlibPath() {
   HMODULE module = GetModuleHandleW(L"fltlib.dll");
   if (module == nullptr) return {};

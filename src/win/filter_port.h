@@ -74,6 +74,10 @@ class FilterConnection {
   PTP_IO io_ = nullptr;
 };
 
+// What a completed FilterGetMessage stands for: S_OK when `buffer` holds a message, else the
+// failure as Windows reports it.
+HRESULT ReadResult(ULONG error, ULONG bytes);
+
 // The full path of the fltlib.dll this process loaded (the emulator's, the system's or Wine's).
 std::wstring LoadedFltlibPath();
 

@@ -1,0 +1,46 @@
+// Blocking Windows calls run on Windows thread-pool threads, without a wake-up per call.
+#pragma once
+
+#include <windows.h>
+
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <vector>
+
+namespace fltport {
+
+class WorkItem {
+ public:
+  virtual ~WorkItem() = default;
+  // On a pool thread; the item owns itself from here on.
+  virtual void Run() = 0;
+};
+
+// Waking a thread is what a hand-off costs: on a busy machine the woken thread takes the
+// submitter's CPU. So a thread is woken only when no running drainer is free to take the item:
+// a burst submitted from the JS thread costs it one wake-up, and the drainers fan the rest out
+// among themselves, one more thread per item still waiting while all of them are busy.
+class WorkQueue {
+ public:
+  // The process-wide queue, never destroyed: pool threads may still be draining at exit.
+  static WorkQueue& Shared();
+
+  // Returns the items not taken: these `items` when no thread could be had and none was
+  // running (GetLastError tells why), else none.
+  std::vector<WorkItem*> Submit(std::vector<WorkItem*> items);
+
+ private:
+  explicit WorkQueue(uint32_t maxDrainers) : maxDrainers_(maxDrainers) {}
+  static void CALLBACK Drain(PTP_CALLBACK_INSTANCE, void* context);
+  // Under the lock: whether another drainer must start so that `waiting` items each have one.
+  bool NeedsDrainerLocked(size_t waiting) const;
+
+  const uint32_t maxDrainers_;
+  std::mutex mutex_;
+  std::deque<WorkItem*> items_;
+  uint32_t drainers_ = 0;  // started and not yet gone
+  uint32_t busy_ = 0;      // inside an item's Run()
+};
+
+}  // namespace fltport
