@@ -21,6 +21,7 @@ struct AddonData {
   Napi::FunctionReference messageStreamClass;
   // PoolJob::Submit's batch for the current turn of the event loop, and how it is flushed.
   std::vector<PoolJob*> stagedJobs;
+  bool turnStarted = false;
   Napi::FunctionReference setImmediate;
   Napi::FunctionReference submitStaged;
 };

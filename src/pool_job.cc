@@ -17,17 +17,21 @@ Napi::Promise PoolJob::Submit(Napi::Env env, std::unique_ptr<PoolJob> job) {
   job->completions_->KeepAlive(env);
   AddonData* data = GetAddonData(env);
   data->stagedJobs.push_back(job.release());
-  if (data->stagedJobs.size() > 1) return promise;
-  if (!data->setImmediate.IsEmpty()) {
-    data->setImmediate.Call({data->submitStaged.Value()});
-    if (!env.IsExceptionPending()) return promise;
-    env.GetAndClearPendingException();  // no turn to wait for (the environment is ending): at once
-  }
+  if (data->turnStarted) return promise;  // the setImmediate callback submits it
+  // The first job of a turn goes at once; the rest of the turn's jobs follow together.
   SubmitStaged(env);
+  if (data->setImmediate.IsEmpty()) return promise;
+  data->setImmediate.Call({data->submitStaged.Value()});
+  if (env.IsExceptionPending()) {
+    env.GetAndClearPendingException();  // no later turn (the environment is ending): each job at once
+    return promise;
+  }
+  data->turnStarted = true;
   return promise;
 }
 
 Napi::Value PoolJob::SubmitStaged(const Napi::CallbackInfo& info) {
+  GetAddonData(info.Env())->turnStarted = false;
   SubmitStaged(info.Env());
   return info.Env().Undefined();
 }

@@ -34,7 +34,7 @@ class MessageStream::Read : public ReadOperation {
 
 MessageStream::MessageStream(std::shared_ptr<FilterConnection> connection, DWORD bufferBytes, uint32_t pending,
                              std::function<void()> ready)
-    : connection_(std::move(connection)), bufferBytes_(bufferBytes), pending_(pending), notify_(std::move(ready)) {}
+    : connection_(std::move(connection)), bufferBytes_(bufferBytes), maxUnconsumed_(2 * pending), notify_(std::move(ready)) {}
 
 std::shared_ptr<MessageStream> MessageStream::Start(std::shared_ptr<FilterConnection> connection, DWORD bufferBytes,
                                                     uint32_t pending, std::function<void()> ready) {
@@ -69,7 +69,7 @@ void MessageStream::Consumed(uint32_t count) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     unconsumed_ -= std::min(count, unconsumed_);
-    schedule = !stopping_ && !armScheduled_ && !idle_.empty() && unconsumed_ < pending_;
+    schedule = !stopping_ && !armScheduled_ && !idle_.empty() && unconsumed_ < maxUnconsumed_;
     if (schedule) armScheduled_ = true;
   }
   // Off this thread: starting a read can be slow (the emulator makes two pipe calls for it).
@@ -104,7 +104,7 @@ void MessageStream::Completed(Read* read, ULONG error, ULONG bytes) {
     } else if (!(stopping_ && error == ERROR_OPERATION_ABORTED)) {
       FailLocked(result, &cancel);
     }
-    rearm = !stopping_ && unconsumed_ < pending_;
+    rearm = !stopping_ && unconsumed_ < maxUnconsumed_;
     if (rearm) {
       ++outstanding_;
     } else {
@@ -119,7 +119,7 @@ void MessageStream::Completed(Read* read, ULONG error, ULONG bytes) {
 
 std::vector<MessageStream::Read*> MessageStream::ClaimArmableLocked() {
   std::vector<Read*> claimed;
-  if (stopping_ || unconsumed_ >= pending_) return claimed;
+  if (stopping_ || unconsumed_ >= maxUnconsumed_) return claimed;
   claimed.swap(idle_);
   outstanding_ += static_cast<uint32_t>(claimed.size());
   return claimed;

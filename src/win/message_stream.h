@@ -23,8 +23,11 @@ struct ReceivedMessage {
 
 // Keeps `pending` reads in the kernel, each re-armed by the thread its completion arrives on, the
 // way a native scanner does, so starting a read never costs the consumer's thread anything. The
-// consumer bounds the read-ahead: while `pending` or more messages are unconsumed, a completed
-// read is not re-armed until Consumed() makes room.
+// consumer bounds the read-ahead: while 2 x `pending` messages are unconsumed, a completed read
+// is not re-armed until Consumed() makes room. Messages on their way to the consumer count, and
+// it takes them in batches: a bound of `pending` would stall every read while one batch is in
+// transit, and re-arming them all at once takes one thread a while (the emulator serialises
+// them).
 class MessageStream : public std::enable_shared_from_this<MessageStream> {
  public:
   struct Batch {
@@ -64,7 +67,7 @@ class MessageStream : public std::enable_shared_from_this<MessageStream> {
 
   const std::shared_ptr<FilterConnection> connection_;
   const DWORD bufferBytes_;
-  const uint32_t pending_;
+  const uint32_t maxUnconsumed_;
   std::vector<std::unique_ptr<Read>> reads_;
   std::function<void()> notify_;
 

@@ -7,6 +7,7 @@ const { once } = require('node:events');
 const path = require('node:path');
 const koffi = require('koffi');
 const { FilterPort, FilterMessage, WinError, FltportError, AbortError } = require('fltport');
+const { loadNative } = require('../../dist/binding/loader.js');
 const { startKernel, kernel, sequenceOf, command, OP, NO_REPLY_BUFFER } = require('../../emulator/test-kernel/test-kernel.js');
 
 const STATUS_ACCESS_DENIED = 0xc0000022;
@@ -110,6 +111,29 @@ describe('FilterPort against the emulator', function () {
       assert.deepEqual(messages.map(sequenceOf).sort(), [0n, 1n, 2n, 3n]);
     });
 
+    it('gets replies through while 32 sends are blocked in the kernel waiting for them', async function () {
+      this.timeout(30000);
+      const busy = await startKernel({ maxConnections: 32 });
+      const ports = [];
+      try {
+        for (let i = 0; i < 32; i += 1) ports.push(await FilterPort.connect(busy.portName));
+        for (const port of ports) await kernel.notify(port, { count: 1, replyLength: 8 });
+        // WAIT returns once the connection's sender has its reply: each of these sends holds a
+        // pool thread until the replies below have gone through the same pool.
+        const waits = ports.map((port) => kernel.wait(port));
+        await Promise.all(
+          ports.map(async (port) => {
+            const message = await port.receive();
+            await message.reply(message.data.subarray(0, 8));
+          }),
+        );
+        for (const stats of await Promise.all(waits)) assert.equal(stats.matched, 1);
+      } finally {
+        await Promise.allSettled(ports.map((port) => port.close()));
+        await busy.stop();
+      }
+    });
+
     it('encodes and decodes koffi structs', async () => {
       const Probe = koffi.struct('FltportTestProbe', { op: 'uint32_t', args: koffi.array('uint32_t', 5), text: koffi.array('char16_t', 8) });
       const port = await connect();
@@ -209,6 +233,27 @@ describe('FilterPort against the emulator', function () {
       assert.equal(seen.size, 50);
     });
 
+    it('reads at most 3 x pending messages ahead of a loop that stops taking them, and hands every one over later', async function () {
+      this.timeout(20000);
+      const port = await connect();
+      const pending = 4;
+      // One sender, no reply expected: each message waits at most 300 ms for a read, then times out.
+      await kernel.notify(port, { count: 16, timeoutMs: 300 });
+      const loop = port.messages({ pending })[Symbol.asyncIterator]();
+      const seen = new Set([sequenceOf((await loop.next()).value)]);
+      const stats = await kernel.wait(port); // the sender is done: what it could deliver, it did
+      // Taken 1; unconsumed up to 2 x pending stop the re-arming; the reads still out then deliver too.
+      assert.ok(stats.sent <= 3 * pending, `${stats.sent} messages were read ahead`);
+      assert.ok(stats.sent >= 2 * pending, `only ${stats.sent} messages were read: the loop starved`);
+      assert.equal(stats.sent + stats.timeouts, 16);
+      while (seen.size < stats.sent) {
+        const sequence = sequenceOf((await loop.next()).value);
+        assert.ok(!seen.has(sequence), `sequence ${sequence} seen twice`);
+        seen.add(sequence);
+      }
+      await loop.return();
+    });
+
     it('ends when the port closes', async () => {
       const port = await connect();
       setTimeout(() => void port.close(), 100);
@@ -286,6 +331,31 @@ describe('FilterPort against the emulator', function () {
       assert.equal(kernelStats.replied, 100000);
       assert.equal(kernelStats.matched, 100000);
       assert.equal(kernelStats.timeouts + kernelStats.failures, 0);
+    });
+
+    it('runs at most `concurrency` handlers at once', async () => {
+      const port = await connect();
+      for (let i = 0; i < 12; i += 1) await kernel.notify(port, { count: 5, replyLength: 8 });
+      let running = 0;
+      let most = 0;
+      let handled = 0;
+      const controller = new AbortController();
+      const stats = await port.serve(
+        async (message) => {
+          running += 1;
+          most = Math.max(most, running);
+          await delay(20);
+          running -= 1;
+          handled += 1;
+          if (handled === 60) setImmediate(() => controller.abort());
+          return message.data.subarray(0, 8);
+        },
+        { pending: 16, concurrency: 3, signal: controller.signal },
+      );
+      assert.equal(most, 3);
+      assert.equal(stats.received, 60);
+      assert.equal(stats.replied, 60);
+      assert.equal((await kernel.wait(port)).matched, 60);
     });
 
     it('replies HANDLER_FAILED_STATUS and calls onError when a handler throws', async () => {
@@ -422,6 +492,32 @@ describe('FilterPort against the emulator', function () {
       await assert.rejects(port.serve(() => undefined, { onError: 1 }), TypeError);
     });
 
+    it('refuses bad stream() arguments reaching the addon directly', async () => {
+      const native = await loadNative().filterConnect(host.portName, null, false, false);
+      try {
+        const noop = () => undefined;
+        const cases = [
+          [['64', 1, noop, noop], TypeError],
+          [[15, 1, noop, noop], RangeError],
+          [[64, 0, noop, noop], RangeError],
+          [[64, 1025, noop, noop], RangeError],
+          [[64, 1, null, noop], TypeError],
+          [[64, 1, noop, 'onEnd'], TypeError],
+        ];
+        for (const [args, type] of cases) {
+          assert.throws(() => native.stream(...args), (error) => error instanceof type && typeof error.code === 'string', String(args));
+        }
+        let ended;
+        const stream = native.stream(64, 1, noop, (error) => (ended = error));
+        assert.throws(() => stream.consumed(-1), RangeError);
+        stream.stop();
+        for (let i = 0; i < 100 && ended === undefined; i += 1) await delay(10);
+        assert.equal(ended, null);
+      } finally {
+        await native.close();
+      }
+    });
+
     it('rejects a reply payload that is not bytes, and a status that is not an NTSTATUS', async () => {
       await kernel.notify(port, { count: 1, replyLength: 8 });
       const message = await port.receive();
@@ -468,41 +564,47 @@ describe('a port in a process of its own', () => {
   });
   afterEach(() => host.stop());
 
-  it('does not keep the process alive with a pending read after unref()', async () => {
-    const { code, output } = await runChild(`
-      const { FilterPort } = require('fltport');
-      FilterPort.connect(${JSON.stringify(host.portName)}).then((port) => {
-        port.receive().catch(() => {});
-        port.unref();
-        console.log('waiting');
-      });`);
-    assert.equal(code, 0, output);
-    assert.match(output, /waiting/);
-  });
+  const waiters = [
+    ['a pending read', 'port.receive().catch(() => {});'],
+    ['a messages() loop', '(async () => { for await (const _ of port.messages()) {} })().catch(() => {});'],
+  ];
+  for (const [what, wait] of waiters) {
+    it(`does not keep the process alive with ${what} after unref()`, async () => {
+      const { code, output } = await runChild(`
+        const { FilterPort } = require('fltport');
+        FilterPort.connect(${JSON.stringify(host.portName)}).then((port) => {
+          ${wait}
+          port.unref();
+          console.log('waiting');
+        });`);
+      assert.equal(code, 0, output);
+      assert.match(output, /waiting/);
+    });
 
-  it('keeps the process alive with a pending read by default', async () => {
-    const child = spawn(process.execPath, ['-e', `
-      const { FilterPort } = require('fltport');
-      FilterPort.connect(${JSON.stringify(host.portName)}).then((port) => {
-        port.receive().catch(() => {});
-        console.log('waiting');
-      });`], { cwd: path.resolve(__dirname, '..', '..'), stdio: ['ignore', 'pipe', 'inherit'] });
-    try {
-      // Only once the read is armed: then nothing but that read can keep the child running.
-      let output = '';
-      await new Promise((resolve, reject) => {
-        child.stdout.on('data', (chunk) => {
-          output += chunk;
-          if (output.includes('waiting')) resolve();
+    it(`keeps the process alive with ${what} by default`, async () => {
+      const child = spawn(process.execPath, ['-e', `
+        const { FilterPort } = require('fltport');
+        FilterPort.connect(${JSON.stringify(host.portName)}).then((port) => {
+          ${wait}
+          console.log('waiting');
+        });`], { cwd: path.resolve(__dirname, '..', '..'), stdio: ['ignore', 'pipe', 'inherit'] });
+      try {
+        // Only once the reads are asked for: then nothing but them can keep the child running.
+        let output = '';
+        await new Promise((resolve, reject) => {
+          child.stdout.on('data', (chunk) => {
+            output += chunk;
+            if (output.includes('waiting')) resolve();
+          });
+          child.once('exit', (code) => reject(new Error(`the child exited (${code}) before its read was armed: ${output}`)));
         });
-        child.once('exit', (code) => reject(new Error(`the child exited (${code}) before its read was armed: ${output}`)));
-      });
-      await delay(1500);
-      assert.equal(child.exitCode, null, 'the child exited although a read was pending');
-    } finally {
-      child.kill();
-    }
-  });
+        await delay(1500);
+        assert.equal(child.exitCode, null, 'the child exited although reads were pending');
+      } finally {
+        child.kill();
+      }
+    });
+  }
 
   it('closes the handle of a port garbage-collected without close(), without crashing', async () => {
     const { code, output } = await runChild(`
