@@ -173,10 +173,10 @@ export class FilterPort {
 
   /**
    * Messages as they come, with `pending` reads kept outstanding in the kernel (re-armed off the
-   * JS thread as each completes). Back-pressure: while `pending` messages wait for the loop, no
-   * read is re-armed. Ends when the port closes; throws an AbortError when the signal aborts and
-   * the WinError when the kernel disconnects. A message read but not yet taken when the loop is
-   * left stays for the next reader.
+   * JS thread as each completes). Back-pressure: while 2 x `pending` messages wait for the loop
+   * (those on their way to it included), no read is re-armed. Ends when the port closes; throws
+   * an AbortError when the signal aborts and the WinError when the kernel disconnects. A message
+   * read but not yet taken when the loop is left stays for the next reader.
    */
   async *messages<T = unknown>(options?: MessagesOptions): AsyncGenerator<FilterMessage<T>, void, undefined> {
     const { bufferBytes, type, signal, pending } = checkMessagesOptions(options);
