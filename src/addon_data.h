@@ -22,7 +22,7 @@ struct AddonData {
   // PoolJob::Submit's batch for the current turn of the event loop, and how it is flushed.
   std::vector<PoolJob*> stagedJobs;
   bool turnStarted = false;
-  Napi::FunctionReference setImmediate;
+  Napi::FunctionReference nextTick;
   Napi::FunctionReference submitStaged;
 };
 

@@ -7,6 +7,8 @@ namespace fltport {
 CompletionQueue::CompletionQueue(Napi::Env env) {
   wakeup_ = Wakeup::New(env, "fltport completions", 0, 1, this);
   wakeup_.Unref(env);
+  // Without the timer every job wakes the JS thread, which is correct, only slower.
+  lazyTimer_ = CreateThreadpoolTimer(&CompletionQueue::LazyDue, this, nullptr);
 }
 
 void CompletionQueue::KeepAlive(Napi::Env env) {
@@ -18,7 +20,8 @@ void CompletionQueue::LetGo(Napi::Env env) {
 }
 
 void CompletionQueue::Post(std::unique_ptr<Job> job, bool keptAlive) {
-  bool wake;
+  bool wake = false;
+  bool setTimer = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (closed_) {
@@ -27,10 +30,36 @@ void CompletionQueue::Post(std::unique_ptr<Job> job, bool keptAlive) {
       job.release();
       return;
     }
+    bool canWait = job->CanWait() && lazyTimer_ != nullptr;
     ready_.push_back(Ready{std::move(job), keptAlive});
-    wake = ready_.size() == 1;
+    if (wakeRequested_) {
+      // The coming Drain takes this job too.
+    } else if (!canWait) {
+      wake = wakeRequested_ = true;
+    } else if (!lazyTimerSet_) {
+      setTimer = lazyTimerSet_ = true;
+    }
   }
   if (wake) wakeup_.NonBlockingCall(nullptr);
+  if (setTimer) {
+    FILETIME due;
+    ULARGE_INTEGER relative;
+    relative.QuadPart = static_cast<ULONGLONG>(-static_cast<LONGLONG>(kLazyDelayMs) * 10000);
+    due.dwLowDateTime = relative.LowPart;
+    due.dwHighDateTime = relative.HighPart;
+    SetThreadpoolTimer(lazyTimer_, &due, 0, 0);
+  }
+}
+
+void CALLBACK CompletionQueue::LazyDue(PTP_CALLBACK_INSTANCE, void* context, PTP_TIMER) {
+  auto* queue = static_cast<CompletionQueue*>(context);
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> lock(queue->mutex_);
+    queue->lazyTimerSet_ = false;
+    if (!queue->closed_ && !queue->ready_.empty() && !queue->wakeRequested_) wake = queue->wakeRequested_ = true;
+  }
+  if (wake) queue->wakeup_.NonBlockingCall(nullptr);
 }
 
 void CompletionQueue::Drain(Napi::Env env, Napi::Function, CompletionQueue* queue, std::nullptr_t*) {
@@ -39,6 +68,7 @@ void CompletionQueue::Drain(Napi::Env env, Napi::Function, CompletionQueue* queu
   {
     std::lock_guard<std::mutex> lock(queue->mutex_);
     batch.swap(queue->ready_);
+    queue->wakeRequested_ = false;
   }
   for (Ready& ready : batch) {
     Napi::HandleScope scope(env);
@@ -54,6 +84,12 @@ void CompletionQueue::Close() {
     closed_ = true;
     for (Ready& ready : ready_) ready.job.release();
     ready_.clear();
+  }
+  if (lazyTimer_ != nullptr) {
+    SetThreadpoolTimer(lazyTimer_, nullptr, 0, 0);
+    WaitForThreadpoolTimerCallbacks(lazyTimer_, TRUE);
+    CloseThreadpoolTimer(lazyTimer_);
+    lazyTimer_ = nullptr;
   }
   wakeup_.Abort();
 }

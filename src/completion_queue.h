@@ -3,6 +3,7 @@
 #pragma once
 
 #include <napi.h>
+#include <windows.h>
 
 #include <memory>
 #include <mutex>
@@ -17,7 +18,12 @@ class CompletionQueue {
     virtual ~Job() = default;
     // Runs on the JS thread inside its own handle scope.
     virtual void Settle(Napi::Env env) = 0;
+    // True for a job that need not wake the JS thread: it settles with the next wake-up, or
+    // kLazyDelayMs after it was posted at the latest.
+    virtual bool CanWait() const { return false; }
   };
+
+  static constexpr DWORD kLazyDelayMs = 2;
 
   explicit CompletionQueue(Napi::Env env);
   CompletionQueue(const CompletionQueue&) = delete;
@@ -41,9 +47,14 @@ class CompletionQueue {
   static void Drain(Napi::Env env, Napi::Function callback, CompletionQueue* queue, std::nullptr_t* data);
   using Wakeup = Napi::TypedThreadSafeFunction<CompletionQueue, std::nullptr_t, &CompletionQueue::Drain>;
 
+  static void CALLBACK LazyDue(PTP_CALLBACK_INSTANCE, void* context, PTP_TIMER);
+
   Wakeup wakeup_;
+  PTP_TIMER lazyTimer_ = nullptr;
   std::mutex mutex_;
   std::vector<Ready> ready_;
+  bool wakeRequested_ = false;  // a Drain is on its way
+  bool lazyTimerSet_ = false;
   bool closed_ = false;
   size_t keptAlive_ = 0;  // JS thread only
 };

@@ -236,6 +236,9 @@ class ReplyJob : public PoolJob {
   bool Call(Failure* failure) override {
     return Succeeded(connection_->Reply(reply_.data(), static_cast<DWORD>(reply_.size())), "FilterReplyMessage", failure);
   }
+  // The kernel has the reply once Call() returns; what JS learns here can ride on the next
+  // wake-up (a scanner replies to every message: half its wake-ups were these).
+  bool CanWait() const override { return true; }
   Napi::Value Result(Napi::Env env) override {
     connection_.reset();
     return env.Undefined();

@@ -7,8 +7,9 @@ namespace fltport {
 
 void PoolJob::Init(Napi::Env env) {
   AddonData* data = GetAddonData(env);
-  Napi::Value setImmediate = env.Global().Get("setImmediate");
-  if (setImmediate.IsFunction()) data->setImmediate = Napi::Persistent(setImmediate.As<Napi::Function>());
+  Napi::Value process = env.Global().Get("process");
+  Napi::Value nextTick = process.IsObject() ? process.As<Napi::Object>().Get("nextTick") : env.Undefined();
+  if (nextTick.IsFunction()) data->nextTick = Napi::Persistent(nextTick.As<Napi::Function>());
   data->submitStaged = Napi::Persistent(Napi::Function::New<&PoolJob::SubmitStaged>(env, "submitStaged"));
 }
 
@@ -17,11 +18,11 @@ Napi::Promise PoolJob::Submit(Napi::Env env, std::unique_ptr<PoolJob> job) {
   job->completions_->KeepAlive(env);
   AddonData* data = GetAddonData(env);
   data->stagedJobs.push_back(job.release());
-  if (data->turnStarted) return promise;  // the setImmediate callback submits it
+  if (data->turnStarted) return promise;  // the nextTick callback submits it
   // The first job of a turn goes at once; the rest of the turn's jobs follow together.
   SubmitStaged(env);
-  if (data->setImmediate.IsEmpty()) return promise;
-  data->setImmediate.Call({data->submitStaged.Value()});
+  if (data->nextTick.IsEmpty()) return promise;
+  data->nextTick.Call({data->submitStaged.Value()});
   if (env.IsExceptionPending()) {
     env.GetAndClearPendingException();  // no later turn (the environment is ending): each job at once
     return promise;

@@ -19,12 +19,15 @@ class PoolJob : public CompletionQueue::Job, public WorkItem {
       : deferred_(Napi::Promise::Deferred::New(env)), completions_(GetAddonData(env)->completions) {}
 
   // Queues `job`; the returned promise settles with Result() or the Failure that Call() reported.
-  // Jobs queued during one turn of the event loop reach the WorkQueue together, from a
-  // setImmediate callback: a burst of replies or sends then wakes one pool thread from the JS
-  // thread, not one each (on a busy machine every wake-up can cost the JS thread its CPU).
+  // The first job queued in a turn of the event loop goes at once; the rest of that turn's jobs
+  // reach the WorkQueue together from a process.nextTick callback, which runs once the turn's
+  // promise reactions are done (a nextTick queued from a reaction runs after all of them). A
+  // burst of replies or sends then wakes one pool thread from the JS thread, not one each: on a
+  // busy machine every wake-up can cost the JS thread its CPU. (setImmediate would do the same
+  // but makes the event loop poll once more per turn, a system call each time.)
   static Napi::Promise Submit(Napi::Env env, std::unique_ptr<PoolJob> job);
 
-  // At module load: captures setImmediate before any code can replace it.
+  // At module load: captures process.nextTick before any code can replace it.
   static void Init(Napi::Env env);
 
   void Settle(Napi::Env env) final {
