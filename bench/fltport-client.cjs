@@ -10,6 +10,7 @@
 // PENDING sender threads, or `port.send()` with IN_FLIGHT calls outstanding. Prints RESULT {json}.
 const path = require('node:path');
 const { performance } = require('node:perf_hooks');
+const v8 = require('node:v8');
 const { FilterPort, runtimeInfo } = require('fltport');
 const { startKernel, command, parseLatency, OP, NO_REPLY_BUFFER } = require(path.join(__dirname, '..', 'emulator', 'test-kernel', 'test-kernel.js'));
 
@@ -33,7 +34,10 @@ async function notify(port, { payloadBytes, pending, count, replyBytes, soak }) 
   const rss = [];
   const sample = (label) => {
     const memory = process.memoryUsage();
-    rss.push({ label, messages: handled, rss: memory.rss, heapTotal: memory.heapTotal, heapUsed: memory.heapUsed, external: memory.external, arrayBuffers: memory.arrayBuffers });
+    // V8's young generation grows on its own heuristics (up to twice --max-semi-space-size):
+    // recorded apart, so that growth of everything else, where a leak would show, can be told.
+    const newSpace = v8.getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')?.space_size ?? 0;
+    rss.push({ label, messages: handled, rss: memory.rss, heapTotal: memory.heapTotal, heapUsed: memory.heapUsed, newSpace, external: memory.external, arrayBuffers: memory.arrayBuffers });
   };
   const marks = soak ? new Set([Math.floor(total / 10), Math.floor(total / 2), total]) : new Set();
   const every = Math.floor(total / 10);

@@ -5,6 +5,9 @@
 //   node bench/run.mjs --quick    a quarter of the messages, fewer cells
 //   node bench/run.mjs --soak     1,000,000 notification round trips through port.serve(): RSS
 //                                 at start, middle and end
+//   node bench/run.mjs --wine-calls  (Linux) wineserver requests per message, native and fltport,
+//                                 for the target cells: a count, not a time, so it does not
+//                                 move with the machine's load
 //   options: --reps N, --only notify|ff|send, --filter REGEXP (cell names), --messages N (per cell),
 //            --node-flags "FLAGS" (for the Windows node.exe, e.g. V8 heap sizes), --out FILE
 //
@@ -15,6 +18,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import {
   cmakeBuild,
@@ -37,11 +41,12 @@ const resultsDir = path.join(benchDir, 'results');
 // ---------------------------------------------------------------- options
 
 function parseArgs(argv) {
-  const options = { quick: false, soak: false, reps: undefined, only: undefined, messages: undefined, out: undefined, filter: undefined, nodeFlags: [] };
+  const options = { quick: false, soak: false, wineCalls: false, reps: undefined, only: undefined, messages: undefined, out: undefined, filter: undefined, nodeFlags: [] };
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i];
     if (arg === '--quick') options.quick = true;
     else if (arg === '--soak') options.soak = true;
+    else if (arg === '--wine-calls') options.wineCalls = true;
     else if (arg === '--reps') options.reps = Number(argv[++i]);
     else if (arg === '--only') options.only = argv[++i];
     else if (arg === '--messages') options.messages = Number(argv[++i]);
@@ -49,7 +54,7 @@ function parseArgs(argv) {
     else if (arg === '--filter') options.filter = new RegExp(argv[++i]);
     else if (arg === '--node-flags') options.nodeFlags = argv[++i].split(' ').filter(Boolean);
     else if (arg === '--help' || arg === '-h') {
-      console.log('usage: node bench/run.mjs [--quick] [--soak] [--reps N] [--only notify|ff|send] [--filter REGEXP] [--messages N] [--node-flags "FLAGS"] [--out FILE]');
+      console.log('usage: node bench/run.mjs [--quick] [--soak] [--wine-calls] [--reps N] [--only notify|ff|send] [--filter REGEXP] [--messages N] [--node-flags "FLAGS"] [--out FILE]');
       process.exit(0);
     } else {
       console.error(`unknown option ${arg}`);
@@ -139,7 +144,7 @@ const RUN_TIMEOUT_MS = 60_000;
  * and reported instead of stalling the whole benchmark. Output goes through a file under Wine
  * (node.exe fails with EBADF on a pipe).
  */
-function runProgram(exe, args, env, timeoutMs = RUN_TIMEOUT_MS) {
+function runProgram(exe, args, env, timeoutMs = RUN_TIMEOUT_MS, keepLog = undefined) {
   let child;
   let logFile;
   let fd;
@@ -147,7 +152,7 @@ function runProgram(exe, args, env, timeoutMs = RUN_TIMEOUT_MS) {
     child = spawn(exe, args, { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   } else {
     ensureWinePrefix();
-    logFile = path.join(cacheDir, `bench-output-${process.pid}-${Date.now()}.log`);
+    logFile = keepLog ?? path.join(cacheDir, `bench-output-${process.pid}-${Date.now()}.log`);
     fd = fs.openSync(logFile, 'w');
     child = spawn('wine', [exe, ...args], { cwd: repoRoot, env: wineEnv(env), stdio: ['ignore', fd, fd] });
     fs.closeSync(fd);
@@ -167,7 +172,7 @@ function runProgram(exe, args, env, timeoutMs = RUN_TIMEOUT_MS) {
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      if (logFile) {
+      if (logFile && keepLog === undefined) {
         output = fs.readFileSync(logFile, 'utf8');
         fs.rmSync(logFile, { force: true });
       }
@@ -351,20 +356,71 @@ async function soak(options, setup) {
   const middle = samples.reduce((best, sample) => (Math.abs(sample.messages - messages / 2) < Math.abs(best.messages - messages / 2) ? sample : best));
   const last = samples[samples.length - 1];
   const mb = (bytes) => `${(bytes / 2 ** 20).toFixed(1)} MB`;
-  console.log('| messages | RSS | V8 heap total | heap used | external |');
-  console.log('| --- | --- | --- | --- | --- |');
+  console.log('| messages | RSS | V8 new space | RSS less new space | V8 heap total | heap used | external |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- |');
   for (const sample of samples) {
-    console.log(`| ${sample.messages.toLocaleString('en-US')}${sample.label === 'start' ? ' (before the first)' : ''} | ${mb(sample.rss)} | ${mb(sample.heapTotal)} | ${mb(sample.heapUsed)} | ${mb(sample.external)} |`);
+    console.log(
+      `| ${sample.messages.toLocaleString('en-US')}${sample.label === 'start' ? ' (before the first)' : ''} | ${mb(sample.rss)} | ${mb(sample.newSpace)} | ` +
+        `${mb(sample.rss - sample.newSpace)} | ${mb(sample.heapTotal)} | ${mb(sample.heapUsed)} | ${mb(sample.external)} |`,
+    );
   }
   const growth = last.rss - first.rss;
+  const newSpaceGrowth = last.newSpace - first.newSpace;
   const secondHalf = last.rss - middle.rss;
   console.log(
     `RSS start (after ${first.messages.toLocaleString('en-US')}) ${mb(first.rss)}, middle ${mb(middle.rss)}, end ${mb(last.rss)}: ` +
-      `growth ${mb(growth)} (target < 5 MB: ${growth < 5 * 2 ** 20 ? 'met' : 'MISSED'}), second half ${mb(secondHalf)}, ` +
-      `V8 heap total ${mb(first.heapTotal)} -> ${mb(last.heapTotal)}; ${fmt.rate(result.messagesPerSecond)} msg/s, p99 ${fmt.ms(result.p99Us)} ms`,
+      `growth ${mb(growth)} (target < 5 MB: ${growth < 5 * 2 ** 20 ? 'met' : 'MISSED'}), second half ${mb(secondHalf)}; ` +
+      `V8's new space grew ${mb(newSpaceGrowth)}, everything else ${mb(growth - newSpaceGrowth)}; ` +
+      `${fmt.rate(result.messagesPerSecond)} msg/s, p99 ${fmt.ms(result.p99Us)} ms`,
   );
   if (foreignSeen > 0) console.log(`other test runs were seen on the machine for ~${foreignSeen} s of the soak`);
-  return { ...result, interferenceSeconds: foreignSeen, rssGrowthBytes: growth, startRss: first.rss, middleRss: middle.rss, endRss: last.rss };
+  return { ...result, interferenceSeconds: foreignSeen, rssGrowthBytes: growth, newSpaceGrowthBytes: newSpaceGrowth, startRss: first.rss, middleRss: middle.rss, endRss: last.rss };
+}
+
+/**
+ * Counts wineserver requests (WINEDEBUG=+server, which a freshly started wineserver logs for
+ * every process) over a whole run of each client, the test kernel's included, per message.
+ */
+async function wineCalls(options, setup) {
+  if (isWindows) throw new Error('--wine-calls counts wineserver requests: Linux only');
+  const list = cells({ ...options, messages: options.messages ?? 4000 }).filter((cell) => options.filter || cell.target);
+  const counted = [];
+  for (const cell of list) {
+    const row = { cell: cell.id, messages: cell.messages - (cell.messages % cell.concurrency) };
+    for (const impl of ['native', 'fltport']) {
+      spawnSync('wineserver', ['-k'], { env: wineEnv() });
+      spawnSync('wineserver', ['-w'], { env: wineEnv() });
+      const log = path.join(cacheDir, `bench-wine-calls-${process.pid}.log`);
+      const kernel = windowsPath(setup.testKernelExe);
+      const [exe, args] =
+        impl === 'native'
+          ? [setup.nativeExe, [kernel, setup.nativeFltlib, ...cellArgs(cell)]]
+          : [setup.nodeExe, [path.join('bench', 'fltport-client.cjs'), kernel, ...cellArgs(cell)]];
+      const { code } = await runProgram(exe, args, { ...setup.env, WINEDEBUG: '+server' }, RUN_TIMEOUT_MS * 5, log);
+      const requests = new Map();
+      let result;
+      for await (const line of readline.createInterface({ input: fs.createReadStream(log) })) {
+        const request = /^[0-9a-f]+: (\w+)\(/.exec(line);
+        if (request) requests.set(request[1], (requests.get(request[1]) ?? 0) + 1);
+        else if (line.startsWith('RESULT ')) result = JSON.parse(line.slice(7));
+      }
+      fs.rmSync(log, { force: true });
+      if (code !== 0 || result === undefined || result.messages !== row.messages) throw new Error(`${impl} ${cell.id} failed under WINEDEBUG=+server (exit ${code})`);
+      row[impl] = { total: [...requests.values()].reduce((sum, count) => sum + count, 0), requests: Object.fromEntries(requests) };
+    }
+    row.ratio = row.fltport.total / row.native.total;
+    const extra = Object.keys(row.fltport.requests)
+      .map((name) => [name, (row.fltport.requests[name] - (row.native.requests[name] ?? 0)) / row.messages])
+      .filter(([, more]) => more >= 0.1)
+      .sort((a, b) => b[1] - a[1]);
+    row.extraPerMessage = Object.fromEntries(extra);
+    console.log(
+      `${cell.id}: native ${(row.native.total / row.messages).toFixed(1)}, fltport ${(row.fltport.total / row.messages).toFixed(1)} ` +
+        `wineserver requests per message (${fmt.ratio(row.ratio)}); fltport's extra: ${extra.map(([name, more]) => `${name} ${more.toFixed(2)}`).join(', ')}`,
+    );
+    counted.push(row);
+  }
+  return counted;
 }
 
 async function main() {
@@ -399,6 +455,8 @@ async function main() {
   try {
     if (options.soak) {
       report = { kind: 'soak', soak: await soak(options, setup) };
+    } else if (options.wineCalls) {
+      report = { kind: 'wine-calls', wineCalls: await wineCalls(options, setup) };
     } else {
       const results = await benchmark(options, setup);
       const checks = targetChecks(results);
@@ -415,7 +473,8 @@ async function main() {
   }
   const loadAfter = load();
   if (loadAfter) console.log(`load average after: ${loadAfter.join(' ')}`);
-  const out = options.out ?? path.join(resultsDir, `${started.toISOString().replaceAll(':', '-').replace(/\..+/, '')}${options.soak ? '-soak' : ''}.json`);
+  const suffix = options.soak ? '-soak' : options.wineCalls ? '-wine-calls' : '';
+  const out = options.out ?? path.join(resultsDir, `${started.toISOString().replaceAll(':', '-').replace(/\..+/, '')}${suffix}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(
     out,
