@@ -271,7 +271,7 @@ const fmt = {
 function table(results) {
   const header = [
     'cell', 'native msg/s', 'fltport msg/s', 'ratio', 'native p50/p99/p99.9 ms', 'fltport p50/p99/p99.9 ms', 'p99 ratio',
-    'CPU s/100k native', 'fltport', 'ratio', 'peak MB native', 'fltport', 'fltport JS µs/msg',
+    'CPU s/100k native', 'fltport', 'ratio', 'peak MB native', 'fltport', 'fltport loop µs/msg',
   ];
   const rows = results.map(({ cell, native, fltport, ratios }) => [
     cell.target ? `**${cell.id}**` : cell.id,
