@@ -21,7 +21,6 @@ void CompletionQueue::LetGo(Napi::Env env) {
 
 void CompletionQueue::Post(std::unique_ptr<Job> job, bool keptAlive) {
   bool wake = false;
-  bool setTimer = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (closed_) {
@@ -37,18 +36,17 @@ void CompletionQueue::Post(std::unique_ptr<Job> job, bool keptAlive) {
     } else if (!canWait) {
       wake = wakeRequested_ = true;
     } else if (!lazyTimerSet_) {
-      setTimer = lazyTimerSet_ = true;
+      // Under the lock, so that Close() cannot free the timer in between.
+      lazyTimerSet_ = true;
+      FILETIME due;
+      ULARGE_INTEGER relative;
+      relative.QuadPart = static_cast<ULONGLONG>(-static_cast<LONGLONG>(kLazyDelayMs) * 10000);
+      due.dwLowDateTime = relative.LowPart;
+      due.dwHighDateTime = relative.HighPart;
+      SetThreadpoolTimer(lazyTimer_, &due, 0, 0);
     }
   }
   if (wake) wakeup_.NonBlockingCall(nullptr);
-  if (setTimer) {
-    FILETIME due;
-    ULARGE_INTEGER relative;
-    relative.QuadPart = static_cast<ULONGLONG>(-static_cast<LONGLONG>(kLazyDelayMs) * 10000);
-    due.dwLowDateTime = relative.LowPart;
-    due.dwHighDateTime = relative.HighPart;
-    SetThreadpoolTimer(lazyTimer_, &due, 0, 0);
-  }
 }
 
 void CALLBACK CompletionQueue::LazyDue(PTP_CALLBACK_INSTANCE, void* context, PTP_TIMER) {

@@ -439,6 +439,26 @@ describe('FilterPort against the emulator', function () {
       assert.equal(outcomes.filter((o) => o === 'closed').length >= 900, true);
     });
 
+    it('ends messages() loops and serve() mid-stream: each settles once, close() resolves after their reads', async () => {
+      const port = await connect();
+      for (let i = 0; i < 4; i += 1) await kernel.notify(port, { count: 100000, payloadBytes: 64, replyLength: 8 });
+      let taken = 0;
+      const loop = async () => {
+        for await (const message of port.messages({ pending: 8 })) {
+          taken += 1;
+          await message.reply(message.data.subarray(0, 8)).catch(() => undefined);
+        }
+        return 'ended';
+      };
+      const loops = [loop(), loop()];
+      const serving = port.serve((message) => message.data.subarray(0, 8), { pending: 16 });
+      while (taken < 200) await delay(10);
+      await port.close();
+      assert.deepEqual(await Promise.all(loops), ['ended', 'ended']);
+      const stats = await serving;
+      assert.ok(stats.received > 0 && stats.replied <= stats.received);
+    });
+
     it('makes every later call reject with ERR_FLTPORT_CLOSED, and close() again is harmless', async () => {
       const port = await connect();
       await kernel.notify(port, { count: 1, replyLength: 8 });
