@@ -22,7 +22,7 @@ export interface NativeFilterPort {
   cancelRead(readId: number): void;
   /**
    * Keeps `pending` reads of `bufferBytes` (header included) outstanding, re-armed off the JS
-   * thread while fewer than `pending` delivered messages are unconsumed. Messages come in
+   * thread while fewer than 2 x `pending` delivered messages are unconsumed. Messages come in
    * batches; onEnd comes once, with null after stop() or close(), else the failure.
    */
   stream(
@@ -32,7 +32,8 @@ export interface NativeFilterPort {
     onEnd: (error: Error | null) => void,
   ): NativeMessageStream;
   send(data: Uint8Array, replyBytes: number): Promise<Buffer>;
-  reply(messageId: bigint, status: number, payload: Uint8Array | null): Promise<void>;
+  /** With settleLazily the promise settles with the JS thread's next wake-up (at most ~2 ms later) instead of waking it. */
+  reply(messageId: bigint, status: number, payload: Uint8Array | null, settleLazily: boolean): Promise<void>;
   /** Cancels every read and resolves once all have completed; the handle closes after the last call using it. */
   close(): Promise<void>;
   ref(): void;

@@ -178,7 +178,12 @@ export class FilterPort {
    * an AbortError when the signal aborts and the WinError when the kernel disconnects. A message
    * read but not yet taken when the loop is left stays for the next reader.
    */
-  async *messages<T = unknown>(options?: MessagesOptions): AsyncGenerator<FilterMessage<T>, void, undefined> {
+  messages<T = unknown>(options?: MessagesOptions): AsyncGenerator<FilterMessage<T>, void, undefined> {
+    return this.#messages<T>(options, false);
+  }
+
+  /** messages(); with `settleRepliesLazily` (serve()) the messages' reply promises may settle up to ~2 ms late. */
+  async *#messages<T>(options: MessagesOptions | undefined, settleRepliesLazily: boolean): AsyncGenerator<FilterMessage<T>, void, undefined> {
     const { bufferBytes, type, signal, pending } = checkMessagesOptions(options);
     if (signal?.aborted) throw abortErrorFor(signal);
     if (this.#endError !== undefined) throw this.#endError;
@@ -228,18 +233,19 @@ export class FilterPort {
     signal?.addEventListener('abort', notify);
     try {
       for (;;) {
+        // First: with messages arriving as fast as they are taken, the queues may never be empty.
+        if (signal?.aborted) throw abortErrorFor(signal);
         const next = handedOver.shift();
         if (next !== undefined) {
-          yield this.#message<T>(next, type);
+          yield this.#message<T>(next, type, settleRepliesLazily);
           continue;
         }
         const own = streamed.shift();
         if (own !== undefined) {
           stream.consumed(1);
-          yield this.#message<T>(own, type);
+          yield this.#message<T>(own, type, settleRepliesLazily);
           continue;
         }
-        if (signal?.aborted) throw abortErrorFor(signal);
         if (failure !== undefined) {
           if (failure instanceof FltportError && failure.code === 'ERR_FLTPORT_CLOSED') return;
           throw failure;
@@ -322,7 +328,7 @@ export class FilterPort {
     };
 
     try {
-      for await (const message of this.messages<T>(options)) {
+      for await (const message of this.#messages<T>(options, true)) {
         stats.received += 1;
         running += 1;
         track(handle(message));
@@ -382,9 +388,9 @@ export class FilterPort {
     else reader.value(message);
   }
 
-  #message<T>(native: NativeMessage, type: StructType | undefined): FilterMessage<T> {
+  #message<T>(native: NativeMessage, type: StructType | undefined, settleReplyLazily = false): FilterMessage<T> {
     return new FilterMessage<T>(native.id, native.replyLength, native.data, type, (id, status, payload) =>
-      this.#track(() => this.#native.reply(id, status, payload), undefined),
+      this.#track(() => this.#native.reply(id, status, payload, settleReplyLazily), undefined),
     );
   }
 

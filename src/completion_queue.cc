@@ -20,7 +20,6 @@ void CompletionQueue::LetGo(Napi::Env env) {
 }
 
 void CompletionQueue::Post(std::unique_ptr<Job> job, bool keptAlive) {
-  bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (closed_) {
@@ -34,7 +33,9 @@ void CompletionQueue::Post(std::unique_ptr<Job> job, bool keptAlive) {
     if (wakeRequested_) {
       // The coming Drain takes this job too.
     } else if (!canWait) {
-      wake = wakeRequested_ = true;
+      // Under the lock, so that Close() cannot abort the wake-up function in between.
+      wakeRequested_ = true;
+      wakeup_.NonBlockingCall(nullptr);
     } else if (!lazyTimerSet_) {
       // Under the lock, so that Close() cannot free the timer in between.
       lazyTimerSet_ = true;
@@ -46,18 +47,15 @@ void CompletionQueue::Post(std::unique_ptr<Job> job, bool keptAlive) {
       SetThreadpoolTimer(lazyTimer_, &due, 0, 0);
     }
   }
-  if (wake) wakeup_.NonBlockingCall(nullptr);
 }
 
 void CALLBACK CompletionQueue::LazyDue(PTP_CALLBACK_INSTANCE, void* context, PTP_TIMER) {
   auto* queue = static_cast<CompletionQueue*>(context);
-  bool wake = false;
-  {
-    std::lock_guard<std::mutex> lock(queue->mutex_);
-    queue->lazyTimerSet_ = false;
-    if (!queue->closed_ && !queue->ready_.empty() && !queue->wakeRequested_) wake = queue->wakeRequested_ = true;
-  }
-  if (wake) queue->wakeup_.NonBlockingCall(nullptr);
+  std::lock_guard<std::mutex> lock(queue->mutex_);
+  queue->lazyTimerSet_ = false;
+  if (queue->closed_ || queue->ready_.empty() || queue->wakeRequested_) return;
+  queue->wakeRequested_ = true;
+  queue->wakeup_.NonBlockingCall(nullptr);
 }
 
 void CompletionQueue::Drain(Napi::Env env, Napi::Function, CompletionQueue* queue, std::nullptr_t*) {

@@ -19,7 +19,8 @@ class CompletionQueue {
     // Runs on the JS thread inside its own handle scope.
     virtual void Settle(Napi::Env env) = 0;
     // True for a job that need not wake the JS thread: it settles with the next wake-up, or
-    // kLazyDelayMs after it was posted at the latest.
+    // when a thread-pool timer due kLazyDelayMs after it was posted fires (Windows may round
+    // that up to its clock tick).
     virtual bool CanWait() const { return false; }
   };
 

@@ -229,16 +229,17 @@ class SendJob : public PoolJob {
 
 class ReplyJob : public PoolJob {
  public:
-  ReplyJob(Napi::Env env, std::shared_ptr<FilterConnection> connection, std::vector<uint8_t> reply)
-      : PoolJob(env), connection_(std::move(connection)), reply_(std::move(reply)) {}
+  ReplyJob(Napi::Env env, std::shared_ptr<FilterConnection> connection, std::vector<uint8_t> reply, bool settleLazily)
+      : PoolJob(env), connection_(std::move(connection)), reply_(std::move(reply)), settleLazily_(settleLazily) {}
 
  protected:
   bool Call(Failure* failure) override {
     return Succeeded(connection_->Reply(reply_.data(), static_cast<DWORD>(reply_.size())), "FilterReplyMessage", failure);
   }
-  // The kernel has the reply once Call() returns; what JS learns here can ride on the next
-  // wake-up (a scanner replies to every message: half its wake-ups were these).
-  bool CanWait() const override { return true; }
+  // The kernel has the reply once Call() returns; when nobody waits on the outcome (serve()),
+  // it can ride on the next wake-up: a scanner replies to every message, and half of its JS
+  // thread's wake-ups were these.
+  bool CanWait() const override { return settleLazily_; }
   Napi::Value Result(Napi::Env env) override {
     connection_.reset();
     return env.Undefined();
@@ -247,6 +248,7 @@ class ReplyJob : public PoolJob {
  private:
   std::shared_ptr<FilterConnection> connection_;
   std::vector<uint8_t> reply_;
+  bool settleLazily_;
 };
 
 Napi::Error SyncHandleError(Napi::Env env) {
@@ -339,6 +341,10 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
     state_->streams.insert(state);
     state_->UpdateKeepAlive(env);
     Napi::Object wrapper = GetAddonData(env)->messageStreamClass.New({});
+    if (env.IsExceptionPending()) {
+      state->stream->Stop();  // its end then takes it out of `streams`
+      return env.Undefined();
+    }
     MessageStreamHandle::Unwrap(wrapper)->Adopt(std::move(state));
     return wrapper;
   }
@@ -366,14 +372,17 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
     return PoolJob::Submit(env, std::make_unique<SendJob>(env, state_->connection, std::move(input), replyBytes));
   }
 
-  // reply(messageId, status, payload | null): Promise<void>; sends header + payload exactly.
+  // reply(messageId, status, payload | null, settleLazily): Promise<void>; sends header +
+  // payload exactly.
   Napi::Value Reply(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint64_t messageId = 0;
     int32_t status = 0;
     std::vector<uint8_t> payload;
+    bool settleLazily = false;
     if (!ReadUint64(info[0], "messageId", &messageId) || !ReadInt32(info[1], "status", &status) ||
-        !ReadOptionalBytes(info[2], "payload", kMaxPayloadBytes, &payload)) {
+        !ReadOptionalBytes(info[2], "payload", kMaxPayloadBytes, &payload) ||
+        !ReadBoolean(info[3], "settleLazily", &settleLazily)) {
       return env.Undefined();
     }
     if (Closed()) return RejectedPromise(env, ClosedPortError(env));
@@ -382,7 +391,7 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
     std::memcpy(reply.data(), &status, sizeof(status));
     std::memcpy(reply.data() + 8, &messageId, sizeof(messageId));
     if (!payload.empty()) std::memcpy(reply.data() + kReplyHeaderBytes, payload.data(), payload.size());
-    return PoolJob::Submit(env, std::make_unique<ReplyJob>(env, state_->connection, std::move(reply)));
+    return PoolJob::Submit(env, std::make_unique<ReplyJob>(env, state_->connection, std::move(reply), settleLazily));
   }
 
   // close(): Promise<void>, settled once every pending read has completed.

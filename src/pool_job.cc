@@ -39,12 +39,12 @@ Napi::Value PoolJob::SubmitStaged(const Napi::CallbackInfo& info) {
 
 void PoolJob::SubmitStaged(Napi::Env env) {
   AddonData* data = GetAddonData(env);
+  if (data->stagedJobs.empty()) return;
   std::vector<WorkItem*> items(data->stagedJobs.begin(), data->stagedJobs.end());
   data->stagedJobs.clear();
-  std::vector<WorkItem*> refused = WorkQueue::Shared().Submit(std::move(items));
-  if (refused.empty()) return;
-  Failure failure = Failure::FromLastError("TrySubmitThreadpoolCallback");
-  for (WorkItem* item : refused) {
+  if (WorkQueue::Shared().Submit(items)) return;
+  Failure failure = Failure::FromLastError("CreateThreadpoolWork");
+  for (WorkItem* item : items) {
     std::unique_ptr<PoolJob> job(static_cast<PoolJob*>(item));
     job->completions_->LetGo(env);
     job->deferred_.Reject(FailureToJs(env, failure).Value());

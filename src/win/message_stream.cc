@@ -40,15 +40,25 @@ std::shared_ptr<MessageStream> MessageStream::Start(std::shared_ptr<FilterConnec
                                                     uint32_t pending, std::function<void()> ready) {
   std::shared_ptr<MessageStream> stream(
       new MessageStream(std::move(connection), bufferBytes, pending, std::move(ready)));
+  stream->armWork_ = CreateThreadpoolWork(&MessageStream::ArmWork, stream.get(), nullptr);
+  if (stream->armWork_ == nullptr) return nullptr;
   for (uint32_t i = 0; i < pending; ++i) {
     std::unique_ptr<uint8_t[]> buffer(new (std::nothrow) uint8_t[bufferBytes]);
     if (buffer == nullptr) return nullptr;
     stream->reads_.push_back(std::make_unique<Read>(stream.get(), std::move(buffer)));
     stream->idle_.push_back(stream->reads_.back().get());
   }
-  stream->armScheduled_ = true;
-  stream->ScheduleArm();
+  {
+    std::lock_guard<std::mutex> lock(stream->mutex_);
+    stream->ScheduleArmLocked();
+  }
+  SubmitThreadpoolWork(stream->armWork_);
   return stream;
+}
+
+MessageStream::~MessageStream() {
+  // Possibly from inside ArmWork, whose reference was the last: the pool frees it afterwards.
+  if (armWork_ != nullptr) CloseThreadpoolWork(armWork_);
 }
 
 MessageStream::Batch MessageStream::Take() {
@@ -70,10 +80,10 @@ void MessageStream::Consumed(uint32_t count) {
     std::lock_guard<std::mutex> lock(mutex_);
     unconsumed_ -= std::min(count, unconsumed_);
     schedule = !stopping_ && !armScheduled_ && !idle_.empty() && unconsumed_ < maxUnconsumed_;
-    if (schedule) armScheduled_ = true;
+    if (schedule) ScheduleArmLocked();
   }
   // Off this thread: starting a read can be slow (the emulator makes two pipe calls for it).
-  if (schedule) ScheduleArm();
+  if (schedule) SubmitThreadpoolWork(armWork_);
 }
 
 void MessageStream::Stop() {
@@ -127,11 +137,24 @@ std::vector<MessageStream::Read*> MessageStream::ClaimArmableLocked() {
 
 void MessageStream::Arm(const std::vector<Read*>& reads) {
   for (Read* read : reads) {
-    read->inFlight = shared_from_this();
-    HRESULT hr = read->Start();
     bool cancel = false;
     bool notify = false;
+    HRESULT hr = S_OK;
+    bool started = false;
     {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (stopping_) {
+        // Stopped since the claim: a read started now would only leave a stale credit behind.
+        --outstanding_;
+        idle_.push_back(read);
+        notify = TakeNotifyLocked();
+      } else {
+        read->inFlight = shared_from_this();
+        started = true;
+      }
+    }
+    if (started) {
+      hr = read->Start();
       std::lock_guard<std::mutex> lock(mutex_);
       if (FAILED(hr)) {
         read->inFlight.reset();
@@ -140,42 +163,32 @@ void MessageStream::Arm(const std::vector<Read*>& reads) {
         FailLocked(hr, &cancel);
         notify = TakeNotifyLocked();
       } else {
-        // Stop() may have run between the claim and the start; its cancel missed this read.
+        // Stop() may have run between the check above and the start; its cancel missed this read.
         cancel = stopping_;
       }
     }
-    if (SUCCEEDED(hr) && cancel) read->Cancel();
+    if (started && SUCCEEDED(hr) && cancel) read->Cancel();
     if (FAILED(hr) && cancel) CancelOutstanding();
     if (notify) notify_();
   }
 }
 
-void MessageStream::ScheduleArm() {
-  auto* context = new std::shared_ptr<MessageStream>(shared_from_this());
-  if (TrySubmitThreadpoolCallback(&MessageStream::ArmWork, context, nullptr)) return;
-  HRESULT hr = HRESULT_FROM_WIN32(GetLastError());
-  delete context;
-  bool cancel = false;
-  bool notify;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    armScheduled_ = false;
-    FailLocked(hr, &cancel);
-    notify = TakeNotifyLocked();
-  }
-  if (cancel) CancelOutstanding();
-  if (notify) notify_();
+void MessageStream::ScheduleArmLocked() {
+  armScheduled_ = true;
+  armHold_ = shared_from_this();
 }
 
-void CALLBACK MessageStream::ArmWork(PTP_CALLBACK_INSTANCE, void* context) {
-  std::unique_ptr<std::shared_ptr<MessageStream>> stream(static_cast<std::shared_ptr<MessageStream>*>(context));
+void CALLBACK MessageStream::ArmWork(PTP_CALLBACK_INSTANCE, void* context, PTP_WORK) {
+  auto* stream = static_cast<MessageStream*>(context);
+  std::shared_ptr<MessageStream> hold;
   std::vector<Read*> reads;
   {
-    std::lock_guard<std::mutex> lock((*stream)->mutex_);
-    (*stream)->armScheduled_ = false;
-    reads = (*stream)->ClaimArmableLocked();
+    std::lock_guard<std::mutex> lock(stream->mutex_);
+    hold = std::move(stream->armHold_);
+    stream->armScheduled_ = false;
+    reads = stream->ClaimArmableLocked();
   }
-  (*stream)->Arm(reads);
+  stream->Arm(reads);
 }
 
 void MessageStream::FailLocked(HRESULT hr, bool* cancel) {

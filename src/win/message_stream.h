@@ -41,6 +41,7 @@ class MessageStream : public std::enable_shared_from_this<MessageStream> {
   // called again until Take() has been called.
   static std::shared_ptr<MessageStream> Start(std::shared_ptr<FilterConnection> connection, DWORD bufferBytes,
                                               uint32_t pending, std::function<void()> ready);
+  ~MessageStream();
   MessageStream(const MessageStream&) = delete;
   MessageStream& operator=(const MessageStream&) = delete;
 
@@ -59,17 +60,20 @@ class MessageStream : public std::enable_shared_from_this<MessageStream> {
   // Under the lock: idle reads that may be armed now, counted as outstanding.
   std::vector<Read*> ClaimArmableLocked();
   void Arm(const std::vector<Read*>& reads);
-  void ScheduleArm();
+  // Under the lock; the caller then submits armWork_.
+  void ScheduleArmLocked();
   void FailLocked(HRESULT error, bool* cancel);
   void CancelOutstanding();
   bool TakeNotifyLocked();
-  static void CALLBACK ArmWork(PTP_CALLBACK_INSTANCE, void* context);
+  static void CALLBACK ArmWork(PTP_CALLBACK_INSTANCE, void* context, PTP_WORK);
 
   const std::shared_ptr<FilterConnection> connection_;
   const DWORD bufferBytes_;
   const uint32_t maxUnconsumed_;
   std::vector<std::unique_ptr<Read>> reads_;
   std::function<void()> notify_;
+  // Starts idle reads off the consumer's thread; SubmitThreadpoolWork cannot fail.
+  PTP_WORK armWork_ = nullptr;
 
   std::mutex mutex_;
   std::vector<ReceivedMessage> ready_;
@@ -78,6 +82,7 @@ class MessageStream : public std::enable_shared_from_this<MessageStream> {
   uint32_t unconsumed_ = 0;   // completed, not yet Consumed()
   bool stopping_ = false;
   bool armScheduled_ = false;
+  std::shared_ptr<MessageStream> armHold_;  // keeps the stream alive while ArmWork is queued
   bool notified_ = false;
   bool endTaken_ = false;
   HRESULT error_ = S_OK;

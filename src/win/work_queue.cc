@@ -1,7 +1,5 @@
 #include "win/work_queue.h"
 
-#include <algorithm>
-
 namespace fltport {
 
 // The Windows thread pool's own default maximum: blocking calls (a FilterSendMessage waiting
@@ -10,41 +8,37 @@ namespace fltport {
 constexpr uint32_t kMaxDrainers = 500;
 
 WorkQueue& WorkQueue::Shared() {
-  static WorkQueue* shared = new WorkQueue(kMaxDrainers);
+  static WorkQueue* shared = new WorkQueue();
   return *shared;
 }
 
-bool WorkQueue::NeedsDrainerLocked(size_t waiting) const {
-  return drainers_ - busy_ < waiting && drainers_ < maxDrainers_;
+WorkQueue::WorkQueue() {
+  work_ = CreateThreadpoolWork(&WorkQueue::Drain, this, nullptr);
+  if (work_ == nullptr) createError_ = GetLastError();
 }
 
-std::vector<WorkItem*> WorkQueue::Submit(std::vector<WorkItem*> items) {
+bool WorkQueue::NeedsDrainerLocked(size_t waiting) const {
+  return drainers_ - busy_ < waiting && drainers_ < kMaxDrainers;
+}
+
+bool WorkQueue::Submit(const std::vector<WorkItem*>& items) {
+  if (work_ == nullptr) {
+    SetLastError(createError_);
+    return false;
+  }
+  if (items.empty()) return true;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     items_.insert(items_.end(), items.begin(), items.end());
     // A free drainer will take them; else one is woken here, and it fans the rest out.
-    if (!NeedsDrainerLocked(1)) return {};
+    if (!NeedsDrainerLocked(1)) return true;
     ++drainers_;
   }
-  if (TrySubmitThreadpoolCallback(&WorkQueue::Drain, this, nullptr)) return {};
-  DWORD error = GetLastError();
-  std::lock_guard<std::mutex> lock(mutex_);
-  --drainers_;
-  if (drainers_ > 0) return {};  // they take them in turn
-  // Only this call's items are refused: another submitter's, queued meanwhile, wait for the next
-  // Submit to wake a drainer (the pool refusing a callback means memory is exhausted anyway).
-  std::vector<WorkItem*> refused;
-  for (WorkItem* item : items) {
-    auto queued = std::find(items_.begin(), items_.end(), item);
-    if (queued == items_.end()) continue;
-    items_.erase(queued);
-    refused.push_back(item);
-  }
-  SetLastError(error);
-  return refused;
+  SubmitThreadpoolWork(work_);
+  return true;
 }
 
-void CALLBACK WorkQueue::Drain(PTP_CALLBACK_INSTANCE, void* context) {
+void CALLBACK WorkQueue::Drain(PTP_CALLBACK_INSTANCE, void* context, PTP_WORK) {
   auto* queue = static_cast<WorkQueue*>(context);
   std::unique_lock<std::mutex> lock(queue->mutex_);
   while (!queue->items_.empty()) {
@@ -56,11 +50,7 @@ void CALLBACK WorkQueue::Drain(PTP_CALLBACK_INSTANCE, void* context) {
     bool another = queue->NeedsDrainerLocked(queue->items_.size());
     if (another) ++queue->drainers_;
     lock.unlock();
-    if (another && !TrySubmitThreadpoolCallback(&WorkQueue::Drain, queue, nullptr)) {
-      lock.lock();
-      --queue->drainers_;  // this drainer takes them in turn instead
-      lock.unlock();
-    }
+    if (another) SubmitThreadpoolWork(queue->work_);
     item->Run();
     lock.lock();
     --queue->busy_;

@@ -26,20 +26,23 @@ class WorkQueue {
   // The process-wide queue, never destroyed: pool threads may still be draining at exit.
   static WorkQueue& Shared();
 
-  // Returns the items not taken: these `items` when no thread could be had and none was
-  // running (GetLastError tells why), else none.
-  std::vector<WorkItem*> Submit(std::vector<WorkItem*> items);
+  // Takes `items` and returns true, or, only when the queue has no thread-pool work object
+  // (CreateThreadpoolWork failed at start; GetLastError tells why), takes none and returns false.
+  bool Submit(const std::vector<WorkItem*>& items);
 
  private:
-  explicit WorkQueue(uint32_t maxDrainers) : maxDrainers_(maxDrainers) {}
-  static void CALLBACK Drain(PTP_CALLBACK_INSTANCE, void* context);
+  WorkQueue();
+  static void CALLBACK Drain(PTP_CALLBACK_INSTANCE, void* context, PTP_WORK);
   // Under the lock: whether another drainer must start so that `waiting` items each have one.
   bool NeedsDrainerLocked(size_t waiting) const;
 
-  const uint32_t maxDrainers_;
+  // One work object for every drainer: SubmitThreadpoolWork cannot fail, so no item is ever
+  // left queued without a drainer to take it.
+  PTP_WORK work_ = nullptr;
+  DWORD createError_ = ERROR_SUCCESS;
   std::mutex mutex_;
   std::deque<WorkItem*> items_;
-  uint32_t drainers_ = 0;  // started and not yet gone
+  uint32_t drainers_ = 0;  // submitted and not yet gone
   uint32_t busy_ = 0;      // inside an item's Run()
 };
 

@@ -358,6 +358,25 @@ describe('FilterPort against the emulator', function () {
       assert.equal((await kernel.wait(port)).matched, 60);
     });
 
+    it('resolves soon after its signal aborts although messages keep coming', async () => {
+      const port = await connect();
+      for (let i = 0; i < 4; i += 1) await kernel.notify(port, { count: 100000, payloadBytes: 64, replyLength: 8 });
+      const controller = new AbortController();
+      let handled = 0;
+      const stats = await port.serve(
+        (message) => {
+          handled += 1;
+          if (handled === 500) controller.abort();
+          return message.data.subarray(0, 8);
+        },
+        { pending: 16, signal: controller.signal },
+      );
+      // A message may already be yielded to the loop when the abort lands; no more after that.
+      assert.ok(stats.received >= 500 && stats.received <= 500 + 1, `${stats.received} received`);
+      assert.equal(stats.replied, stats.received);
+      await port.close();
+    });
+
     it('replies HANDLER_FAILED_STATUS and calls onError when a handler throws', async () => {
       const port = await connect();
       await kernel.notify(port, { count: 3, replyLength: 8 });
