@@ -6,8 +6,8 @@
 //   node bench/run.mjs --soak     1,000,000 notification round trips through port.serve(): RSS
 //                                 at start, middle and end
 //   node bench/run.mjs --wine-calls  (Linux) wineserver requests per message, native and fltport,
-//                                 for the target cells: a count, not a time, so it does not
-//                                 move with the machine's load
+//                                 for the target cells: a count, far less sensitive to the
+//                                 machine's load than a time
 //   options: --reps N, --only notify|ff|send, --filter REGEXP (cell names), --messages N (per cell),
 //            --node-flags "FLAGS" (for the Windows node.exe, e.g. V8 heap sizes), --out FILE
 //
