@@ -182,7 +182,7 @@ export class FilterPort {
     return this.#messages<T>(options, false);
   }
 
-  /** messages(); with `settleRepliesLazily` (serve()) the messages' reply promises may settle up to ~2 ms late. */
+  /** messages(); with `settleRepliesLazily` (serve()) the reply promises settle with the JS thread's next wake-up, not one of their own. */
   async *#messages<T>(options: MessagesOptions | undefined, settleRepliesLazily: boolean): AsyncGenerator<FilterMessage<T>, void, undefined> {
     const { bufferBytes, type, signal, pending } = checkMessagesOptions(options);
     if (signal?.aborted) throw abortErrorFor(signal);
