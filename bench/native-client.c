@@ -13,7 +13,8 @@
  *           kernel-side.
  *   send    THREADS threads loop on FilterSendMessage (test-kernel ECHO of PAYLOAD bytes), each
  *           call timed with QueryPerformanceCounter.
- * Prints one line: RESULT {json}.
+ * Each cell starts with an unmeasured warm-up of a tenth of its size (fltport-client.cjs does the
+ * same). Prints one line: RESULT {json}.
  */
 #define WIN32_LEAN_AND_MEAN
 #include <windows.h>
@@ -104,6 +105,9 @@ static double Now(void) {
     QueryPerformanceCounter(&now);
     return (double)now.QuadPart / (double)g_frequency.QuadPart;
 }
+
+/* Messages per sender (or thread) in the warm-up that precedes every measured cell. */
+static DWORD WarmupCount(DWORD measured) { return measured / 10 > 0 ? measured / 10 : 1; }
 
 /* ---- the kernel ---- */
 
@@ -217,14 +221,27 @@ static int Notify(DWORD payloadBytes, DWORD pending, DWORD count, DWORD replyLen
         StartRead(&reads[i]);
     }
     DWORD perSender = count / pending;
+    /* Warm-up, not measured: the same flood at a tenth of the size (thread pools, caches). */
+    KernelStats warm;
+    memset(&warm, 0, sizeof(warm));
+    HRESULT hr = Command(OP_FLOOD, WarmupCount(perSender), payloadBytes, replyLength, pending, NULL, 0, NULL, 0, NULL);
+    if (FAILED(hr)) Fail("FLOOD (warm-up)", hr);
+    hr = Command(OP_WAIT, 0, 0, 0, 0, NULL, 0, &warm, sizeof(warm), NULL);
+    if (FAILED(hr)) Fail("WAIT (warm-up)", hr);
+    LONG warmReceived = g_received;
+
     double cpu0 = CpuSeconds();
     double t0 = Now();
-    HRESULT hr = Command(OP_FLOOD, perSender, payloadBytes, replyLength, pending, NULL, 0, NULL, 0, NULL);
+    hr = Command(OP_FLOOD, perSender, payloadBytes, replyLength, pending, NULL, 0, NULL, 0, NULL);
     if (FAILED(hr)) Fail("FLOOD", hr);
     KernelStats stats;
     memset(&stats, 0, sizeof(stats));
     hr = Command(OP_WAIT, 0, 0, 0, 0, NULL, 0, &stats, sizeof(stats), NULL);
     if (FAILED(hr)) Fail("WAIT", hr);
+    /* The kernel's counts are per connection: the warm-up's come off. */
+    stats.sent -= warm.sent;
+    stats.matched -= warm.matched;
+    stats.failures -= warm.failures;
     double wall = Now() - t0;
     double cpu = CpuSeconds() - cpu0;
     KernelLatency latency;
@@ -239,7 +256,7 @@ static int Notify(DWORD payloadBytes, DWORD pending, DWORD count, DWORD replyLen
            "\"readFailures\":%ld,\"lastReadError\":%ld,"
            "\"elapsedSeconds\":%.6f,\"wallSeconds\":%.6f,\"p50Us\":%.3f,\"p99Us\":%.3f,\"p999Us\":%.3f,\"maxUs\":%.3f,"
            "\"meanUs\":%.3f}\n",
-           (unsigned long)stats.sent, (long)g_received, (unsigned long)stats.matched, (unsigned long)stats.failures,
+           (unsigned long)stats.sent, (long)(g_received - warmReceived), (unsigned long)stats.matched, (unsigned long)stats.failures,
            (long)g_replyFailures, (long)g_readFailures, (long)g_lastReadError, latency.elapsedNs / 1e9, wall, latency.p50Ns / 1e3, latency.p99Ns / 1e3,
            latency.p999Ns / 1e3, latency.maxNs / 1e3, latency.meanNs / 1e3);
     fflush(stdout);
@@ -253,7 +270,7 @@ static int Notify(DWORD payloadBytes, DWORD pending, DWORD count, DWORD replyLen
 /* ---- send: T threads ---- */
 
 typedef struct {
-    HANDLE start;
+    HANDLE ready, start;
     DWORD payloadBytes, count;
     double *latencies; /* seconds */
     DWORD done;
@@ -267,6 +284,12 @@ static DWORD WINAPI SendLoop(LPVOID parameter) {
     UINT32 header[6] = {OP_ECHO, 0, 0, 0, 0, 0};
     memcpy(request, header, sizeof(header));
     memset(request + 24, 0x5A, sender->payloadBytes);
+    /* Warm-up, not measured, all threads at once as in the measured run. */
+    for (DWORD i = WarmupCount(sender->count); i > 0; --i) {
+        DWORD returned = 0;
+        pSend(g_port, request, 24 + sender->payloadBytes, output, sender->payloadBytes, &returned);
+    }
+    ReleaseSemaphore(sender->ready, 1, NULL);
     WaitForSingleObject(sender->start, INFINITE);
     for (DWORD i = 0; i < sender->count; ++i) {
         DWORD returned = 0;
@@ -299,17 +322,19 @@ static double Quantile(const double *sorted, DWORD n, double q) {
 
 static int SendBench(DWORD payloadBytes, DWORD threads, DWORD count) {
     HANDLE start = CreateEventW(NULL, TRUE, FALSE, NULL);
+    HANDLE ready = CreateSemaphoreW(NULL, 0, (LONG)threads, NULL);
     Sender *senders = (Sender *)calloc(threads, sizeof(Sender));
     HANDLE *handles = (HANDLE *)calloc(threads, sizeof(HANDLE));
     DWORD perThread = count / threads;
     for (DWORD i = 0; i < threads; ++i) {
+        senders[i].ready = ready;
         senders[i].start = start;
         senders[i].payloadBytes = payloadBytes;
         senders[i].count = perThread;
         senders[i].latencies = (double *)calloc(perThread, sizeof(double));
         handles[i] = CreateThread(NULL, 0, SendLoop, &senders[i], 0, NULL);
     }
-    Sleep(50); /* every thread waits at the start line */
+    for (DWORD i = 0; i < threads; ++i) WaitForSingleObject(ready, INFINITE); /* warmed up, at the start line */
     double cpu0 = CpuSeconds();
     double t0 = Now();
     SetEvent(start);
