@@ -8,7 +8,7 @@
 //   node bench/run.mjs --wine-calls  (Linux) wineserver requests per message, native and fltport,
 //                                 for the target cells: a count, far less sensitive to the
 //                                 machine's load than a time
-//   options: --reps N, --only notify|ff|send, --filter REGEXP (cell names), --messages N (per cell),
+//   options: --setup (what npm run bench adds: on Linux, scripts/setup.sh first), --reps N, --only notify|ff|send, --filter REGEXP (cell names), --messages N (per cell),
 //            --node-flags "FLAGS" (for the Windows node.exe, e.g. V8 heap sizes), --out FILE
 //
 // Linux: the Windows programs run under Wine (node.exe, the C client, the test kernel).
@@ -41,10 +41,11 @@ const resultsDir = path.join(benchDir, 'results');
 // ---------------------------------------------------------------- options
 
 function parseArgs(argv) {
-  const options = { quick: false, soak: false, wineCalls: false, reps: undefined, only: undefined, messages: undefined, out: undefined, filter: undefined, nodeFlags: [] };
+  const options = { setup: false, quick: false, soak: false, wineCalls: false, reps: undefined, only: undefined, messages: undefined, out: undefined, filter: undefined, nodeFlags: [] };
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i];
-    if (arg === '--quick') options.quick = true;
+    if (arg === '--setup') options.setup = true;
+    else if (arg === '--quick') options.quick = true;
     else if (arg === '--soak') options.soak = true;
     else if (arg === '--wine-calls') options.wineCalls = true;
     else if (arg === '--reps') options.reps = Number(argv[++i]);
@@ -54,7 +55,7 @@ function parseArgs(argv) {
     else if (arg === '--filter') options.filter = new RegExp(argv[++i]);
     else if (arg === '--node-flags') options.nodeFlags = argv[++i].split(' ').filter(Boolean);
     else if (arg === '--help' || arg === '-h') {
-      console.log('usage: node bench/run.mjs [--quick] [--soak] [--wine-calls] [--reps N] [--only notify|ff|send] [--filter REGEXP] [--messages N] [--node-flags "FLAGS"] [--out FILE]');
+      console.log('usage: node bench/run.mjs [--setup] [--quick] [--soak] [--wine-calls] [--reps N] [--only notify|ff|send] [--filter REGEXP] [--messages N] [--node-flags "FLAGS"] [--out FILE]');
       process.exit(0);
     } else {
       console.error(`unknown option ${arg}`);
@@ -430,6 +431,12 @@ async function wineCalls(options, setup) {
 async function main() {
   const options = parseArgs(process.argv.slice(2));
   process.chdir(repoRoot);
+  // npm run bench: on Linux first the set-up that npm test and npm run demo make (Debian
+  // packages, Wine, builds); on Windows buildEverything() below is all there is to do.
+  if (options.setup && !isWindows) {
+    const setup = spawnSync('bash', [path.join('scripts', 'setup.sh')], { stdio: 'inherit' });
+    if (setup.status !== 0) process.exit(setup.status ?? 1);
+  }
   const built = await buildEverything();
   const nodeExe = emulatedNodeExe(built.fltlibDll);
   const setup = {
