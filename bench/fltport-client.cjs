@@ -67,6 +67,8 @@ async function notify(port, { payloadBytes, pending, count, replyBytes, soak }) 
   const elu0 = performance.eventLoopUtilization();
   const t0 = performance.now();
   const stats = await flood(port, { perSender, payloadBytes, replyBytes, pending });
+  // The kernel's counts are per connection: the warm-up's come off.
+  const measured = (offset) => stats.readUInt32LE(offset) - (warm?.readUInt32LE(offset) ?? 0);
   const wallSeconds = (performance.now() - t0) / 1e3;
   const cpu = cpuSeconds(cpu0);
   const elu = performance.eventLoopUtilization(elu0);
@@ -79,11 +81,10 @@ async function notify(port, { payloadBytes, pending, count, replyBytes, soak }) 
     mode: soak ? 'soak' : 'notify',
     cpuSeconds: cpu,
     peakBytes: peak,
-    // The kernel's counts are per connection: the warm-up's come off.
-    messages: stats.readUInt32LE(0) - (warm?.readUInt32LE(0) ?? 0),
+    messages: measured(0),
     received: served.received - (warm?.readUInt32LE(0) ?? 0),
-    matched: stats.readUInt32LE(8) - (warm?.readUInt32LE(8) ?? 0),
-    failures: stats.readUInt32LE(16) - (warm?.readUInt32LE(16) ?? 0),
+    matched: measured(8),
+    failures: measured(16),
     replyFailures: served.failed,
     elapsedSeconds: latency.elapsedNs / 1e9,
     wallSeconds,

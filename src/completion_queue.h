@@ -96,4 +96,11 @@ class LoopHold {
   bool holding_ = false;
 };
 
+// The JS ref()/unref() of a port wrapper whose state (null once released) has a LoopHold `hold`.
+template <typename State>
+Napi::Value SetReferenced(const Napi::CallbackInfo& info, const std::shared_ptr<State>& state, bool referenced) {
+  if (state != nullptr) state->hold.SetReferenced(info.Env(), referenced);
+  return info.Env().Undefined();
+}
+
 }  // namespace fltport

@@ -58,13 +58,13 @@ struct PortState {
   bool closing = false;
 };
 
-// { id: bigint, replyLength: number, data: Buffer } for one FILTER_MESSAGE_HEADER + payload.
-Napi::Object MessageToJs(Napi::Env env, uint64_t id, uint32_t replyLength, const uint8_t* payload, size_t bytes) {
+// { id: bigint, replyLength: number, data: Buffer }
+Napi::Object MessageToJs(Napi::Env env, const ReceivedMessage& received) {
   Napi::Object message = Napi::Object::New(env);
-  message.Set("id", Napi::BigInt::New(env, id));
-  message.Set("replyLength", Napi::Number::New(env, replyLength));
+  message.Set("id", Napi::BigInt::New(env, received.id));
+  message.Set("replyLength", Napi::Number::New(env, received.replyLength));
   // A copy into a Node-owned buffer: Electron refuses external buffers.
-  message.Set("data", Napi::Buffer<uint8_t>::Copy(env, payload, bytes));
+  message.Set("data", Napi::Buffer<uint8_t>::Copy(env, received.payload.data(), received.payload.size()));
   return message;
 }
 
@@ -95,12 +95,7 @@ class ReadJob : public CompletionQueue::Job, public ReadOperation {
     port_->UpdateKeepAlive(env);
     connection_.reset();
     if (result_ == S_OK) {
-      uint32_t replyLength;
-      uint64_t messageId;
-      std::memcpy(&replyLength, buffer_.get(), sizeof(replyLength));
-      std::memcpy(&messageId, buffer_.get() + 8, sizeof(messageId));
-      deferred_.Resolve(
-          MessageToJs(env, messageId, replyLength, buffer_.get() + kMessageHeaderBytes, bytes_ - kMessageHeaderBytes));
+      deferred_.Resolve(MessageToJs(env, ReceivedMessage::Parse(buffer_.get(), bytes_)));
     } else {
       deferred_.Reject(FailureToJs(env, Failure::FromHResult("FilterGetMessage", result_)).Value());
     }
@@ -145,10 +140,7 @@ class StreamDeliveryJob : public CompletionQueue::Job {
     MessageStream::Batch batch = state->stream->Take();
     if (!batch.messages.empty()) {
       Napi::Array messages = Napi::Array::New(env, batch.messages.size());
-      for (uint32_t i = 0; i < batch.messages.size(); ++i) {
-        const ReceivedMessage& message = batch.messages[i];
-        messages.Set(i, MessageToJs(env, message.id, message.replyLength, message.payload.data(), message.payload.size()));
-      }
+      for (uint32_t i = 0; i < batch.messages.size(); ++i) messages.Set(i, MessageToJs(env, batch.messages[i]));
       state->onMessages.Call({messages});
       RaisePending(env);
     }
@@ -408,19 +400,8 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
     return closed.Promise();
   }
 
-  Napi::Value Ref(const Napi::CallbackInfo& info) {
-    if (state_ != nullptr) {
-      state_->hold.SetReferenced(info.Env(), true);
-    }
-    return info.Env().Undefined();
-  }
-
-  Napi::Value Unref(const Napi::CallbackInfo& info) {
-    if (state_ != nullptr) {
-      state_->hold.SetReferenced(info.Env(), false);
-    }
-    return info.Env().Undefined();
-  }
+  Napi::Value Ref(const Napi::CallbackInfo& info) { return SetReferenced(info, state_, true); }
+  Napi::Value Unref(const Napi::CallbackInfo& info) { return SetReferenced(info, state_, false); }
 
   std::shared_ptr<PortState> state_;
 };

@@ -572,19 +572,8 @@ class LpcServerHandle : public Napi::ObjectWrap<LpcServerHandle> {
     return closed.Promise();
   }
 
-  Napi::Value Ref(const Napi::CallbackInfo& info) {
-    if (state_ != nullptr) {
-      state_->hold.SetReferenced(info.Env(), true);
-    }
-    return info.Env().Undefined();
-  }
-
-  Napi::Value Unref(const Napi::CallbackInfo& info) {
-    if (state_ != nullptr) {
-      state_->hold.SetReferenced(info.Env(), false);
-    }
-    return info.Env().Undefined();
-  }
+  Napi::Value Ref(const Napi::CallbackInfo& info) { return SetReferenced(info, state_, true); }
+  Napi::Value Unref(const Napi::CallbackInfo& info) { return SetReferenced(info, state_, false); }
 
   // The receiving thread and the jobs in flight hold their own references to the server; the
   // port closes after the last of them.

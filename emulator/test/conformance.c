@@ -83,6 +83,13 @@ static BOOL load_dll(void)
         }                                                  \
     } while (0)
 
+/* A client connected to server `s` as `h`, its ConnectNotify done. */
+#define CHECK_CONNECTED(s, h)                                                              \
+    do {                                                                                   \
+        CHECK(pConnect((s)->name, 0, NULL, 0, NULL, &(h)) == HR_OK, "connect failed");     \
+        CHECK(wait_count((s), &(s)->connects, 1, 10000), "ConnectNotify did not run");     \
+    } while (0)
+
 typedef int (*check_fn)(char *detail);
 
 typedef struct check_run {
@@ -993,8 +1000,7 @@ static int c_concurrent_sends(char *detail)
     volatile LONG bad = 0;
     srv *s = srv_start("concurrent", 4, TRUE, NULL);
     CHECK(s, "server port could not be created");
-    CHECK(pConnect(s->name, 0, NULL, 0, NULL, &h) == HR_OK, "connect failed");
-    CHECK(wait_count(s, &s->connects, 1, 10000), "ConnectNotify did not run");
+    CHECK_CONNECTED(s, h);
     for (i = 0; i < 4; i++) {
         HRESULT hr;
         reads[i] = rd_new(sizeof(FILTER_MESSAGE_HEADER) + 64);
@@ -1104,8 +1110,7 @@ static int c_no_reply_buffer(char *detail)
     HRESULT hr;
     srv *s = srv_start("noreply", 4, TRUE, NULL);
     CHECK(s && r, "setup failed");
-    CHECK(pConnect(s->name, 0, NULL, 0, NULL, &h) == HR_OK, "connect failed");
-    CHECK(wait_count(s, &s->connects, 1, 10000), "ConnectNotify did not run");
+    CHECK_CONNECTED(s, h);
     k = ksend_start(s, &srv_slot(s, 0)->port, "hello", 5, 0, FALSE, 0);
     CHECK(k, "thread failed");
     Sleep(100);
@@ -1143,8 +1148,7 @@ static int c_reply_length(char *detail)
     srv *s = srv_start("replylen", 4, TRUE, NULL);
     CHECK(s && r, "setup failed");
     for (i = 0; i < 40; i++) answer[i] = (BYTE)(0x40 + i);
-    CHECK(pConnect(s->name, 0, NULL, 0, NULL, &h) == HR_OK, "connect failed");
-    CHECK(wait_count(s, &s->connects, 1, 10000), "ConnectNotify did not run");
+    CHECK_CONNECTED(s, h);
     CHECK(rd_start(h, r) == HR_IO_PENDING, "FilterGetMessage did not pend");
     k = ksend_start(s, &srv_slot(s, 0)->port, "question", 8, 40, TRUE, -10LL * 10000000);
     CHECK(rd_wait(h, r, 10000, &n, &err) && err == 0, "read did not complete");
@@ -1174,8 +1178,7 @@ static int c_timeout_late_reply(char *detail)
     HRESULT hr;
     srv *s = srv_start("timeout", 4, TRUE, NULL);
     CHECK(s && r, "setup failed");
-    CHECK(pConnect(s->name, 0, NULL, 0, NULL, &h) == HR_OK, "connect failed");
-    CHECK(wait_count(s, &s->connects, 1, 10000), "ConnectNotify did not run");
+    CHECK_CONNECTED(s, h);
     CHECK(rd_start(h, r) == HR_IO_PENDING, "FilterGetMessage did not pend");
     k = ksend_start(s, &srv_slot(s, 0)->port, "slow", 4, 8, TRUE, -200LL * 10000); /* 200 ms relative */
     CHECK(rd_wait(h, r, 10000, &n, &err) && err == 0, "read did not complete");
@@ -1203,8 +1206,7 @@ static int c_timeout_undelivered(char *detail)
     DWORD n = 0, err = 0;
     srv *s = srv_start("timeout2", 4, TRUE, NULL);
     CHECK(s && r, "setup failed");
-    CHECK(pConnect(s->name, 0, NULL, 0, NULL, &h) == HR_OK, "connect failed");
-    CHECK(wait_count(s, &s->connects, 1, 10000), "ConnectNotify did not run");
+    CHECK_CONNECTED(s, h);
     k = ksend_start(s, &srv_slot(s, 0)->port, "AAAA", 4, 0, TRUE, -100LL * 10000); /* nobody reads */
     CHECK(ksend_done(k, 10000), "FltSendMessage did not time out");
     CHECK(k->status == STATUS_TIMEOUT, "undelivered: 0x%08lx, expected 0x00000102", HX(k->status));
@@ -1232,8 +1234,7 @@ static int c_reply_too_big(char *detail)
     HRESULT hr;
     srv *s = srv_start("bigreply", 4, TRUE, NULL);
     CHECK(s && r, "setup failed");
-    CHECK(pConnect(s->name, 0, NULL, 0, NULL, &h) == HR_OK, "connect failed");
-    CHECK(wait_count(s, &s->connects, 1, 10000), "ConnectNotify did not run");
+    CHECK_CONNECTED(s, h);
     CHECK(rd_start(h, r) == HR_IO_PENDING, "FilterGetMessage did not pend");
     k = ksend_start(s, &srv_slot(s, 0)->port, "q", 1, 8, TRUE, -10LL * 10000000);
     CHECK(rd_wait(h, r, 10000, &n, &err) && err == 0, "read did not complete");
@@ -1265,8 +1266,7 @@ static int c_small_buffer(char *detail)
     srv *s = srv_start("small", 4, TRUE, NULL);
     CHECK(s && small && big, "setup failed");
     for (i = 0; i < 100; i++) payload[i] = (BYTE)(i ^ 0x5A);
-    CHECK(pConnect(s->name, 0, NULL, 0, NULL, &h) == HR_OK, "connect failed");
-    CHECK(wait_count(s, &s->connects, 1, 10000), "ConnectNotify did not run");
+    CHECK_CONNECTED(s, h);
     CHECK(rd_start(h, small) == HR_IO_PENDING, "FilterGetMessage did not pend");
     k = ksend_start(s, &srv_slot(s, 0)->port, payload, 100, 0, TRUE, -10LL * 10000000);
     CHECK(rd_wait(h, small, 10000, &n, &err), "too-small read never completed");
@@ -1298,8 +1298,7 @@ static int c_cancel(char *detail)
     DWORD n = 0, err = 0;
     srv *s = srv_start("cancel", 4, TRUE, NULL);
     CHECK(s && r1 && r2 && r3, "setup failed");
-    CHECK(pConnect(s->name, 0, NULL, 0, NULL, &h) == HR_OK, "connect failed");
-    CHECK(wait_count(s, &s->connects, 1, 10000), "ConnectNotify did not run");
+    CHECK_CONNECTED(s, h);
     CHECK(rd_start(h, r1) == HR_IO_PENDING, "FilterGetMessage did not pend");
     CHECK(CancelIoEx(h, &r1->ov), "CancelIoEx: %lu", (unsigned long)GetLastError());
     CHECK(rd_wait(h, r1, 10000, &n, &err), "cancelled read never completed");
@@ -1339,8 +1338,7 @@ static int c_kernel_closes_client(char *detail)
     PFLT_PORT saved;
     srv *s = srv_start("kclose", 4, TRUE, NULL);
     CHECK(s, "setup failed");
-    CHECK(pConnect(s->name, 0, NULL, 0, NULL, &h) == HR_OK, "connect failed");
-    CHECK(wait_count(s, &s->connects, 1, 10000), "ConnectNotify did not run");
+    CHECK_CONNECTED(s, h);
     for (i = 0; i < 2; i++) {
         r[i] = rd_new(sizeof(FILTER_MESSAGE_HEADER) + 64);
         CHECK(rd_start(h, r[i]) == HR_IO_PENDING, "FilterGetMessage did not pend");
@@ -1384,8 +1382,7 @@ static int c_client_close_while_waiting(char *detail)
     srv *s = srv_start("cclose", 4, TRUE, NULL);
     CHECK(s && r, "setup failed");
     /* delivered, waiting for the reply */
-    CHECK(pConnect(s->name, 0, NULL, 0, NULL, &h) == HR_OK, "connect failed");
-    CHECK(wait_count(s, &s->connects, 1, 10000), "ConnectNotify did not run");
+    CHECK_CONNECTED(s, h);
     CHECK(rd_start(h, r) == HR_IO_PENDING, "FilterGetMessage did not pend");
     k = ksend_start(s, &srv_slot(s, 0)->port, "wait", 4, 8, FALSE, 0); /* no timeout */
     CHECK(rd_wait(h, r, 10000, &n, &err) && err == 0, "read did not complete");
@@ -1426,8 +1423,7 @@ static int c_close_with_reads_pending(char *detail)
     HRESULT hr;
     srv *s = srv_start("closepending", 1, TRUE, NULL);
     CHECK(s, "setup failed");
-    CHECK(pConnect(s->name, 0, NULL, 0, NULL, &h) == HR_OK, "connect failed");
-    CHECK(wait_count(s, &s->connects, 1, 10000), "ConnectNotify did not run");
+    CHECK_CONNECTED(s, h);
     for (i = 0; i < 3; i++) {
         r[i] = rd_new(sizeof(FILTER_MESSAGE_HEADER) + 64);
         CHECK(rd_start(h, r[i]) == HR_IO_PENDING, "FilterGetMessage did not pend");
@@ -1491,8 +1487,7 @@ static int c_cancel_mid_stream(char *detail)
     memset(&cs, 0, sizeof cs);
     CHECK(s, "setup failed");
     cs.s = s;
-    CHECK(pConnect(s->name, 0, NULL, 0, NULL, &h) == HR_OK, "connect failed");
-    CHECK(wait_count(s, &s->connects, 1, 10000), "ConnectNotify did not run");
+    CHECK_CONNECTED(s, h);
     for (i = 0; i < 8; i++) {
         r[i] = rd_new(sizeof(FILTER_MESSAGE_HEADER) + 64);
         events[i] = r[i]->ov.hEvent;
@@ -1642,8 +1637,7 @@ static int c_close_server_port(char *detail)
     NTSTATUS st;
     srv *s = srv_start("closeport", 4, TRUE, NULL);
     CHECK(s && r, "setup failed");
-    CHECK(pConnect(s->name, 0, NULL, 0, NULL, &h) == HR_OK, "connect failed");
-    CHECK(wait_count(s, &s->connects, 1, 10000), "ConnectNotify did not run");
+    CHECK_CONNECTED(s, h);
     FltCloseCommunicationPort(s->serverPort);
     s->serverPort = NULL;
     hr = pConnect(s->name, 0, NULL, 0, NULL, &h2);
@@ -1750,8 +1744,7 @@ static int c_no_stray_completion(char *detail)
     c.done = CreateEventW(NULL, FALSE, FALSE, NULL);
     c.expected = &ov;
     CHECK(s, "setup failed");
-    CHECK(pConnect(s->name, 0, NULL, 0, NULL, &h) == HR_OK, "connect failed");
-    CHECK(wait_count(s, &s->connects, 1, 10000), "ConnectNotify did not run");
+    CHECK_CONNECTED(s, h);
     io = CreateThreadpoolIo(h, stray_callback, &c, NULL);
     CHECK(io, "CreateThreadpoolIo failed");
     for (i = 0; i < 100; i++) {
@@ -2040,8 +2033,7 @@ static int c_large_messages(char *detail)
     srv *s = srv_start("large", 4, TRUE, NULL);
     CHECK(s && r && in && out && pattern, "setup failed");
     for (i = 0; i < size; i++) pattern[i] = (BYTE)(i * 31 + (i >> 8));
-    CHECK(pConnect(s->name, 0, NULL, 0, NULL, &h) == HR_OK, "connect failed");
-    CHECK(wait_count(s, &s->connects, 1, 10000), "ConnectNotify did not run");
+    CHECK_CONNECTED(s, h);
     CHECK(rd_start(h, r) == HR_IO_PENDING, "FilterGetMessage did not pend");
     k = ksend_start(s, &srv_slot(s, 0)->port, pattern, size, 0, TRUE, -20LL * 10000000);
     CHECK(rd_wait(h, r, 20000, &n, &err) && err == 0, "256 KiB notification: err %lu", (unsigned long)err);

@@ -2,6 +2,7 @@
 
 #include <fltuser.h>
 
+#include <cstring>
 #include <utility>
 
 #ifndef FLT_PORT_FLAG_SYNC_HANDLE
@@ -62,6 +63,14 @@ HRESULT FilterConnection::Send(const uint8_t* input, DWORD inputBytes, uint8_t* 
 
 HRESULT FilterConnection::Reply(uint8_t* reply, DWORD bytes) {
   return FilterReplyMessage(port_.Get(), reinterpret_cast<PFILTER_REPLY_HEADER>(reply), bytes);
+}
+
+ReceivedMessage ReceivedMessage::Parse(const uint8_t* buffer, ULONG bytes) {
+  ReceivedMessage message;
+  std::memcpy(&message.replyLength, buffer, sizeof(message.replyLength));
+  std::memcpy(&message.id, buffer + 8, sizeof(message.id));
+  message.payload.assign(buffer + kMessageHeaderBytes, buffer + bytes);
+  return message;
 }
 
 HRESULT ReadResult(ULONG error, ULONG bytes) {

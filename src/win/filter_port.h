@@ -28,6 +28,17 @@ struct ConnectRequest {
   bool inheritHandle = false;
 };
 
+// A message as FilterGetMessage delivered it: FILTER_MESSAGE_HEADER + payload.
+struct ReceivedMessage {
+  // `buffer` holds a completed read of `bytes` (at least kMessageHeaderBytes).
+  static ReceivedMessage Parse(const uint8_t* buffer, ULONG bytes);
+
+  uint64_t id = 0;
+  // FILTER_MESSAGE_HEADER.ReplyLength as user mode sees it (0: no reply expected).
+  uint32_t replyLength = 0;
+  std::vector<uint8_t> payload;
+};
+
 // One overlapped FilterGetMessage. The completion arrives on a thread-pool thread.
 class ReadOperation {
  public:

@@ -1,7 +1,6 @@
 #include "win/message_stream.h"
 
 #include <algorithm>
-#include <cstring>
 #include <new>
 #include <utility>
 
@@ -17,13 +16,7 @@ class MessageStream::Read : public ReadOperation {
   HRESULT Start() { return stream_->connection_->StartRead(this, buffer_.get(), stream_->bufferBytes_); }
   void Cancel() { stream_->connection_->CancelRead(this); }
 
-  ReceivedMessage Message(ULONG bytes) const {
-    ReceivedMessage message;
-    std::memcpy(&message.replyLength, buffer_.get(), sizeof(message.replyLength));
-    std::memcpy(&message.id, buffer_.get() + 8, sizeof(message.id));
-    message.payload.assign(buffer_.get() + kMessageHeaderBytes, buffer_.get() + bytes);
-    return message;
-  }
+  ReceivedMessage Message(ULONG bytes) const { return ReceivedMessage::Parse(buffer_.get(), bytes); }
 
   void ReadCompleted(ULONG error, ULONG bytes) override { stream_->Completed(this, error, bytes); }
 
@@ -79,8 +72,7 @@ void MessageStream::Consumed(uint32_t count) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     unconsumed_ -= std::min(count, unconsumed_);
-    schedule = !stopping_ && !armScheduled_ && !idle_.empty() && unconsumed_ < maxUnconsumed_;
-    if (schedule) ScheduleArmLocked();
+    schedule = !stopping_ && !idle_.empty() && unconsumed_ < maxUnconsumed_ && ScheduleArmLocked();
   }
   // Off this thread: starting a read can be slow (the emulator makes two pipe calls for it).
   if (schedule) SubmitThreadpoolWork(armWork_);
@@ -173,9 +165,10 @@ void MessageStream::Arm(const std::vector<Read*>& reads) {
   }
 }
 
-void MessageStream::ScheduleArmLocked() {
-  armScheduled_ = true;
+bool MessageStream::ScheduleArmLocked() {
+  if (armHold_ != nullptr) return false;  // already queued; it claims whatever is idle then
   armHold_ = shared_from_this();
+  return true;
 }
 
 void CALLBACK MessageStream::ArmWork(PTP_CALLBACK_INSTANCE, void* context, PTP_WORK) {
@@ -185,7 +178,6 @@ void CALLBACK MessageStream::ArmWork(PTP_CALLBACK_INSTANCE, void* context, PTP_W
   {
     std::lock_guard<std::mutex> lock(stream->mutex_);
     hold = std::move(stream->armHold_);
-    stream->armScheduled_ = false;
     reads = stream->ClaimArmableLocked();
   }
   stream->Arm(reads);

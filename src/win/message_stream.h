@@ -14,13 +14,6 @@
 
 namespace fltport {
 
-struct ReceivedMessage {
-  uint64_t id = 0;
-  // FILTER_MESSAGE_HEADER.ReplyLength as user mode sees it (0: no reply expected).
-  uint32_t replyLength = 0;
-  std::vector<uint8_t> payload;
-};
-
 // Keeps `pending` reads in the kernel, each re-armed by the thread its completion arrives on, the
 // way a native scanner does, so starting a read never costs the consumer's thread anything. The
 // consumer bounds the read-ahead: while 2 x `pending` messages are unconsumed, a completed read
@@ -60,8 +53,8 @@ class MessageStream : public std::enable_shared_from_this<MessageStream> {
   // Under the lock: idle reads that may be armed now, counted as outstanding.
   std::vector<Read*> ClaimArmableLocked();
   void Arm(const std::vector<Read*>& reads);
-  // Under the lock; the caller then submits armWork_.
-  void ScheduleArmLocked();
+  // Under the lock: true when ArmWork must be queued (the caller then submits armWork_).
+  bool ScheduleArmLocked();
   void FailLocked(HRESULT error, bool* cancel);
   void CancelOutstanding();
   bool TakeNotifyLocked();
@@ -81,8 +74,8 @@ class MessageStream : public std::enable_shared_from_this<MessageStream> {
   uint32_t outstanding_ = 0;  // in the kernel or about to be
   uint32_t unconsumed_ = 0;   // completed, not yet Consumed()
   bool stopping_ = false;
-  bool armScheduled_ = false;
-  std::shared_ptr<MessageStream> armHold_;  // keeps the stream alive while ArmWork is queued
+  // Set while ArmWork is queued (and keeps the stream alive until it runs).
+  std::shared_ptr<MessageStream> armHold_;
   bool notified_ = false;
   bool endTaken_ = false;
   HRESULT error_ = S_OK;
