@@ -15,6 +15,16 @@ export interface ReplyOptions {
 
 export type SendReply = (id: bigint, status: number, payload: Uint8Array | null) => Promise<void>;
 
+let claim: (message: FilterMessage, payload: unknown, type: StructType | undefined) => Uint8Array | null;
+
+/**
+ * @internal For serve(), which sends its replies itself: reply()'s checks (the status's
+ * excepted); marks the message replied and returns the payload to send. Not exported by the package.
+ */
+export function claimReply(message: FilterMessage, payload: unknown, type: StructType | undefined): Uint8Array | null {
+  return claim(message, payload, type);
+}
+
 export class FilterMessage<T = unknown> {
   /** FILTER_MESSAGE_HEADER.MessageId. */
   readonly id: bigint;
@@ -63,7 +73,13 @@ export class FilterMessage<T = unknown> {
     if (!Number.isInteger(status) || status < -0x80000000 || status > 0xffffffff) {
       throw outOfRange('options.status', 'a 32-bit NTSTATUS', status);
     }
-    const bytes = this.#replyBytesOf(payload, raw.type as StructType | undefined);
+    const bytes = this.#claimReply(payload, raw.type as StructType | undefined);
+    await this.#sendReply(this.id, status, bytes);
+  }
+
+  /** reply()'s checks after the status's: marks the message replied and returns the payload to send. */
+  #claimReply(payload: unknown, type: StructType | undefined): Uint8Array | null {
+    const bytes = this.#replyBytesOf(payload, type);
     if (!this.expectsReply) {
       throw new FltportError('ERR_FLTPORT_REPLY_NOT_EXPECTED', `message ${this.id} expects no reply`);
     }
@@ -72,7 +88,11 @@ export class FilterMessage<T = unknown> {
     }
     if (this.#replied) throw new FltportError('ERR_FLTPORT_ALREADY_REPLIED', `message ${this.id} was already replied to`);
     this.#replied = true;
-    await this.#sendReply(this.id, status, bytes);
+    return bytes;
+  }
+
+  static {
+    claim = (message, payload, type) => message.#claimReply(payload, type);
   }
 
   #replyBytesOf(payload: unknown, type: StructType | undefined): Uint8Array | null {

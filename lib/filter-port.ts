@@ -3,7 +3,7 @@ import { loadNative } from '../binding/loader';
 import type { NativeFilterPort, NativeMessage, NativeMessageStream } from '../binding/native';
 import { AbortError, FltportError, WinError, abortErrorFor, fromNative } from './errors';
 import { settleOnce } from './abort';
-import { FilterMessage } from './filter-message';
+import { FilterMessage, type SendReply, claimReply } from './filter-message';
 import { type StructType, decodeStruct, encodeStruct, structSize } from './structs';
 import {
   MAX_CONTEXT_BYTES,
@@ -73,10 +73,11 @@ export interface ServeOptions extends MessagesOptions {
 
 export interface ServeStats {
   received: number;
+  /** Replies serve() sent and the kernel took (those a handler sent with message.reply() are its own). */
   replied: number;
   /** Replies that came after the kernel stopped waiting (ERROR_FLT_NO_WAITER_FOR_REPLY). */
   lateReplies: number;
-  /** Handlers that threw. */
+  /** Handlers that threw or returned what cannot be a reply (answered with HANDLER_FAILED_STATUS). */
   failed: number;
 }
 
@@ -84,6 +85,19 @@ export type MessageHandler<T> = (message: FilterMessage<T>) => unknown;
 
 interface Pending {
   fail(error: unknown): void;
+}
+
+/** One loop's messages (see #openInbox). */
+interface Inbox {
+  /**
+   * The next message; undefined when none is waiting (then wait with onArrival()), null once the
+   * port is closed. Throws the AbortError once the signal has aborted, and the stream's failure.
+   */
+  take(): NativeMessage | null | undefined;
+  /** Calls `callback` once, when a message, the stream's end or the abort arrives. */
+  onArrival(callback: () => void): void;
+  /** Stops the reads; messages read but not taken go to the next reader. */
+  leave(): void;
 }
 
 export class FilterPort {
@@ -98,6 +112,8 @@ export class FilterPort {
   /** Readers waiting now (receive() calls, messages() loops): a message whose reader gave up goes to them first. */
   readonly #readers = new Set<(message: NativeMessage) => void>();
   #nextReadId = 0;
+  /** FilterMessage.reply(): one function for every message. */
+  readonly #sendReply: SendReply = (id, status, payload) => this.#track(() => this.#native.reply(id, status, payload, false), undefined);
 
   private constructor(name: string, native: NativeFilterPort) {
     this.name = name;
@@ -178,102 +194,32 @@ export class FilterPort {
    * an AbortError when the signal aborts and the WinError when the kernel disconnects. A message
    * read but not yet taken when the loop is left stays for the next reader.
    */
-  messages<T = unknown>(options?: MessagesOptions): AsyncGenerator<FilterMessage<T>, void, undefined> {
-    return this.#messages<T>(options, false);
-  }
-
-  /** messages(); with `settleRepliesLazily` (serve()) the reply promises settle with the JS thread's next wake-up, not one of their own. */
-  async *#messages<T>(options: MessagesOptions | undefined, settleRepliesLazily: boolean): AsyncGenerator<FilterMessage<T>, void, undefined> {
+  async *messages<T = unknown>(options?: MessagesOptions): AsyncGenerator<FilterMessage<T>, void, undefined> {
     const { bufferBytes, type, signal, pending } = checkMessagesOptions(options);
-    if (signal?.aborted) throw abortErrorFor(signal);
-    if (this.#endError !== undefined) throw this.#endError;
-
-    // Messages others left (#unclaimed, #adopt) come first; only the stream's own count as consumed.
-    const handedOver: NativeMessage[] = this.#unclaimed.splice(0);
-    const streamed: NativeMessage[] = [];
-    let leaving = false;
-    let failure: unknown;
-    let wake: (() => void) | undefined;
-    const notify = () => {
-      const resume = wake;
-      wake = undefined;
-      resume?.();
-    };
-    const adopt = (message: NativeMessage) => {
-      handedOver.push(message);
-      notify();
-    };
-    const ending: Pending = {
-      fail: (error) => {
-        failure ??= error;
-        notify();
-      },
-    };
-    const stream = this.#openStream(
-      MESSAGE_HEADER_BYTES + bufferBytes,
-      pending,
-      (messages) => {
-        if (leaving) {
-          for (const message of messages) this.#adopt(message);
-          return;
-        }
-        for (const message of messages) streamed.push(message);
-        notify();
-      },
-      (nativeError) => {
-        if (nativeError !== null) {
-          const error = fromNative(nativeError);
-          if (isDisconnect(error)) this.#end(error);
-          ending.fail(error);
-        }
-      },
-    );
-    this.#readers.add(adopt);
-    this.#pending.add(ending);
-    signal?.addEventListener('abort', notify);
+    const inbox = this.#openInbox(bufferBytes, pending, signal);
     try {
       for (;;) {
-        // First: with messages arriving as fast as they are taken, the queues may never be empty.
-        if (signal?.aborted) throw abortErrorFor(signal);
-        const next = handedOver.shift();
-        if (next !== undefined) {
-          yield this.#message<T>(next, type, settleRepliesLazily);
-          continue;
-        }
-        const own = streamed.shift();
-        if (own !== undefined) {
-          stream.consumed(1);
-          yield this.#message<T>(own, type, settleRepliesLazily);
-          continue;
-        }
-        if (failure !== undefined) {
-          if (failure instanceof FltportError && failure.code === 'ERR_FLTPORT_CLOSED') return;
-          throw failure;
-        }
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-        });
+        const next = inbox.take();
+        if (next === null) return;
+        if (next === undefined) await new Promise<void>((resolve) => inbox.onArrival(resolve));
+        else yield this.#message<T>(next, type);
       }
     } finally {
-      leaving = true;
-      this.#readers.delete(adopt);
-      this.#pending.delete(ending);
-      signal?.removeEventListener('abort', notify);
-      stream.stop();
-      for (const message of [...handedOver, ...streamed]) this.#adopt(message);
+      inbox.leave();
     }
   }
 
   /**
    * The scanner loop: `pending` reads outstanding, up to `concurrency` handlers at once, each
-   * message answered with its handler's result (status 0) or, when the handler throws, with
-   * HANDLER_FAILED_STATUS. Resolves when the port closes or the signal aborts, after every
-   * handler has settled; rejects with the WinError when the kernel disconnects.
+   * message answered with its handler's result (status 0) or, when the handler throws or returns
+   * what cannot be a reply, with HANDLER_FAILED_STATUS. Resolves when the port closes or the
+   * signal aborts, after every handler and reply has settled; rejects with the WinError when the
+   * kernel disconnects.
    */
   async serve<T = unknown>(handler: MessageHandler<T>, options?: ServeOptions): Promise<ServeStats> {
     if (typeof handler !== 'function') throw new TypeError('handler must be a function');
     const raw = checkOptionsObject(options);
-    const { pending } = checkMessagesOptions(options);
+    const { bufferBytes, type, signal, pending } = checkMessagesOptions(options);
     const concurrency = checkOptionalInteger(raw.concurrency, 'options.concurrency', 1, 1 << 20) ?? pending;
     const onError = checkOptionalFunction<NonNullable<ServeOptions['onError']>>(raw.onError, 'options.onError');
     const replyType = raw.replyType as StructType | undefined;
@@ -291,60 +237,113 @@ export class FilterPort {
         // onError's own failure must not end the loop.
       }
     };
-    const answer = async (message: FilterMessage<T>, payload: unknown, status: number) => {
+    // Driven by callbacks, not a loop of awaits: per message only what it needs, and no promise
+    // for a handler that returns a value. A handler's slot is free once it has settled; its reply
+    // goes on by itself (bounded by the kernel's messages), as a native scanner's completion
+    // thread moves on.
+    const inbox = this.#openInbox(bufferBytes, pending, signal);
+    let handlers = 0;
+    let replies = 0;
+    let waitingForSlot = false;
+    let stopped = false;
+    let ending: unknown;
+    let drained!: () => void;
+    const everythingSettled = new Promise<void>((resolve) => {
+      drained = resolve;
+    });
+    const stop = (error: unknown) => {
+      if (stopped) return;
+      stopped = true;
+      ending = error;
+      inbox.leave();
+    };
+    const take = () => {
+      if (stopped) return;
       try {
-        const replyOptions = replyType === undefined || status !== 0 ? { status } : { status, type: replyType };
-        await message.reply(status === 0 ? (payload as Uint8Array | object | undefined) : undefined, replyOptions);
-        stats.replied += 1;
+        for (;;) {
+          if (handlers >= concurrency) {
+            waitingForSlot = true;
+            return;
+          }
+          const next = inbox.take();
+          if (next === null) break;
+          if (next === undefined) {
+            inbox.onArrival(takeSoon);
+            return;
+          }
+          dispatch(next);
+        }
+        stop(undefined);
       } catch (error) {
-        if (error instanceof WinError && error.code === 'ERROR_FLT_NO_WAITER_FOR_REPLY') stats.lateReplies += 1;
-        else if (!this.closed) report(error, message);
+        stop(error);
+      }
+      if (handlers + replies === 0) drained();
+    };
+    // Arrivals are signalled from native callbacks: handlers run after those have returned.
+    const takeSoon = () => queueMicrotask(take);
+    const changed = () => {
+      if (waitingForSlot && handlers < concurrency) {
+        waitingForSlot = false;
+        take();
+      } else if (stopped && handlers + replies === 0) {
+        drained();
       }
     };
-    // A handler's slot is free once it has settled; its reply is in flight on its own from then
-    // on (bounded by the kernel's messages), as a native scanner's completion thread moves on.
-    let running = 0;
-    let slotFreed: (() => void) | undefined;
-    const unsettled = new Set<Promise<void>>();
-    const track = (work: Promise<void>) => {
-      unsettled.add(work);
-      void work.finally(() => unsettled.delete(work));
+    const replied = () => {
+      replies -= 1;
+      stats.replied += 1;
+      changed();
     };
-    const handle = async (message: FilterMessage<T>) => {
+    const replyFailed = (nativeError: unknown, message: FilterMessage<T>) => {
+      replies -= 1;
+      const error = this.#failure(nativeError);
+      if (error instanceof WinError && error.code === 'ERROR_FLT_NO_WAITER_FOR_REPLY') stats.lateReplies += 1;
+      else if (!this.closed) report(error, message);
+      changed();
+    };
+    const answer = (message: FilterMessage<T>, result: unknown, status: number) => {
+      handlers -= 1;
+      if (message.expectsReply && !message.replied) {
+        let payload: Uint8Array | null = null;
+        if (status === 0) {
+          try {
+            payload = claimReply(message, result, replyType);
+          } catch (error) {
+            stats.failed += 1;
+            report(error, message);
+            status = HANDLER_FAILED_STATUS;
+          }
+        }
+        if (status !== 0) claimReply(message, undefined, undefined);
+        replies += 1;
+        this.#native.reply(message.id, status, payload, true).then(replied, (error: unknown) => replyFailed(error, message));
+      }
+      changed();
+    };
+    const fail = (message: FilterMessage<T>, error: unknown) => {
+      stats.failed += 1;
+      report(error, message);
+      answer(message, undefined, HANDLER_FAILED_STATUS);
+    };
+    const dispatch = (native: NativeMessage) => {
+      stats.received += 1;
+      handlers += 1;
+      const message = this.#message<T>(native, type);
       let result: unknown;
-      let status = 0;
       try {
-        result = await handler(message);
+        result = handler(message);
       } catch (error) {
-        stats.failed += 1;
-        report(error, message);
-        status = HANDLER_FAILED_STATUS;
+        fail(message, error);
+        return;
       }
-      running -= 1;
-      const resume = slotFreed;
-      slotFreed = undefined;
-      resume?.();
-      if (message.expectsReply && !message.replied) track(answer(message, result, status));
+      if (!isThenable(result)) answer(message, result, 0);
+      else Promise.resolve(result).then((value) => answer(message, value, 0), (error: unknown) => fail(message, error));
     };
 
-    try {
-      for await (const message of this.#messages<T>(options, true)) {
-        stats.received += 1;
-        running += 1;
-        track(handle(message));
-        if (running >= concurrency) {
-          await new Promise<void>((resolve) => {
-            slotFreed = resolve;
-          });
-        }
-      }
-    } catch (error) {
-      await settleAll(unsettled);
-      if (error instanceof AbortError) return stats;
-      throw error;
-    }
-    await settleAll(unsettled);
-    return stats;
+    take();
+    await everythingSettled;
+    if (ending === undefined || ending instanceof AbortError) return stats;
+    throw ending;
   }
 
   /** Pending reads keep the event loop alive (the default). */
@@ -388,10 +387,91 @@ export class FilterPort {
     else reader.value(message);
   }
 
-  #message<T>(native: NativeMessage, type: StructType | undefined, settleReplyLazily = false): FilterMessage<T> {
-    return new FilterMessage<T>(native.id, native.replyLength, native.data, type, (id, status, payload) =>
-      this.#track(() => this.#native.reply(id, status, payload, settleReplyLazily), undefined),
+  #message<T>(native: NativeMessage, type: StructType | undefined): FilterMessage<T> {
+    return new FilterMessage<T>(native.id, native.replyLength, native.data, type, this.#sendReply);
+  }
+
+  /**
+   * A stream of messages for one loop (messages(), serve()), with the messages other readers
+   * left first. Throws at once when the signal has aborted or the port has ended.
+   */
+  #openInbox(bufferBytes: number, pending: number, signal: AbortSignal | undefined): Inbox {
+    if (signal?.aborted) throw abortErrorFor(signal);
+    if (this.#endError !== undefined) throw this.#endError;
+
+    // Messages others left (#unclaimed, #adopt) come first; only the stream's own count as consumed.
+    const handedOver: NativeMessage[] = this.#unclaimed.splice(0);
+    const streamed: NativeMessage[] = [];
+    let leaving = false;
+    let failure: unknown;
+    let wake: (() => void) | undefined;
+    const notify = () => {
+      const resume = wake;
+      wake = undefined;
+      resume?.();
+    };
+    const adopt = (message: NativeMessage) => {
+      handedOver.push(message);
+      notify();
+    };
+    const ending: Pending = {
+      fail: (error) => {
+        failure ??= error;
+        notify();
+      },
+    };
+    const stream = this.#openStream(
+      MESSAGE_HEADER_BYTES + bufferBytes,
+      pending,
+      (messages) => {
+        if (leaving) {
+          for (const message of messages) this.#adopt(message);
+          return;
+        }
+        for (const message of messages) streamed.push(message);
+        notify();
+      },
+      (nativeError) => {
+        if (nativeError !== null) ending.fail(this.#failure(nativeError));
+      },
     );
+    this.#readers.add(adopt);
+    this.#pending.add(ending);
+    signal?.addEventListener('abort', notify);
+    return {
+      take: () => {
+        // First: with messages arriving as fast as they are taken, the queues may never be empty.
+        if (signal?.aborted) throw abortErrorFor(signal);
+        const next = handedOver.shift();
+        if (next !== undefined) return next;
+        const own = streamed.shift();
+        if (own !== undefined) {
+          stream.consumed(1);
+          return own;
+        }
+        if (failure === undefined) return undefined;
+        if (failure instanceof FltportError && failure.code === 'ERR_FLTPORT_CLOSED') return null;
+        throw failure;
+      },
+      onArrival: (callback) => {
+        wake = callback;
+      },
+      leave: () => {
+        leaving = true;
+        this.#readers.delete(adopt);
+        this.#pending.delete(ending);
+        signal?.removeEventListener('abort', notify);
+        stream.stop();
+        for (const message of [...handedOver, ...streamed]) this.#adopt(message);
+      },
+    };
+  }
+
+  /** A native call's error as callers get it; a disconnect ends the port. */
+  #failure(nativeError: unknown): unknown {
+    const error = fromNative(nativeError);
+    if (isDisconnect(error)) this.#end(error);
+    return error;
   }
 
   #openStream(...args: Parameters<NativeFilterPort['stream']>): NativeMessageStream {
@@ -456,19 +536,14 @@ export class FilterPort {
           finish();
           resolve(value);
         },
-        (nativeError: unknown) => {
-          const error = fromNative(nativeError);
-          if (isDisconnect(error)) this.#end(error);
-          pending.fail(error);
-        },
+        (nativeError: unknown) => pending.fail(this.#failure(nativeError)),
       );
     });
   }
 }
 
-/** Waits until every promise in `unsettled`, including those added meanwhile, has settled. */
-async function settleAll(unsettled: Set<Promise<void>>): Promise<void> {
-  while (unsettled.size > 0) await Promise.allSettled(unsettled);
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as PromiseLike<unknown>).then === 'function';
 }
 
 /** Any call answered ERROR_INVALID_HANDLE on a handle we still own: the kernel side is gone. */

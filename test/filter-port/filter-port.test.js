@@ -400,6 +400,51 @@ describe('FilterPort against the emulator', function () {
       assert.equal(kernelStats.matched, 2);
     });
 
+    it('treats a result that cannot be a reply as a failed handler: HANDLER_FAILED_STATUS, not a kernel left waiting', async () => {
+      const port = await connect();
+      await kernel.notify(port, { count: 3, replyLength: 8 });
+      const errors = [];
+      const controller = new AbortController();
+      const stats = await port.serve(
+        async (message) => {
+          const sequence = sequenceOf(message);
+          if (sequence === 2n) setTimeout(() => controller.abort(), 50);
+          if (sequence === 0n) return 'not bytes';
+          if (sequence === 1n) return Buffer.alloc(message.replyBytes + 1);
+          return message.data.subarray(0, 8);
+        },
+        { signal: controller.signal, onError: (error, message) => errors.push([error.name, sequenceOf(message)]) },
+      );
+      assert.deepEqual(errors, [
+        ['TypeError', 0n],
+        ['RangeError', 1n],
+      ]);
+      assert.equal(stats.failed, 2);
+      assert.equal(stats.replied, 3);
+      const kernelStats = await kernel.wait(port);
+      assert.equal(kernelStats.replied, 3);
+      assert.equal(kernelStats.matched, 1);
+      assert.equal(kernelStats.timeouts, 0);
+    });
+
+    it('leaves a message its handler replied to itself alone', async () => {
+      const port = await connect();
+      await kernel.notify(port, { count: 2, replyLength: 8 });
+      const controller = new AbortController();
+      const stats = await port.serve(
+        async (message) => {
+          if (sequenceOf(message) === 1n) setTimeout(() => controller.abort(), 50);
+          await message.reply(message.data.subarray(0, 8));
+          return Buffer.alloc(8);
+        },
+        { signal: controller.signal, onError: (error) => assert.fail(`unexpected ${error}`) },
+      );
+      assert.deepEqual(stats, { received: 2, replied: 0, lateReplies: 0, failed: 0 });
+      const kernelStats = await kernel.wait(port);
+      assert.equal(kernelStats.replied, 2);
+      assert.equal(kernelStats.matched, 2);
+    });
+
     it('counts a reply after the kernel timed out as late, not as a failure', async () => {
       const port = await connect();
       await kernel.notify(port, { count: 1, replyLength: 8, timeoutMs: 200 });
