@@ -4,6 +4,8 @@
 //   node fltport-client.cjs KERNEL_EXE notify PAYLOAD PENDING COUNT REPLY_BYTES|ff
 //   node fltport-client.cjs KERNEL_EXE send PAYLOAD IN_FLIGHT COUNT
 //   node fltport-client.cjs KERNEL_EXE soak PAYLOAD PENDING COUNT REPLY_BYTES
+//   node fltport-client.cjs KERNEL_EXE alloc-notify|alloc-send ...   the same, and V8 heap
+//                                 allocation per message (sampled) with the sites it comes from
 //
 // The same cells as native-client.c: `port.serve()` with a trivial handler (it answers with the
 // first REPLY_BYTES bytes of the message, an exact-size reply) against a test-kernel FLOOD with
@@ -11,6 +13,7 @@
 const path = require('node:path');
 const { performance } = require('node:perf_hooks');
 const v8 = require('node:v8');
+const inspector = require('node:inspector');
 const { FilterPort, runtimeInfo } = require('fltport');
 const { startKernel, command, parseLatency, OP, NO_REPLY_BUFFER } = require(path.join(__dirname, '..', 'emulator', 'test-kernel', 'test-kernel.js'));
 
@@ -28,13 +31,40 @@ function quantile(sorted, q) {
 /** Messages per sender (or worker) in the warm-up that precedes every measured cell. */
 const warmupCount = (measured) => Math.max(1, Math.floor(measured / 10));
 
+/**
+ * V8's sampling heap profiler over the measured part of a run, collected objects included: every
+ * byte the JS side allocates per message, by the function it was allocated in.
+ */
+async function startAllocationSampling() {
+  const session = new inspector.Session();
+  session.connect();
+  const post = (method, params) => new Promise((resolve, reject) => session.post(method, params, (error, result) => (error ? reject(error) : resolve(result))));
+  await post('HeapProfiler.startSampling', { samplingInterval: 256, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  return async (messages) => {
+    const { profile } = await post('HeapProfiler.stopSampling');
+    session.disconnect();
+    const bySite = new Map();
+    let total = 0;
+    const walk = (node) => {
+      const { functionName, url, lineNumber } = node.callFrame;
+      const site = `${functionName || '(anonymous)'}${url ? ` ${path.basename(url)}:${lineNumber + 1}` : ''}`;
+      total += node.selfSize;
+      if (node.selfSize > 0) bySite.set(site, (bySite.get(site) ?? 0) + node.selfSize);
+      for (const child of node.children) walk(child);
+    };
+    walk(profile.head);
+    const sites = [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([site, bytes]) => ({ site, bytesPerMessage: bytes / messages }));
+    return { bytesPerMessage: total / messages, sites };
+  };
+}
+
 /** One test-kernel FLOOD, waited for; resolves with the connection's stats. */
 async function flood(port, { perSender, payloadBytes, replyBytes, pending }) {
   await port.send(command(OP.FLOOD, [perSender, payloadBytes, replyBytes, pending]));
   return port.send(command(OP.WAIT), { replyBytes: 32 });
 }
 
-async function notify(port, { payloadBytes, pending, count, replyBytes, soak }) {
+async function notify(port, { payloadBytes, pending, count, replyBytes, soak, sampleAllocation }) {
   const perSender = Math.floor(count / pending);
   const total = perSender * pending;
   const controller = new AbortController();
@@ -63,6 +93,7 @@ async function notify(port, { payloadBytes, pending, count, replyBytes, soak }) 
   // same flood at a tenth of the size, as native-client.c does.
   const warm = soak ? undefined : await flood(port, { perSender: warmupCount(perSender), payloadBytes, replyBytes, pending });
 
+  const allocation = sampleAllocation ? await startAllocationSampling() : undefined;
   const cpu0 = process.cpuUsage();
   const elu0 = performance.eventLoopUtilization();
   const t0 = performance.now();
@@ -72,6 +103,7 @@ async function notify(port, { payloadBytes, pending, count, replyBytes, soak }) 
   const wallSeconds = (performance.now() - t0) / 1e3;
   const cpu = cpuSeconds(cpu0);
   const elu = performance.eventLoopUtilization(elu0);
+  const allocated = await allocation?.(measured(0));
   const latency = parseLatency(await port.send(command(OP.LATENCY), { replyBytes: 64 }));
   const peak = peakBytes();
   controller.abort();
@@ -96,10 +128,11 @@ async function notify(port, { payloadBytes, pending, count, replyBytes, soak }) 
     jsActiveSeconds: elu.active / 1e3,
     eventLoopUtilization: elu.utilization,
     ...(soak ? { rss } : {}),
+    ...(allocated ? { allocation: allocated } : {}),
   };
 }
 
-async function sendBench(port, { payloadBytes, inFlight, count }) {
+async function sendBench(port, { payloadBytes, inFlight, count, sampleAllocation }) {
   const request = command(OP.ECHO, [], Buffer.alloc(payloadBytes, 0x5a));
   const perWorker = Math.floor(count / inFlight);
   const latencies = new Float64Array(perWorker * inFlight);
@@ -118,11 +151,13 @@ async function sendBench(port, { payloadBytes, inFlight, count }) {
     for (let i = warmupCount(perWorker); i > 0; i -= 1) await port.send(request, { replyBytes: payloadBytes });
   };
   await Promise.all(Array.from({ length: inFlight }, warmup));
+  const allocation = sampleAllocation ? await startAllocationSampling() : undefined;
   const cpu0 = process.cpuUsage();
   const elu0 = performance.eventLoopUtilization();
   const t0 = performance.now();
   await Promise.all(Array.from({ length: inFlight }, worker));
   const elapsed = (performance.now() - t0) / 1e3;
+  const allocated = await allocation?.(recorded);
   const cpu = cpuSeconds(cpu0);
   const elu = performance.eventLoopUtilization(elu0);
   const sorted = latencies.subarray(0, recorded).sort();
@@ -142,11 +177,14 @@ async function sendBench(port, { payloadBytes, inFlight, count }) {
     meanUs: mean * 1e3,
     jsActiveSeconds: elu.active / 1e3,
     eventLoopUtilization: elu.utilization,
+    ...(allocated ? { allocation: allocated } : {}),
   };
 }
 
 async function main() {
-  const [kernelExe, mode, payload, concurrency, countText, replyText] = process.argv.slice(2);
+  const [kernelExe, modeArg, payload, concurrency, countText, replyText] = process.argv.slice(2);
+  const sampleAllocation = modeArg.startsWith('alloc-');
+  const mode = modeArg.replace(/^alloc-/, '');
   const payloadBytes = Number(payload);
   const count = Number(countText);
   const kernel = await startKernel({ exe: kernelExe });
@@ -155,10 +193,10 @@ async function main() {
   let result;
   try {
     if (mode === 'send') {
-      result = await sendBench(port, { payloadBytes, inFlight: Number(concurrency), count });
+      result = await sendBench(port, { payloadBytes, inFlight: Number(concurrency), count, sampleAllocation });
     } else {
       const replyBytes = replyText === 'ff' ? NO_REPLY_BUFFER : Number(replyText);
-      result = await notify(port, { payloadBytes, pending: Number(concurrency), count, replyBytes, soak: mode === 'soak' });
+      result = await notify(port, { payloadBytes, pending: Number(concurrency), count, replyBytes, soak: mode === 'soak', sampleAllocation });
     }
   } finally {
     await port.close();

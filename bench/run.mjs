@@ -8,6 +8,8 @@
 //   node bench/run.mjs --wine-calls  (Linux) wineserver requests per message, native and fltport,
 //                                 for the target cells: a count, far less sensitive to the
 //                                 machine's load than a time
+//   node bench/run.mjs --alloc    V8 heap bytes fltport allocates per message in the target cells,
+//                                 with the functions they come from (sampling heap profiler)
 //   options: --setup (what npm run bench adds: on Linux, scripts/setup.sh first), --reps N, --only notify|ff|send, --filter REGEXP (cell names), --messages N (per cell),
 //            --node-flags "FLAGS" (for the Windows node.exe, e.g. V8 heap sizes), --out FILE
 //
@@ -41,13 +43,14 @@ const resultsDir = path.join(benchDir, 'results');
 // ---------------------------------------------------------------- options
 
 function parseArgs(argv) {
-  const options = { setup: false, quick: false, soak: false, wineCalls: false, reps: undefined, only: undefined, messages: undefined, out: undefined, filter: undefined, nodeFlags: [] };
+  const options = { setup: false, quick: false, soak: false, wineCalls: false, alloc: false, reps: undefined, only: undefined, messages: undefined, out: undefined, filter: undefined, nodeFlags: [] };
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i];
     if (arg === '--setup') options.setup = true;
     else if (arg === '--quick') options.quick = true;
     else if (arg === '--soak') options.soak = true;
     else if (arg === '--wine-calls') options.wineCalls = true;
+    else if (arg === '--alloc') options.alloc = true;
     else if (arg === '--reps') options.reps = Number(argv[++i]);
     else if (arg === '--only') options.only = argv[++i];
     else if (arg === '--messages') options.messages = Number(argv[++i]);
@@ -55,7 +58,7 @@ function parseArgs(argv) {
     else if (arg === '--filter') options.filter = new RegExp(argv[++i]);
     else if (arg === '--node-flags') options.nodeFlags = argv[++i].split(' ').filter(Boolean);
     else if (arg === '--help' || arg === '-h') {
-      console.log('usage: node bench/run.mjs [--setup] [--quick] [--soak] [--wine-calls] [--reps N] [--only notify|ff|send] [--filter REGEXP] [--messages N] [--node-flags "FLAGS"] [--out FILE]');
+      console.log('usage: node bench/run.mjs [--setup] [--quick] [--soak] [--wine-calls] [--alloc] [--reps N] [--only notify|ff|send] [--filter REGEXP] [--messages N] [--node-flags "FLAGS"] [--out FILE]');
       process.exit(0);
     } else {
       console.error(`unknown option ${arg}`);
@@ -382,6 +385,19 @@ async function soak(options, setup) {
   return { ...result, interferenceSeconds: foreignSeen, rssGrowthBytes: growth, newSpaceGrowthBytes: newSpaceGrowth, startRss: first.rss, middleRss: middle.rss, endRss: last.rss };
 }
 
+/** V8 heap allocation per message on the fltport side of the target cells (one run each). */
+async function allocation(options, setup) {
+  const measured = [];
+  for (const cell of cells(options).filter((candidate) => options.filter || candidate.target)) {
+    const result = await runClient('fltport', cell, setup, `alloc-${cell.kind}`);
+    const { bytesPerMessage, sites } = result.allocation;
+    console.log(`${cell.id}: ${Math.round(bytesPerMessage)} bytes of V8 heap per message; from:`);
+    for (const { site, bytesPerMessage: bytes } of sites) console.log(`  ${String(Math.round(bytes)).padStart(6)}  ${site}`);
+    measured.push({ cell: cell.id, bytesPerMessage, sites });
+  }
+  return measured;
+}
+
 /**
  * Counts wineserver requests (WINEDEBUG=+server, which a freshly started wineserver logs for
  * every process) over a whole run of each client, the test kernel's included, per message.
@@ -468,6 +484,8 @@ async function main() {
       report = { kind: 'soak', soak: await soak(options, setup) };
     } else if (options.wineCalls) {
       report = { kind: 'wine-calls', wineCalls: await wineCalls(options, setup) };
+    } else if (options.alloc) {
+      report = { kind: 'allocation', allocation: await allocation(options, setup) };
     } else {
       const results = await benchmark(options, setup);
       const checks = targetChecks(results);
@@ -484,7 +502,7 @@ async function main() {
   }
   const loadAfter = load();
   if (loadAfter) console.log(`load average after: ${loadAfter.join(' ')}`);
-  const suffix = options.soak ? '-soak' : options.wineCalls ? '-wine-calls' : '';
+  const suffix = options.soak ? '-soak' : options.wineCalls ? '-wine-calls' : options.alloc ? '-alloc' : '';
   const out = options.out ?? path.join(resultsDir, `${started.toISOString().replaceAll(':', '-').replace(/\..+/, '')}${suffix}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(

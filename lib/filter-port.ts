@@ -146,17 +146,26 @@ export class FilterPort {
   send(data: Uint8Array, options?: SendOptions & { replyType?: undefined }): Promise<Buffer>;
   send<R>(data: Uint8Array | object, options: SendOptions & { replyType: StructType }): Promise<R>;
   send(data: Uint8Array | object, options?: SendOptions): Promise<Buffer | object>;
-  async send(data: unknown, options?: SendOptions): Promise<unknown> {
-    const raw = checkOptionsObject(options);
-    const type = raw.type as StructType | undefined;
-    const replyType = raw.replyType as StructType | undefined;
-    const input = type === undefined ? checkPayload(data, 'data') : encodeStruct(type, data, 'options.type');
-    const replyBytes =
-      checkOptionalInteger(raw.replyBytes, 'options.replyBytes', 0, MAX_PAYLOAD_BYTES) ??
-      (replyType === undefined ? 0 : structSize(replyType, 'options.replyType'));
-    const signal = checkOptionalSignal(raw.signal);
-    const output = await this.#track(() => this.#native.send(input, replyBytes), signal);
-    return replyType === undefined ? output : decodeStruct(replyType, output, 'options.replyType');
+  send(data: unknown, options?: SendOptions): Promise<unknown> {
+    // Not an async function: a send in flight then holds no suspended frame of its own.
+    let output: Promise<Buffer>;
+    let replyType: StructType | undefined;
+    try {
+      const raw = checkOptionsObject(options);
+      const type = raw.type as StructType | undefined;
+      replyType = raw.replyType as StructType | undefined;
+      const input = type === undefined ? checkPayload(data, 'data') : encodeStruct(type, data, 'options.type');
+      const replyBytes =
+        checkOptionalInteger(raw.replyBytes, 'options.replyBytes', 0, MAX_PAYLOAD_BYTES) ??
+        (replyType === undefined ? 0 : structSize(replyType, 'options.replyType'));
+      const signal = checkOptionalSignal(raw.signal);
+      output = this.#track(() => this.#native.send(input, replyBytes), signal);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (replyType === undefined) return output;
+    const decodeWith = replyType;
+    return output.then((bytes) => decodeStruct(decodeWith, bytes, 'options.replyType'));
   }
 
   /** One FilterGetMessage. */
@@ -508,37 +517,65 @@ export class FilterPort {
     if (signal?.aborted) return Promise.reject(abortErrorFor(signal));
     const work = start();
     return new Promise<T>((resolve, reject) => {
-      let settled = false;
-      const finish = () => {
-        settled = true;
-        this.#pending.delete(pending);
-        signal?.removeEventListener('abort', onAbort);
-      };
-      const pending: Pending = {
-        fail: (error) => {
-          if (settled) return;
-          finish();
-          reject(error);
-        },
-      };
-      const onAbort = () => {
-        pending.fail(abortErrorFor(signal as AbortSignal));
-        cancel?.();
-      };
-      this.#pending.add(pending);
-      signal?.addEventListener('abort', onAbort, { once: true });
+      const call = new TrackedCall(this.#pending, resolve, reject, signal, cancel);
       work.then(
         (value) => {
-          if (settled) {
-            orphan?.(value);
-            return;
-          }
-          finish();
-          resolve(value);
+          if (!call.succeed(value)) orphan?.(value);
         },
-        (nativeError: unknown) => pending.fail(this.#failure(nativeError)),
+        (nativeError: unknown) => call.fail(this.#failure(nativeError)),
       );
     });
+  }
+}
+
+/** A native call in flight (FilterPort#track): its promise settles exactly once. */
+class TrackedCall<T> implements Pending {
+  readonly #calls: Set<Pending>;
+  readonly #resolve: (value: T) => void;
+  readonly #reject: (error: unknown) => void;
+  readonly #signal: AbortSignal | undefined;
+  readonly #onAbort: (() => void) | undefined;
+  #settled = false;
+
+  constructor(
+    calls: Set<Pending>,
+    resolve: (value: T) => void,
+    reject: (error: unknown) => void,
+    signal: AbortSignal | undefined,
+    cancel: (() => void) | undefined,
+  ) {
+    this.#calls = calls;
+    this.#resolve = resolve;
+    this.#reject = reject;
+    this.#signal = signal;
+    calls.add(this);
+    if (signal !== undefined) {
+      this.#onAbort = () => {
+        this.fail(abortErrorFor(signal));
+        cancel?.();
+      };
+      signal.addEventListener('abort', this.#onAbort, { once: true });
+    }
+  }
+
+  /** False when the call has already settled otherwise: the value is then the caller's to place. */
+  succeed(value: T): boolean {
+    if (this.#settled) return false;
+    this.#finish();
+    this.#resolve(value);
+    return true;
+  }
+
+  fail(error: unknown): void {
+    if (this.#settled) return;
+    this.#finish();
+    this.#reject(error);
+  }
+
+  #finish(): void {
+    this.#settled = true;
+    this.#calls.delete(this);
+    if (this.#onAbort !== undefined) this.#signal?.removeEventListener('abort', this.#onAbort);
   }
 }
 
