@@ -22,7 +22,7 @@ export interface NativeFilterPort {
   cancelRead(readId: number): void;
   /**
    * Keeps `pending` reads of `bufferBytes` (header included) outstanding, re-armed off the JS
-   * thread while fewer than 2 x `pending` delivered messages are unconsumed. Messages come in
+   * thread while fewer than 2 x `pending` delivered messages are unconsumed. Messages come in non-empty
    * batches; onEnd comes once, with null after stop() or close(), else the failure.
    */
   stream(

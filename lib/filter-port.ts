@@ -288,8 +288,9 @@ export class FilterPort {
       }
       if (handlers + replies === 0) drained();
     };
-    // Arrivals are signalled from native callbacks: handlers run after those have returned.
-    const takeSoon = () => queueMicrotask(take);
+    // Arrivals are signalled from native callbacks: handlers run after those have returned, in a
+    // bare promise reaction (queueMicrotask costs an async resource each time).
+    const takeSoon = () => void settledPromise.then(take);
     const changed = () => {
       if (waitingForSlot && handlers < concurrency) {
         waitingForSlot = false;
@@ -410,7 +411,9 @@ export class FilterPort {
 
     // Messages others left (#unclaimed, #adopt) come first; only the stream's own count as consumed.
     const handedOver: NativeMessage[] = this.#unclaimed.splice(0);
-    const streamed: NativeMessage[] = [];
+    // The stream's own messages, in the batches they came in: no copy into a queue of our own.
+    const batches: NativeMessage[][] = [];
+    let position = 0; // in batches[0]
     let leaving = false;
     let failure: unknown;
     let wake: (() => void) | undefined;
@@ -437,7 +440,7 @@ export class FilterPort {
           for (const message of messages) this.#adopt(message);
           return;
         }
-        for (const message of messages) streamed.push(message);
+        batches.push(messages);
         notify();
       },
       (nativeError) => {
@@ -453,8 +456,14 @@ export class FilterPort {
         if (signal?.aborted) throw abortErrorFor(signal);
         const next = handedOver.shift();
         if (next !== undefined) return next;
-        const own = streamed.shift();
-        if (own !== undefined) {
+        const batch = batches[0];
+        if (batch !== undefined) {
+          const own = batch[position];
+          position += 1;
+          if (position === batch.length) {
+            batches.shift();
+            position = 0;
+          }
           stream.consumed(1);
           return own;
         }
@@ -471,7 +480,7 @@ export class FilterPort {
         this.#pending.delete(ending);
         signal?.removeEventListener('abort', notify);
         stream.stop();
-        for (const message of [...handedOver, ...streamed]) this.#adopt(message);
+        for (const message of [...handedOver, ...batches.flat().slice(position)]) this.#adopt(message);
       },
     };
   }
@@ -578,6 +587,8 @@ class TrackedCall<T> implements Pending {
     if (this.#onAbort !== undefined) this.#signal?.removeEventListener('abort', this.#onAbort);
   }
 }
+
+const settledPromise = Promise.resolve();
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as PromiseLike<unknown>).then === 'function';
