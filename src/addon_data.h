@@ -22,7 +22,8 @@ struct AddonData {
   // PoolJob::Submit's batch for the current turn of the event loop, and how it is flushed.
   std::vector<PoolJob*> stagedJobs;
   bool turnStarted = false;
-  Napi::FunctionReference nextTick;
+  Napi::ObjectReference settledPromise;
+  Napi::FunctionReference promiseThen;
   Napi::FunctionReference submitStaged;
 };
 

@@ -7,9 +7,13 @@ namespace fltport {
 
 void PoolJob::Init(Napi::Env env) {
   AddonData* data = GetAddonData(env);
-  Napi::Value process = env.Global().Get("process");
-  Napi::Value nextTick = process.IsObject() ? process.As<Napi::Object>().Get("nextTick") : env.Undefined();
-  if (nextTick.IsFunction()) data->nextTick = Napi::Persistent(nextTick.As<Napi::Function>());
+  Napi::Promise::Deferred settled = Napi::Promise::Deferred::New(env);
+  settled.Resolve(env.Undefined());
+  Napi::Value then = settled.Promise().Get("then");
+  if (then.IsFunction()) {
+    data->settledPromise = Napi::Persistent(static_cast<Napi::Object>(settled.Promise()));
+    data->promiseThen = Napi::Persistent(then.As<Napi::Function>());
+  }
   data->submitStaged = Napi::Persistent(Napi::Function::New<&PoolJob::SubmitStaged>(env, "submitStaged"));
 }
 
@@ -18,11 +22,11 @@ Napi::Promise PoolJob::Submit(Napi::Env env, std::unique_ptr<PoolJob> job) {
   job->completions_->KeepAlive(env);
   AddonData* data = GetAddonData(env);
   data->stagedJobs.push_back(job.release());
-  if (data->turnStarted) return promise;  // the nextTick callback submits it
+  if (data->turnStarted) return promise;  // the reaction queued by the first one submits it
   // The first job of a turn goes at once; the rest of the turn's jobs follow together.
   SubmitStaged(env);
-  if (data->nextTick.IsEmpty()) return promise;
-  data->nextTick.Call({data->submitStaged.Value()});
+  if (data->promiseThen.IsEmpty()) return promise;
+  data->promiseThen.Call(data->settledPromise.Value(), {data->submitStaged.Value()});
   if (env.IsExceptionPending()) {
     env.GetAndClearPendingException();  // no later turn (the environment is ending): each job at once
     return promise;

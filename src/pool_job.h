@@ -19,15 +19,16 @@ class PoolJob : public CompletionQueue::Job, public WorkItem {
       : deferred_(Napi::Promise::Deferred::New(env)), completions_(GetAddonData(env)->completions) {}
 
   // Queues `job`; the returned promise settles with Result() or the Failure that Call() reported.
-  // The first job queued in a turn of the event loop goes at once; the rest of that turn's jobs
-  // reach the WorkQueue together from a process.nextTick callback, which runs once the turn's
-  // promise reactions are done (a nextTick queued from a reaction runs after all of them). A
-  // burst of replies or sends then wakes one pool thread from the JS thread, not one each: on a
-  // busy machine every wake-up can cost the JS thread its CPU. (setImmediate would do the same
-  // but makes the event loop poll once more per turn, a system call each time.)
+  // The first job queued in a turn of the event loop goes at once; the jobs queued after it reach
+  // the WorkQueue together from a reaction on an already settled promise, which runs after the
+  // reactions queued before it: a burst of replies or sends made by one callback, or by one
+  // round of promise reactions, then wakes one pool thread from the JS thread, not one each (on
+  // a busy machine every wake-up can cost the JS thread its CPU). process.nextTick would also
+  // cover later rounds, but costs a tick object and a pass of Node's tick queue per turn;
+  // setImmediate makes the event loop poll once more per turn, a system call each time.
   static Napi::Promise Submit(Napi::Env env, std::unique_ptr<PoolJob> job);
 
-  // At module load: captures process.nextTick before any code can replace it.
+  // At module load: captures a settled promise and Promise.prototype.then before any code can replace it.
   static void Init(Napi::Env env);
 
   void Settle(Napi::Env env) final {
