@@ -21,7 +21,7 @@ void CompletionQueue::LetGo(Napi::Env env) {
 
 void CompletionQueue::Post(std::unique_ptr<Job> job, bool keptAlive) {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<SrwMutex> lock(mutex_);
     if (closed_) {
       // The job may hold JS references that can no longer be released from here; the process
       // or worker is going away, so leaking them is the safe end.
@@ -51,7 +51,7 @@ void CompletionQueue::Post(std::unique_ptr<Job> job, bool keptAlive) {
 
 void CALLBACK CompletionQueue::LazyDue(PTP_CALLBACK_INSTANCE, void* context, PTP_TIMER) {
   auto* queue = static_cast<CompletionQueue*>(context);
-  std::lock_guard<std::mutex> lock(queue->mutex_);
+  std::lock_guard<SrwMutex> lock(queue->mutex_);
   queue->lazyTimerSet_ = false;
   if (queue->closed_ || queue->ready_.empty() || queue->wakeRequested_) return;
   queue->wakeRequested_ = true;
@@ -62,7 +62,7 @@ void CompletionQueue::Drain(Napi::Env env, Napi::Function, CompletionQueue* queu
   if (env == nullptr) return;
   std::vector<Ready> batch;
   {
-    std::lock_guard<std::mutex> lock(queue->mutex_);
+    std::lock_guard<SrwMutex> lock(queue->mutex_);
     batch.swap(queue->ready_);
     queue->wakeRequested_ = false;
   }
@@ -76,7 +76,7 @@ void CompletionQueue::Drain(Napi::Env env, Napi::Function, CompletionQueue* queu
 
 void CompletionQueue::Close() {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<SrwMutex> lock(mutex_);
     closed_ = true;
     for (Ready& ready : ready_) ready.job.release();
     ready_.clear();

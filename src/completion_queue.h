@@ -9,6 +9,8 @@
 #include <mutex>
 #include <vector>
 
+#include "win/srw_mutex.h"
+
 namespace fltport {
 
 class CompletionQueue {
@@ -52,7 +54,7 @@ class CompletionQueue {
 
   Wakeup wakeup_;
   PTP_TIMER lazyTimer_ = nullptr;
-  std::mutex mutex_;
+  SrwMutex mutex_;
   std::vector<Ready> ready_;
   bool wakeRequested_ = false;  // a Drain is on its way
   bool lazyTimerSet_ = false;

@@ -336,7 +336,7 @@ DWORD WINAPI LpcServer::ThreadMain(void* context) {
 void LpcServer::Stop() {
   std::map<uint64_t, std::shared_ptr<Connection>> connections;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<SrwMutex> lock(mutex_);
     stopping_ = true;
     connections.swap(connections_);
   }
@@ -363,7 +363,7 @@ void LpcServer::Receive() {
     TrimToTotalLength(&buffer);
     PortMessageHeader header = HeaderOf(buffer);
     if ((header.type & kLpcTypeMask) == kLpcConnectionRequest) {
-      std::lock_guard<std::mutex> lock(mutex_);
+      std::lock_guard<SrwMutex> lock(mutex_);
       pending_[header.messageId] = buffer;
     }
     listener_->Received(LpcReceived{reinterpret_cast<uint64_t>(context), std::move(buffer)});
@@ -374,7 +374,7 @@ void LpcServer::Receive() {
 void LpcServer::Shutdown(const Failure* failure) {
   std::map<ULONG, std::vector<uint8_t>> pending;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<SrwMutex> lock(mutex_);
     stopping_ = true;
     pending.swap(pending_);
   }
@@ -394,7 +394,7 @@ void LpcServer::Shutdown(const Failure* failure) {
 }
 
 bool LpcServer::TakePending(const std::vector<uint8_t>& message, Failure* failure) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::lock_guard<SrwMutex> lock(mutex_);
   if (stopping_) {
     *failure = Failure::Fltport("NtAcceptConnectPort", "ERR_FLTPORT_CLOSED", "the server port is closed");
     return false;
@@ -434,7 +434,7 @@ bool LpcServer::Answer(const std::vector<uint8_t>& message, bool accept, size_t 
   RemotePortView clientView = NewRemotePortView();
   uint64_t connectionId = 0;
   if (accept) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<SrwMutex> lock(mutex_);
     connectionId = nextConnectionId_++;
   }
   std::vector<uint8_t> answer(message);
@@ -453,7 +453,7 @@ bool LpcServer::Answer(const std::vector<uint8_t>& message, bool accept, size_t 
   connection->port = PortHandle(port, close_);
   connection->complete = complete;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<SrwMutex> lock(mutex_);
     if (!stopping_) {
       connections_.emplace(connectionId, connection);
       connection.reset();
@@ -474,7 +474,7 @@ bool LpcServer::Answer(const std::vector<uint8_t>& message, bool accept, size_t 
 bool LpcServer::Complete(uint64_t connectionId, Failure* failure) {
   std::shared_ptr<Connection> connection;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<SrwMutex> lock(mutex_);
     auto found = connections_.find(connectionId);
     if (found != connections_.end() && !found->second->completed) {
       connection = found->second;
@@ -498,7 +498,7 @@ bool LpcServer::Reply(uint64_t connectionId, std::vector<uint8_t> message, Failu
   if (!ResolveNtdll("NtReplyPort", &reply, failure)) return false;
   std::shared_ptr<Connection> connection;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<SrwMutex> lock(mutex_);
     auto found = connections_.find(connectionId);
     if (found != connections_.end()) connection = found->second;
   }
@@ -517,7 +517,7 @@ bool LpcServer::Reply(uint64_t connectionId, std::vector<uint8_t> message, Failu
 void LpcServer::CloseConnection(uint64_t connectionId) {
   std::shared_ptr<Connection> connection;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<SrwMutex> lock(mutex_);
     auto found = connections_.find(connectionId);
     if (found == connections_.end()) return;
     connection = std::move(found->second);

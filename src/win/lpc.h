@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "win/failure.h"
+#include "win/srw_mutex.h"
 
 namespace fltport {
 
@@ -206,7 +207,7 @@ class LpcServer : public std::enable_shared_from_this<LpcServer> {
   std::shared_ptr<LpcServerListener> listener_;
   std::atomic<bool> stopping_{false};
 
-  std::mutex mutex_;
+  SrwMutex mutex_;
   // Connection requests received and not yet answered, by MessageId.
   std::map<ULONG, std::vector<uint8_t>> pending_;
   std::map<uint64_t, std::shared_ptr<Connection>> connections_;

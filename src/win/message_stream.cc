@@ -42,7 +42,7 @@ std::shared_ptr<MessageStream> MessageStream::Start(std::shared_ptr<FilterConnec
     stream->idle_.push_back(stream->reads_.back().get());
   }
   {
-    std::lock_guard<std::mutex> lock(stream->mutex_);
+    std::lock_guard<SrwMutex> lock(stream->mutex_);
     stream->ScheduleArmLocked();
   }
   SubmitThreadpoolWork(stream->armWork_);
@@ -56,7 +56,7 @@ MessageStream::~MessageStream() {
 
 MessageStream::Batch MessageStream::Take() {
   Batch batch;
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::lock_guard<SrwMutex> lock(mutex_);
   batch.messages.swap(ready_);
   notified_ = false;
   if (stopping_ && outstanding_ == 0 && !endTaken_) {
@@ -70,7 +70,7 @@ MessageStream::Batch MessageStream::Take() {
 void MessageStream::Consumed(uint32_t count) {
   bool schedule;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<SrwMutex> lock(mutex_);
     unconsumed_ -= std::min(count, unconsumed_);
     schedule = !stopping_ && !idle_.empty() && unconsumed_ < maxUnconsumed_ && ScheduleArmLocked();
   }
@@ -81,7 +81,7 @@ void MessageStream::Consumed(uint32_t count) {
 void MessageStream::Stop() {
   bool notify;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<SrwMutex> lock(mutex_);
     if (stopping_) return;
     stopping_ = true;
     notify = TakeNotifyLocked();
@@ -98,7 +98,7 @@ void MessageStream::Completed(Read* read, ULONG error, ULONG bytes) {
   bool cancel = false;
   bool notify;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<SrwMutex> lock(mutex_);
     --outstanding_;
     if (result == S_OK) {
       ready_.push_back(read->Message(bytes));
@@ -134,7 +134,7 @@ void MessageStream::Arm(const std::vector<Read*>& reads) {
     HRESULT hr = S_OK;
     bool started = false;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      std::lock_guard<SrwMutex> lock(mutex_);
       if (stopping_) {
         // Stopped since the claim: a read started now would only leave a stale credit behind.
         --outstanding_;
@@ -147,7 +147,7 @@ void MessageStream::Arm(const std::vector<Read*>& reads) {
     }
     if (started) {
       hr = read->Start();
-      std::lock_guard<std::mutex> lock(mutex_);
+      std::lock_guard<SrwMutex> lock(mutex_);
       if (FAILED(hr)) {
         read->inFlight.reset();
         --outstanding_;
@@ -176,7 +176,7 @@ void CALLBACK MessageStream::ArmWork(PTP_CALLBACK_INSTANCE, void* context, PTP_W
   std::shared_ptr<MessageStream> hold;
   std::vector<Read*> reads;
   {
-    std::lock_guard<std::mutex> lock(stream->mutex_);
+    std::lock_guard<SrwMutex> lock(stream->mutex_);
     hold = std::move(stream->armHold_);
     reads = stream->ClaimArmableLocked();
   }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "win/filter_port.h"
+#include "win/srw_mutex.h"
 
 namespace fltport {
 
@@ -68,7 +69,7 @@ class MessageStream : public std::enable_shared_from_this<MessageStream> {
   // Starts idle reads off the consumer's thread; SubmitThreadpoolWork cannot fail.
   PTP_WORK armWork_ = nullptr;
 
-  std::mutex mutex_;
+  SrwMutex mutex_;
   std::vector<ReceivedMessage> ready_;
   std::vector<Read*> idle_;
   uint32_t outstanding_ = 0;  // in the kernel or about to be

@@ -28,7 +28,7 @@ bool WorkQueue::Submit(const std::vector<WorkItem*>& items) {
   }
   if (items.empty()) return true;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<SrwMutex> lock(mutex_);
     items_.insert(items_.end(), items.begin(), items.end());
     // A free drainer will take them; else one is woken here, and it fans the rest out.
     if (!NeedsDrainerLocked(1)) return true;
@@ -40,7 +40,7 @@ bool WorkQueue::Submit(const std::vector<WorkItem*>& items) {
 
 void CALLBACK WorkQueue::Drain(PTP_CALLBACK_INSTANCE, void* context, PTP_WORK) {
   auto* queue = static_cast<WorkQueue*>(context);
-  std::unique_lock<std::mutex> lock(queue->mutex_);
+  std::unique_lock<SrwMutex> lock(queue->mutex_);
   while (!queue->items_.empty()) {
     WorkItem* item = queue->items_.front();
     queue->items_.pop_front();

@@ -8,6 +8,8 @@
 #include <mutex>
 #include <vector>
 
+#include "win/srw_mutex.h"
+
 namespace fltport {
 
 class WorkItem {
@@ -40,7 +42,7 @@ class WorkQueue {
   // left queued without a drainer to take it.
   PTP_WORK work_ = nullptr;
   DWORD createError_ = ERROR_SUCCESS;
-  std::mutex mutex_;
+  SrwMutex mutex_;
   std::deque<WorkItem*> items_;
   uint32_t drainers_ = 0;  // submitted and not yet gone
   uint32_t busy_ = 0;      // inside an item's Run()
