@@ -421,7 +421,8 @@ async function wineCalls(options, setup) {
       const requests = new Map();
       let result;
       for await (const line of readline.createInterface({ input: fs.createReadStream(log) })) {
-        const request = /^[0-9a-f]+: (\w+)\(/.exec(line);
+        // The log has a line for each request and one for its reply ("name( ... ) = status"): replies counted.
+        const request = /^[0-9a-f]+: (\w+)\(.*\) = /.exec(line);
         if (request) requests.set(request[1], (requests.get(request[1]) ?? 0) + 1);
         else if (line.startsWith('RESULT ')) result = JSON.parse(line.slice(7));
       }
