@@ -28,8 +28,12 @@ function quantile(sorted, q) {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
-/** Messages per sender (or worker) in the warm-up that precedes every measured cell. */
-const warmupCount = (measured) => Math.max(1, Math.floor(measured / 10));
+/**
+ * Messages per sender (or worker) in the warm-up that precedes every measured cell: a tenth, but
+ * at least 500 (or all of them), so that short cells (--quick) start as warm as long ones: V8
+ * optimizes a function after some thousands of calls. native-client.c does the same.
+ */
+const warmupCount = (measured) => Math.max(1, Math.floor(measured / 10), Math.min(measured, 500));
 
 /**
  * V8's sampling heap profiler over the measured part of a run, collected objects included: every
@@ -90,7 +94,7 @@ async function notify(port, { payloadBytes, pending, count, replyBytes, soak, sa
   if (soak) sample('start');
 
   // Warm-up, not measured (soak excepted: its RSS samples start before the first message): the
-  // same flood at a tenth of the size, as native-client.c does.
+  // same flood, smaller (warmupCount), as native-client.c does.
   const warm = soak ? undefined : await flood(port, { perSender: warmupCount(perSender), payloadBytes, replyBytes, pending });
 
   const allocation = sampleAllocation ? await startAllocationSampling() : undefined;

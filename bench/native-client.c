@@ -13,8 +13,8 @@
  *           kernel-side.
  *   send    THREADS threads loop on FilterSendMessage (test-kernel ECHO of PAYLOAD bytes), each
  *           call timed with QueryPerformanceCounter.
- * Each cell starts with an unmeasured warm-up of a tenth of its size (fltport-client.cjs does the
- * same). Prints one line: RESULT {json}.
+ * Each cell starts with an unmeasured warm-up of a tenth of its size, but at least 500 messages
+ * per sender or thread (fltport-client.cjs does the same). Prints one line: RESULT {json}.
  */
 #define WIN32_LEAN_AND_MEAN
 #include <windows.h>
@@ -106,8 +106,14 @@ static double Now(void) {
     return (double)now.QuadPart / (double)g_frequency.QuadPart;
 }
 
-/* Messages per sender (or thread) in the warm-up that precedes every measured cell. */
-static DWORD WarmupCount(DWORD measured) { return measured / 10 > 0 ? measured / 10 : 1; }
+/* Messages per sender (or thread) in the warm-up that precedes every measured cell: a tenth, but
+ * at least 500 (or all of them), so that short cells (--quick) start as warm as long ones. */
+static DWORD WarmupCount(DWORD measured) {
+    DWORD least = measured < 500 ? measured : 500;
+    DWORD tenth = measured / 10;
+    DWORD count = tenth > least ? tenth : least;
+    return count > 0 ? count : 1;
+}
 
 /* ---- the kernel ---- */
 
@@ -221,7 +227,7 @@ static int Notify(DWORD payloadBytes, DWORD pending, DWORD count, DWORD replyLen
         StartRead(&reads[i]);
     }
     DWORD perSender = count / pending;
-    /* Warm-up, not measured: the same flood at a tenth of the size (thread pools, caches). */
+    /* Warm-up, not measured: the same flood, smaller (thread pools, caches). */
     KernelStats warm;
     memset(&warm, 0, sizeof(warm));
     HRESULT hr = Command(OP_FLOOD, WarmupCount(perSender), payloadBytes, replyLength, pending, NULL, 0, NULL, 0, NULL);
