@@ -21,7 +21,7 @@ import {
 const MESSAGE_HEADER_BYTES = 16;
 /** ERROR_INVALID_HANDLE as an HRESULT: how user mode sees STATUS_PORT_DISCONNECTED. */
 const HRESULT_INVALID_HANDLE = 0x80070006;
-/** STATUS_UNSUCCESSFUL: the reply status serve() sends when a handler throws. */
+/** STATUS_UNSUCCESSFUL: the reply status serve() sends when a handler throws or returns what cannot be a reply. */
 export const HANDLER_FAILED_STATUS = 0xc0000001;
 const DEFAULT_BUFFER_BYTES = 16 * 1024;
 const DEFAULT_PENDING = 16;
@@ -250,7 +250,13 @@ export class FilterPort {
     // for a handler that returns a value. A handler's slot is free once it has settled; its reply
     // goes on by itself (bounded by the kernel's messages), as a native scanner's completion
     // thread moves on.
-    const inbox = this.#openInbox(bufferBytes, pending, signal);
+    let inbox: Inbox;
+    try {
+      inbox = this.#openInbox(bufferBytes, pending, signal);
+    } catch (error) {
+      if (error instanceof AbortError) return stats;
+      throw error;
+    }
     let handlers = 0;
     let replies = 0;
     let waitingForSlot = false;
@@ -270,6 +276,7 @@ export class FilterPort {
       if (stopped) return;
       try {
         for (;;) {
+          if (signal?.aborted) throw abortErrorFor(signal);
           if (handlers >= concurrency) {
             waitingForSlot = true;
             return;
@@ -292,7 +299,7 @@ export class FilterPort {
     // bare promise reaction (queueMicrotask costs an async resource each time).
     const takeSoon = () => void settledPromise.then(take);
     const changed = () => {
-      if (waitingForSlot && handlers < concurrency) {
+      if (waitingForSlot && (handlers < concurrency || signal?.aborted)) {
         waitingForSlot = false;
         take();
       } else if (stopped && handlers + replies === 0) {
@@ -311,9 +318,20 @@ export class FilterPort {
       else if (!this.closed) report(error, message);
       changed();
     };
+    const sendReply = (message: FilterMessage<T>, status: number, payload: Uint8Array | null) => {
+      replies += 1;
+      let sent: Promise<void>;
+      try {
+        sent = this.#native.reply(message.id, status, payload, true);
+      } catch (error) {
+        sent = Promise.reject(error);
+      }
+      sent.then(replied, (error: unknown) => replyFailed(error, message));
+    };
     const answer = (message: FilterMessage<T>, result: unknown, status: number) => {
       handlers -= 1;
-      if (message.expectsReply && !message.replied) {
+      try {
+        if (!message.expectsReply || message.replied) return;
         let payload: Uint8Array | null = null;
         if (status === 0) {
           try {
@@ -324,11 +342,14 @@ export class FilterPort {
             status = HANDLER_FAILED_STATUS;
           }
         }
-        if (status !== 0) claimReply(message, undefined, undefined);
-        replies += 1;
-        this.#native.reply(message.id, status, payload, true).then(replied, (error: unknown) => replyFailed(error, message));
+        if (status !== 0) {
+          if (message.replied) return; // onError answered it
+          claimReply(message, undefined, undefined);
+        }
+        sendReply(message, status, payload);
+      } finally {
+        changed();
       }
-      changed();
     };
     const fail = (message: FilterMessage<T>, error: unknown) => {
       stats.failed += 1;
@@ -342,16 +363,27 @@ export class FilterPort {
       let result: unknown;
       try {
         result = handler(message);
+        if (isThenable(result)) {
+          // Adopted as await would: a `then` that throws or calls back twice is the promise's problem.
+          new Promise((resolve) => resolve(result)).then(
+            (value) => answer(message, value, 0),
+            (error: unknown) => fail(message, error),
+          );
+          return;
+        }
       } catch (error) {
         fail(message, error);
         return;
       }
-      if (!isThenable(result)) answer(message, result, 0);
-      else Promise.resolve(result).then((value) => answer(message, value, 0), (error: unknown) => fail(message, error));
+      answer(message, result, 0);
     };
 
+    // An abort while every slot is busy ends the loop at once; the handlers still settle first.
+    const abortWhileFull = () => changed();
+    signal?.addEventListener('abort', abortWhileFull);
     take();
     await everythingSettled;
+    signal?.removeEventListener('abort', abortWhileFull);
     if (ending === undefined || ending instanceof AbortError) return stats;
     throw ending;
   }
@@ -460,7 +492,7 @@ export class FilterPort {
         if (batch !== undefined) {
           const own = batch[position];
           position += 1;
-          if (position === batch.length) {
+          if (position >= batch.length) {
             batches.shift();
             position = 0;
           }
@@ -480,7 +512,10 @@ export class FilterPort {
         this.#pending.delete(ending);
         signal?.removeEventListener('abort', notify);
         stream.stop();
-        for (const message of [...handedOver, ...batches.flat().slice(position)]) this.#adopt(message);
+        const unread = [...handedOver, ...batches.flat().slice(position)];
+        handedOver.length = 0;
+        batches.length = 0;
+        for (const message of unread) this.#adopt(message);
       },
     };
   }

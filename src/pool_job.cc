@@ -28,7 +28,9 @@ Napi::Promise PoolJob::Submit(Napi::Env env, std::unique_ptr<PoolJob> job) {
   if (data->promiseThen.IsEmpty()) return promise;
   data->promiseThen.Call(data->settledPromise.Value(), {data->submitStaged.Value()});
   if (env.IsExceptionPending()) {
-    env.GetAndClearPendingException();  // no later turn (the environment is ending): each job at once
+    // The flush could not be queued (the environment is ending, or user code made Promise's
+    // species throw): this job went at once, and so does every later one until a flush is queued.
+    env.GetAndClearPendingException();
     return promise;
   }
   data->turnStarted = true;

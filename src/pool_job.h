@@ -28,7 +28,8 @@ class PoolJob : public CompletionQueue::Job, public WorkItem {
   // setImmediate makes the event loop poll once more per turn, a system call each time.
   static Napi::Promise Submit(Napi::Env env, std::unique_ptr<PoolJob> job);
 
-  // At module load: captures a settled promise and Promise.prototype.then before any code can replace it.
+  // At module load: keeps a settled promise and Promise.prototype.then, so that replacing
+  // Promise.prototype.then later changes nothing here.
   static void Init(Napi::Env env);
 
   void Settle(Napi::Env env) final {

@@ -427,6 +427,96 @@ describe('FilterPort against the emulator', function () {
       assert.equal(kernelStats.timeouts, 0);
     });
 
+    it('resolves with zeros when its signal has aborted already', async () => {
+      const port = await connect();
+      const stats = await port.serve(() => assert.fail('no handler runs'), { signal: AbortSignal.abort() });
+      assert.deepEqual(stats, { received: 0, replied: 0, lateReplies: 0, failed: 0 });
+    });
+
+    it('answers a result whose `then` throws when read with HANDLER_FAILED_STATUS', async () => {
+      const port = await connect();
+      await kernel.notify(port, { count: 2, replyLength: 8 });
+      const errors = [];
+      const controller = new AbortController();
+      const stats = await port.serve(
+        (message) => {
+          if (sequenceOf(message) === 1n) setTimeout(() => controller.abort(), 50);
+          if (sequenceOf(message) === 0n) {
+            return {
+              get then() {
+                throw new Error('then broke');
+              },
+            };
+          }
+          return message.data.subarray(0, 8);
+        },
+        { signal: controller.signal, onError: (error) => errors.push(error.message) },
+      );
+      assert.deepEqual(errors, ['then broke']);
+      assert.deepEqual(stats, { received: 2, replied: 2, lateReplies: 0, failed: 1 });
+      const kernelStats = await kernel.wait(port);
+      assert.equal(kernelStats.replied, 2);
+      assert.equal(kernelStats.matched, 1);
+    });
+
+    it('does not reply twice when onError replies to a message whose result could not be a reply', async () => {
+      const port = await connect();
+      await kernel.notify(port, { count: 2, replyLength: 8 });
+      const controller = new AbortController();
+      const late = [];
+      const stats = await port.serve(
+        async (message) => {
+          if (sequenceOf(message) === 1n) setTimeout(() => controller.abort(), 50);
+          return 'not bytes';
+        },
+        {
+          concurrency: 1,
+          signal: controller.signal,
+          onError: (error, message) => {
+            late.push(message.reply(message.data.subarray(0, 8)));
+          },
+        },
+      );
+      await Promise.all(late);
+      assert.deepEqual(stats, { received: 2, replied: 0, lateReplies: 0, failed: 2 });
+      const kernelStats = await kernel.wait(port);
+      assert.equal(kernelStats.replied, 2);
+      assert.equal(kernelStats.matched, 2);
+    });
+
+    it('stops reading at once when aborted while every slot is busy; the unread messages go to the next reader', async () => {
+      const port = await connect();
+      // Three senders: each FltSendMessage waits for its reply.
+      for (let i = 0; i < 3; i += 1) await kernel.notify(port, { count: 1, replyLength: 8 });
+      const controller = new AbortController();
+      let release;
+      const blocked = new Promise((resolve) => {
+        release = resolve;
+      });
+      let started = 0;
+      const serving = port.serve(
+        async (message) => {
+          started += 1;
+          await blocked;
+          return message.data.subarray(0, 8);
+        },
+        { pending: 4, concurrency: 1, signal: controller.signal },
+      );
+      while (started === 0) await delay(10);
+      await delay(100); // the other two messages are read and wait for the slot
+      controller.abort();
+      // Handed over while the first handler still runs, not after it.
+      const next = await port.receive();
+      assert.equal(started, 1);
+      await next.reply(next.data.subarray(0, 8));
+      release();
+      const stats = await serving;
+      assert.deepEqual(stats, { received: 1, replied: 1, lateReplies: 0, failed: 0 });
+      const last = await port.receive();
+      await last.reply(last.data.subarray(0, 8));
+      assert.equal((await kernel.wait(port)).matched, 3);
+    });
+
     it('leaves a message its handler replied to itself alone', async () => {
       const port = await connect();
       await kernel.notify(port, { count: 2, replyLength: 8 });
