@@ -276,8 +276,9 @@ export class FilterPort {
       if (stopped) return;
       try {
         for (;;) {
-          if (signal?.aborted) throw abortErrorFor(signal);
           if (handlers >= concurrency) {
+            // inbox.take() checks the signal too, but is not reached while every slot is busy.
+            if (signal?.aborted) throw abortErrorFor(signal);
             waitingForSlot = true;
             return;
           }
@@ -379,11 +380,10 @@ export class FilterPort {
     };
 
     // An abort while every slot is busy ends the loop at once; the handlers still settle first.
-    const abortWhileFull = () => changed();
-    signal?.addEventListener('abort', abortWhileFull);
+    signal?.addEventListener('abort', changed);
     take();
     await everythingSettled;
-    signal?.removeEventListener('abort', abortWhileFull);
+    signal?.removeEventListener('abort', changed);
     if (ending === undefined || ending instanceof AbortError) return stats;
     throw ending;
   }
