@@ -5,10 +5,10 @@
 
 namespace fltport {
 
-// MSVC's std::mutex is built on an SRWLOCK already (unverified here: MSVC is not built on Linux). mingw-w64's (winpthreads) blocks on a kernel event,
-// so every contended lock and its release is a system call, and under Wine a wineserver round
-// trip: the completion and work queues are locked from the JS thread and the pool threads at
-// once, per message.
+// MSVC's std::mutex is built on an SRWLOCK already (unverified here: MSVC does not run on
+// Linux). mingw-w64's (winpthreads) blocks on a kernel event, so every contended lock and its
+// release is a system call, and under Wine a wineserver round trip: the completion and work
+// queues are locked from the JS thread and the pool threads at once, per message.
 class SrwMutex {
  public:
   SrwMutex() = default;
