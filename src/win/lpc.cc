@@ -13,6 +13,7 @@ namespace fltport {
 
 namespace {
 
+constexpr uint16_t kLpcPortClosed = 5;
 constexpr uint16_t kLpcConnectionRequest = 10;
 // Message types live in the low byte of PORT_MESSAGE.Type; the high byte carries flags
 // (LPC_KERNELMODE_MESSAGE and friends).
@@ -362,11 +363,14 @@ void LpcServer::Receive() {
     if (status != 0) continue;
     TrimToTotalLength(&buffer);
     PortMessageHeader header = HeaderOf(buffer);
+    uint64_t connectionId = reinterpret_cast<uint64_t>(context);
     if ((header.type & kLpcTypeMask) == kLpcConnectionRequest) {
       std::lock_guard<SrwMutex> lock(mutex_);
       pending_[header.messageId] = buffer;
+    } else if ((header.type & kLpcTypeMask) == kLpcPortClosed && connectionId != 0) {
+      ClientClosed(connectionId);
     }
-    listener_->Received(LpcReceived{reinterpret_cast<uint64_t>(context), std::move(buffer)});
+    listener_->Received(LpcReceived{connectionId, std::move(buffer)});
   }
   Shutdown(failed ? &failure : nullptr);
 }
@@ -386,7 +390,7 @@ void LpcServer::Shutdown(const Failure* failure) {
     header.dataLength = 0;
     header.totalLength = static_cast<uint16_t>(kPortMessageBytes);
     std::memcpy(answer.data(), &header, sizeof(header));
-    Answer(answer, false, 0, nullptr, &ignored);
+    RefuseTaken(answer, &ignored);
   }
   port_.Reset();
   listener_->Ended(failure);
@@ -410,19 +414,42 @@ bool LpcServer::TakePending(const std::vector<uint8_t>& message, Failure* failur
 }
 
 bool LpcServer::Accept(std::vector<uint8_t> message, size_t viewBytes, LpcAccepted* accepted, Failure* failure) {
-  return TakePending(message, failure) && Answer(message, true, viewBytes, accepted, failure);
+  if (!TakePending(message, failure)) return false;
+  // From here this call alone answers the request, and whatever fails refuses it: a request
+  // neither accepted nor refused would keep its client in NtConnectPort until the server closes.
+  bool answered = false;
+  if (AcceptTaken(message, viewBytes, accepted, failure, &answered)) return true;
+  if (!answered) {
+    Failure ignored;
+    RefuseTaken(message, &ignored);
+  }
+  return false;
 }
 
 bool LpcServer::Refuse(std::vector<uint8_t> message, Failure* failure) {
-  return TakePending(message, failure) && Answer(message, false, 0, nullptr, failure);
+  return TakePending(message, failure) && RefuseTaken(message, failure);
 }
 
-bool LpcServer::Answer(const std::vector<uint8_t>& message, bool accept, size_t viewBytes, LpcAccepted* accepted,
-                       Failure* failure) {
+bool LpcServer::RefuseTaken(const std::vector<uint8_t>& message, Failure* failure) {
+  NtAcceptConnectPortFn acceptConnect = nullptr;
+  if (!ResolveNtdll("NtAcceptConnectPort", &acceptConnect, failure)) return false;
+  std::vector<uint8_t> answer(message);
+  HANDLE port = nullptr;
+  LONG status = acceptConnect(&port, nullptr, answer.data(), FALSE, nullptr, nullptr);
+  if (!Succeeded(status)) {
+    *failure = Failure::FromNtStatus("NtAcceptConnectPort", status);
+    return false;
+  }
+  return true;
+}
+
+bool LpcServer::AcceptTaken(const std::vector<uint8_t>& message, size_t viewBytes, LpcAccepted* accepted,
+                            Failure* failure, bool* answered) {
+  // Every step that can fail before the kernel call comes first.
   NtAcceptConnectPortFn acceptConnect = nullptr;
   NtCompleteConnectPortFn complete = nullptr;
   if (!ResolveNtdll("NtAcceptConnectPort", &acceptConnect, failure) ||
-      (accept && !ResolveNtdll("NtCompleteConnectPort", &complete, failure))) {
+      !ResolveNtdll("NtCompleteConnectPort", &complete, failure)) {
     return false;
   }
   UniqueHandle section;
@@ -433,42 +460,74 @@ bool LpcServer::Answer(const std::vector<uint8_t>& message, bool accept, size_t 
   }
   RemotePortView clientView = NewRemotePortView();
   uint64_t connectionId = 0;
-  if (accept) {
+  {
     std::lock_guard<SrwMutex> lock(mutex_);
     connectionId = nextConnectionId_++;
+    accepting_.insert(connectionId);
   }
   std::vector<uint8_t> answer(message);
   HANDLE port = nullptr;
   // The connection id travels as the communication port's PortContext: NtReplyWaitReceivePortEx
   // hands it back with every message that comes through this connection.
-  LONG status = acceptConnect(&port, accept ? reinterpret_cast<PVOID>(connectionId) : nullptr, answer.data(),
-                              accept ? TRUE : FALSE, viewBytes != 0 ? &view : nullptr, accept ? &clientView : nullptr);
+  LONG status = acceptConnect(&port, reinterpret_cast<PVOID>(connectionId), answer.data(), TRUE,
+                              viewBytes != 0 ? &view : nullptr, &clientView);
+  bool clientGone = false;
+  {
+    std::lock_guard<SrwMutex> lock(mutex_);
+    accepting_.erase(connectionId);
+    clientGone = closedWhileAccepting_.erase(connectionId) != 0;
+  }
   if (!Succeeded(status)) {
+    // A failure after the kernel took the request answers the client itself; an earlier one
+    // (a bad parameter) leaves it waiting: the caller's refusal covers that, and is refused in
+    // turn where the kernel already answered (ReactOS ntoskrnl/lpc/complete.c).
     *failure = Failure::FromNtStatus("NtAcceptConnectPort", status);
     return false;
   }
-  if (!accept) return true;
+  *answered = true;
 
   auto connection = std::make_shared<Connection>();
   connection->port = PortHandle(port, close_);
   connection->complete = complete;
   {
     std::lock_guard<SrwMutex> lock(mutex_);
-    if (!stopping_) {
+    if (!stopping_ && !clientGone) {
       connections_.emplace(connectionId, connection);
       connection.reset();
     }
   }
   if (connection != nullptr) {
-    // Stopped while the call ran: the receiving thread's shutdown no longer sees this one.
+    // Stopped while the call ran (the receiving thread's shutdown no longer sees this one), or
+    // the client closed its port already: nobody will use this connection.
     Drop(std::move(connection));
-    *failure = Failure::Fltport("NtAcceptConnectPort", "ERR_FLTPORT_CLOSED", "the server port is closed");
+    *failure = Failure::Fltport("NtAcceptConnectPort", "ERR_FLTPORT_CLOSED",
+                                clientGone ? "the client closed its port before the connection was completed"
+                                           : "the server port is closed");
     return false;
   }
   accepted->connectionId = connectionId;
   if (viewBytes != 0) accepted->view = LpcView(view.viewBase, view.viewSize);
   if (clientView.viewBase != nullptr) accepted->clientView = LpcView(clientView.viewBase, clientView.viewSize);
   return true;
+}
+
+void LpcServer::ClientClosed(uint64_t connectionId) {
+  std::shared_ptr<Connection> connection;
+  {
+    std::lock_guard<SrwMutex> lock(mutex_);
+    if (accepting_.count(connectionId) != 0) {
+      closedWhileAccepting_.insert(connectionId);
+      return;
+    }
+    auto found = connections_.find(connectionId);
+    // A completed connection is the JS side's: it closes it when it takes the LPC_PORT_CLOSED.
+    if (found == connections_.end() || found->second->completed) return;
+    connection = std::move(found->second);
+    connections_.erase(found);
+  }
+  // Accepted, not yet completed: the JS side may not know of it yet and would drop the message;
+  // its Complete() now fails with ERR_FLTPORT_CLOSED instead.
+  Drop(std::move(connection));
 }
 
 bool LpcServer::Complete(uint64_t connectionId, Failure* failure) {

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -194,8 +195,13 @@ class LpcServer : public std::enable_shared_from_this<LpcServer> {
   // Takes the connection request that `message` answers out of the table, so that exactly one
   // of accept, refuse and shutdown answers it.
   bool TakePending(const std::vector<uint8_t>& message, Failure* failure);
-  bool Answer(const std::vector<uint8_t>& message, bool accept, size_t viewBytes, LpcAccepted* accepted,
-              Failure* failure);
+  // NtAcceptConnectPort for a taken request. `answered` tells whether the kernel call went
+  // through (the client has its answer even when a later step failed).
+  bool AcceptTaken(const std::vector<uint8_t>& message, size_t viewBytes, LpcAccepted* accepted, Failure* failure,
+                   bool* answered);
+  bool RefuseTaken(const std::vector<uint8_t>& message, Failure* failure);
+  // The receiving thread took an LPC_PORT_CLOSED for this connection.
+  void ClientClosed(uint64_t connectionId);
   // Closes a connection; one that was accepted but never completed is completed first, so that
   // its client's NtConnectPort returns instead of waiting for ever.
   static void Drop(std::shared_ptr<Connection> connection);
@@ -211,6 +217,9 @@ class LpcServer : public std::enable_shared_from_this<LpcServer> {
   // Connection requests received and not yet answered, by MessageId.
   std::map<ULONG, std::vector<uint8_t>> pending_;
   std::map<uint64_t, std::shared_ptr<Connection>> connections_;
+  // Connections inside NtAcceptConnectPort, and those of them whose client closed meanwhile.
+  std::set<uint64_t> accepting_;
+  std::set<uint64_t> closedWhileAccepting_;
   uint64_t nextConnectionId_ = 1;
 };
 

@@ -301,6 +301,43 @@ function suite() {
         }
       });
 
+      it('a client killed while its connection is accepted leaves no connection behind', async () => {
+        // The race of issue 13 section 7: a client that dies between NtAcceptConnectPort and the
+        // JS side registering the connection. Each round ends with accept() rejecting, or with
+        // the connection's port-closed event; either way nothing stays open.
+        const name = uniqueName('xrace');
+        const server = track(await LpcServerPort.create(name));
+        const events = server.events();
+        const nextOf = async (types) => {
+          // A round whose accept() failed may still see its client's port-closed: skipped here.
+          for (;;) {
+            const { value } = await events.next();
+            if (types.includes(value.type)) return value;
+          }
+        };
+        for (let round = 0; round < 10; round += 1) {
+          const { processHandle } = spawnChild('client', name);
+          try {
+            const connect = await nextOf(['connect']);
+            const accepting = connect.accept(Buffer.from('parent'));
+            processHandle.kill();
+            let connection;
+            try {
+              connection = await accepting;
+            } catch (error) {
+              assert.ok(error instanceof WinError || (error instanceof FltportError && error.code === 'ERR_FLTPORT_CLOSED'), String(error));
+              continue;
+            }
+            let closed;
+            do closed = await nextOf(['port-closed', 'client-died']);
+            while (closed.connection !== connection);
+            assert.equal(connection.closed, true);
+          } finally {
+            processHandle.kill();
+          }
+        }
+      });
+
       it('talks to a server process; a request pending when it dies fails (UNCONFIRMED: STATUS_PORT_DISCONNECTED)', async () => {
         const name = uniqueName('xserver');
         const { processHandle, receive } = spawnChild('server', name);
