@@ -3,6 +3,7 @@
 #include <winternl.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <utility>
 
@@ -344,19 +345,33 @@ void LpcServer::Stop() {
   for (auto& connection : connections) Drop(std::move(connection.second));
 }
 
-void LpcServer::Receive() {
-  LARGE_INTEGER timeout;
-  timeout.QuadPart = -kReceivePoll100ns;
+void LpcServer::Receive() noexcept {
   Failure failure;
   bool failed = false;
+  // Nothing may leave this thread: an exception here would end the process. Allocation is all
+  // that can throw; it ends the server like a failed wait would.
+  try {
+    failed = !ReceiveUntilStopped(&failure);
+  } catch (const std::bad_alloc&) {
+    failure = Failure::FromHResult("NtReplyWaitReceivePortEx", E_OUTOFMEMORY);
+    failed = true;
+  } catch (...) {
+    failure = Failure::FromHResult("NtReplyWaitReceivePortEx", E_UNEXPECTED);
+    failed = true;
+  }
+  Shutdown(failed ? &failure : nullptr);
+}
+
+bool LpcServer::ReceiveUntilStopped(Failure* failure) {
+  LARGE_INTEGER timeout;
+  timeout.QuadPart = -kReceivePoll100ns;
   while (!stopping_) {
     std::vector<uint8_t> buffer(kPortReceiveBytes, 0);
     PVOID context = nullptr;
     LONG status = receive_(port_.Get(), &context, nullptr, buffer.data(), &timeout);
     if (!Succeeded(status)) {
-      failure = Failure::FromNtStatus("NtReplyWaitReceivePortEx", status);
-      failed = true;
-      break;
+      *failure = Failure::FromNtStatus("NtReplyWaitReceivePortEx", status);
+      return false;
     }
     // STATUS_TIMEOUT (0x102) and the other success codes that are not STATUS_SUCCESS (alerts,
     // APCs) bring no message.
@@ -372,10 +387,10 @@ void LpcServer::Receive() {
     }
     listener_->Received(LpcReceived{connectionId, std::move(buffer)});
   }
-  Shutdown(failed ? &failure : nullptr);
+  return true;
 }
 
-void LpcServer::Shutdown(const Failure* failure) {
+void LpcServer::Shutdown(const Failure* failure) noexcept {
   std::map<ULONG, std::vector<uint8_t>> pending;
   {
     std::lock_guard<SrwMutex> lock(mutex_);
@@ -385,7 +400,8 @@ void LpcServer::Shutdown(const Failure* failure) {
   for (auto& request : pending) {
     Failure ignored;
     // A client waiting in NtConnectPort gets STATUS_PORT_CONNECTION_REFUSED instead of hanging.
-    std::vector<uint8_t> answer(request.second.begin(), request.second.begin() + kPortMessageBytes);
+    // The request itself becomes the answer, without connection info (nothing here may allocate).
+    std::vector<uint8_t>& answer = request.second;
     PortMessageHeader header = HeaderOf(answer);
     header.dataLength = 0;
     header.totalLength = static_cast<uint16_t>(kPortMessageBytes);
@@ -393,7 +409,11 @@ void LpcServer::Shutdown(const Failure* failure) {
     RefuseTaken(answer, &ignored);
   }
   port_.Reset();
-  listener_->Ended(failure);
+  try {
+    listener_->Ended(failure);
+  } catch (...) {
+    // Out of memory telling JS: the port is closed all the same.
+  }
   listener_.reset();
 }
 
@@ -430,10 +450,13 @@ bool LpcServer::Refuse(std::vector<uint8_t> message, Failure* failure) {
   return TakePending(message, failure) && RefuseTaken(message, failure);
 }
 
-bool LpcServer::RefuseTaken(const std::vector<uint8_t>& message, Failure* failure) {
+bool LpcServer::RefuseTaken(const std::vector<uint8_t>& message, Failure* failure) noexcept {
   NtAcceptConnectPortFn acceptConnect = nullptr;
   if (!ResolveNtdll("NtAcceptConnectPort", &acceptConnect, failure)) return false;
-  std::vector<uint8_t> answer(message);
+  // A copy on the stack, not the heap: shutdown refuses from the receiving thread, where nothing
+  // may throw. The kernel reads only the header and the connection info after it.
+  std::array<uint8_t, kPortMessageBytes + kMaxLpcConnectionInfoBytes> answer{};
+  std::memcpy(answer.data(), message.data(), std::min(message.size(), answer.size()));
   HANDLE port = nullptr;
   LONG status = acceptConnect(&port, nullptr, answer.data(), FALSE, nullptr, nullptr);
   if (!Succeeded(status)) {

@@ -190,8 +190,10 @@ class LpcServer : public std::enable_shared_from_this<LpcServer> {
 
   LpcServer() = default;
   static DWORD WINAPI ThreadMain(void* context);
-  void Receive();
-  void Shutdown(const Failure* failure);
+  void Receive() noexcept;
+  // False when the wait failed (`failure` says how); true once stopped.
+  bool ReceiveUntilStopped(Failure* failure);
+  void Shutdown(const Failure* failure) noexcept;
   // Takes the connection request that `message` answers out of the table, so that exactly one
   // of accept, refuse and shutdown answers it.
   bool TakePending(const std::vector<uint8_t>& message, Failure* failure);
@@ -199,7 +201,7 @@ class LpcServer : public std::enable_shared_from_this<LpcServer> {
   // through (the client has its answer even when a later step failed).
   bool AcceptTaken(const std::vector<uint8_t>& message, size_t viewBytes, LpcAccepted* accepted, Failure* failure,
                    bool* answered);
-  bool RefuseTaken(const std::vector<uint8_t>& message, Failure* failure);
+  bool RefuseTaken(const std::vector<uint8_t>& message, Failure* failure) noexcept;
   // The receiving thread took an LPC_PORT_CLOSED for this connection.
   void ClientClosed(uint64_t connectionId);
   // Closes a connection; one that was accepted but never completed is completed first, so that
