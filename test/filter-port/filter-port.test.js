@@ -223,7 +223,7 @@ describe('FilterPort against the emulator', function () {
 
     it('decodes data and encodes replies with koffi types', async () => {
       const Notice = koffi.struct('FltportTestNotice', { sequence: 'uint64_t', fill: koffi.array('uint8_t', 8) });
-      const Verdict = koffi.struct('FltportTestSequenceVerdict', { sequence: 'uint64_t' });
+      const Verdict = koffi.struct('FltportTestVerdict', { sequence: 'uint64_t' });
       const port = await connect();
       await kernel.notify(port, { count: 1, payloadBytes: 16, replyLength: koffi.sizeof(Verdict) });
       const message = await port.receive({ type: Notice });
@@ -726,7 +726,7 @@ describe('FilterPort against the emulator', function () {
     });
 
     it('encodes failureReply with replyType, given once as an object or per message by a function', async () => {
-      const Verdict = koffi.struct('FltportTestSequenceVerdict', { sequence: 'uint64_t' });
+      const Verdict = koffi.struct('FltportTestFailureVerdict', { sequence: 'uint64_t' });
       const port = await connect();
       const fromFunction = await serveNotifications(
         port,
@@ -1071,6 +1071,37 @@ describe('a port in a process of its own', () => {
       }
     });
   }
+
+  it('keeps a dropped port with a pending receive() or a running messages() loop alive: both still deliver', async () => {
+    const { code, output } = await runChild(`
+      const { FilterPort } = require('fltport');
+      const { kernel } = require('./emulator/test-kernel/test-kernel.js');
+      const collect = async () => {
+        for (let i = 0; i < 10; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 50)); }
+      };
+      (async () => {
+        // Only WeakRefs are kept: the pending operations alone must keep the ports alive.
+        const received = [];
+        const dropped = [];
+        {
+          const reader = await FilterPort.connect(${JSON.stringify(host.portName)});
+          reader.receive().then((message) => received.push('receive ' + message.data.readBigUInt64LE(0)));
+          const looper = await FilterPort.connect(${JSON.stringify(host.portName)});
+          (async () => { for await (const message of looper.messages()) received.push('messages ' + message.data.readBigUInt64LE(0)); })();
+          dropped.push(new WeakRef(reader), new WeakRef(looper));
+        }
+        await collect();
+        const alive = dropped.map((ref) => ref.deref()).filter(Boolean);
+        console.log('alive after gc', alive.length);
+        for (const port of alive) await kernel.notify(port, { count: 1 });
+        for (let i = 0; i < 100 && received.length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+        console.log('received', received.sort().join(', '));
+        process.exit(0);
+      })().catch((e) => { console.error(e); process.exit(1); });`, { args: ['--expose-gc'] });
+    assert.equal(code, 0, output);
+    assert.match(output, /alive after gc 2\b/);
+    assert.match(output, /received messages 0, receive 0\n/);
+  });
 
   it('closes the handle of a port garbage-collected without close(), without crashing', async () => {
     const { code, output } = await runChild(`
