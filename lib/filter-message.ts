@@ -9,7 +9,7 @@ export const REPLY_HEADER_BYTES = 16;
 export interface ReplyOptions {
   /** The NTSTATUS in FILTER_REPLY_HEADER.Status (default 0, STATUS_SUCCESS). */
   status?: number;
-  /** Encode `payload` (a plain object) with this koffi type. */
+  /** Encode `payload` with this koffi type when it is an object (a Uint8Array is always sent as it is). */
   type?: StructType;
 }
 

@@ -148,6 +148,13 @@ describe('FilterPort against the emulator', function () {
       const port = await connect();
       const payload = Buffer.from('bytes, not a struct');
       assert.deepEqual(await port.send(command(OP.ECHO, [], payload), { type: Probe, replyBytes: 64 }), payload);
+      // reply() follows the same rule.
+      await kernel.notify(port, { count: 2, replyLength: 8 });
+      for (let i = 0; i < 2; i += 1) {
+        const message = await port.receive();
+        await message.reply(message.data.subarray(0, 8), { type: Probe });
+      }
+      assert.equal((await kernel.wait(port)).matched, 2);
     });
 
     it('refuses replyBytes smaller than replyType before any call', async () => {
