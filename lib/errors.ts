@@ -10,7 +10,8 @@ export type FltportErrorCode =
   | 'ERR_FLTPORT_SYNC_HANDLE'
   | 'ERR_FLTPORT_REPLY_NOT_EXPECTED'
   | 'ERR_FLTPORT_ALREADY_REPLIED'
-  | 'ERR_FLTPORT_NO_TYPE';
+  | 'ERR_FLTPORT_NO_TYPE'
+  | 'ERR_FLTPORT_FAILURE_REPLY';
 
 export class FltportError extends Error {
   readonly code: FltportErrorCode;
@@ -56,6 +57,19 @@ export class WinError extends Error {
     else this.hresult = number;
     if (init.systemMessage) this.systemMessage = init.systemMessage;
   }
+}
+
+/**
+ * The port's end (a disconnect seen by one call) as another call reports it: the same failure,
+ * with `syscall` naming the call that was asked for.
+ */
+export function failureOf(error: unknown, syscall: string): unknown {
+  if (!(error instanceof WinError) || error.syscall === syscall) return error;
+  const init: WinErrorInit = { syscall };
+  if (error.hresult !== undefined) init.hresult = error.hresult;
+  else if (error.ntstatus !== undefined) init.ntstatus = error.ntstatus;
+  if (error.systemMessage !== undefined) init.systemMessage = error.systemMessage;
+  return new WinError(init);
 }
 
 export class AbortError extends Error {
@@ -104,6 +118,11 @@ export function invalidArgValue(name: string, reason: string): TypeError {
 export function outOfRange(name: string, range: string, actual: unknown): RangeError {
   const error = new RangeError(`${name} must be ${range}, received ${describe(actual)}`);
   return Object.assign(error, { code: 'ERR_OUT_OF_RANGE' });
+}
+
+/** Node's code for a callback's result that is not what it must return. */
+export function invalidReturnValue(message: string): TypeError {
+  return Object.assign(new TypeError(message), { code: 'ERR_INVALID_RETURN_VALUE' });
 }
 
 function describe(value: unknown): string {

@@ -1,6 +1,6 @@
 // FilterMessage: one message from the minifilter (FilterGetMessage), and its reply.
 import { FltportError, invalidArgType, outOfRange } from './errors';
-import { type StructType, decodeStruct, encodeStruct } from './structs';
+import { type StructType, checkOptionalType, decodeStruct, toPayload } from './structs';
 import { checkOptionsObject } from './validate';
 
 /** sizeof(FILTER_REPLY_HEADER): the kernel's reply length as user mode sees it includes it. */
@@ -9,7 +9,7 @@ export const REPLY_HEADER_BYTES = 16;
 export interface ReplyOptions {
   /** The NTSTATUS in FILTER_REPLY_HEADER.Status (default 0, STATUS_SUCCESS). */
   status?: number;
-  /** Encode `payload` (a plain object) with this koffi type. */
+  /** Encode `payload` with this koffi type when it is an object (a Uint8Array is always sent as it is). */
   type?: StructType;
 }
 
@@ -73,13 +73,13 @@ export class FilterMessage<T = unknown> {
     if (!Number.isInteger(status) || status < -0x80000000 || status > 0xffffffff) {
       throw outOfRange('options.status', 'a 32-bit NTSTATUS', status);
     }
-    const bytes = this.#claimReply(payload, raw.type as StructType | undefined);
+    const bytes = this.#claimReply(payload, checkOptionalType(raw.type, 'options.type'));
     await this.#sendReply(this.id, status, bytes);
   }
 
   /** reply()'s checks after the status's: marks the message replied and returns the payload to send. */
   #claimReply(payload: unknown, type: StructType | undefined): Uint8Array | null {
-    const bytes = this.#replyBytesOf(payload, type);
+    const bytes = payload === undefined ? null : toPayload(payload, type, 'payload');
     if (!this.expectsReply) {
       throw new FltportError('ERR_FLTPORT_REPLY_NOT_EXPECTED', `message ${this.id} expects no reply`);
     }
@@ -93,12 +93,5 @@ export class FilterMessage<T = unknown> {
 
   static {
     claim = (message, payload, type) => message.#claimReply(payload, type);
-  }
-
-  #replyBytesOf(payload: unknown, type: StructType | undefined): Uint8Array | null {
-    if (type !== undefined) return encodeStruct(type, payload, 'options.type');
-    if (payload === undefined) return null;
-    if (!(payload instanceof Uint8Array)) throw invalidArgType('payload', 'a Uint8Array (or an object with options.type)', payload);
-    return payload;
   }
 }

@@ -1,13 +1,14 @@
 // FilterPort: a connection to a minifilter's communication port (fltlib.dll).
 import { loadNative } from '../binding/loader';
 import type { NativeFilterPort, NativeMessage, NativeMessageStream } from '../binding/native';
-import { AbortError, FltportError, WinError, abortErrorFor, fromNative } from './errors';
+import { AbortError, FltportError, WinError, abortErrorFor, failureOf, fromNative, invalidArgType, invalidReturnValue, outOfRange } from './errors';
 import { settleOnce } from './abort';
 import { FilterMessage, type SendReply, claimReply } from './filter-message';
-import { type StructType, decodeStruct, encodeStruct, structSize } from './structs';
+import { type StructType, checkOptionalType, decodeStruct, structSize, toPayload } from './structs';
 import {
   MAX_CONTEXT_BYTES,
   MAX_PAYLOAD_BYTES,
+  checkBytes,
   checkOptionalBoolean,
   checkOptionalBytes,
   checkOptionalFunction,
@@ -21,7 +22,10 @@ import {
 const MESSAGE_HEADER_BYTES = 16;
 /** ERROR_INVALID_HANDLE as an HRESULT: how user mode sees STATUS_PORT_DISCONNECTED. */
 const HRESULT_INVALID_HANDLE = 0x80070006;
-/** STATUS_UNSUCCESSFUL: the reply status serve() sends when a handler throws or returns what cannot be a reply. */
+/**
+ * STATUS_UNSUCCESSFUL: the reply status serve() sends, with the fail-safe verdict as payload, when a
+ * handler throws or returns what cannot be a reply.
+ */
 export const HANDLER_FAILED_STATUS = 0xc0000001;
 const DEFAULT_BUFFER_BYTES = 16 * 1024;
 const DEFAULT_PENDING = 16;
@@ -39,9 +43,9 @@ export interface FilterConnectOptions {
 }
 
 export interface SendOptions {
-  /** Size of the output buffer handed to MessageNotify (default 0, or the size of replyType). */
+  /** Size of the output buffer handed to MessageNotify (default 0, or the size of replyType; never less than that). */
   replyBytes?: number;
-  /** Encode `data` (a plain object) with this koffi type. */
+  /** Encode `data` with this koffi type when it is an object (a Uint8Array is always sent as it is). */
   type?: StructType;
   /** Decode the output with this koffi type; send() then resolves with the object. */
   replyType?: StructType;
@@ -62,13 +66,22 @@ export interface MessagesOptions extends ReceiveOptions {
   pending?: number;
 }
 
-export interface ServeOptions extends MessagesOptions {
+/**
+ * The agent's fail-safe verdict, the payload of every HANDLER_FAILED_STATUS reply: bytes, an object
+ * encoded with `replyType` (both checked when serve() starts), or a function giving either for
+ * one failed message. It is zero-padded to the message's `replyBytes`.
+ */
+export type FailureReply<T = unknown> = Uint8Array | object | ((message: FilterMessage<T>, error: unknown) => Uint8Array | object);
+
+export interface ServeOptions<T = unknown> extends MessagesOptions {
   /** Handlers running at once (default: pending). */
   concurrency?: number;
-  /** Encode the handlers' results with this koffi type. */
+  /** Encode the handlers' results with this koffi type when they are objects (a Uint8Array is sent as it is). */
   replyType?: StructType;
-  /** Called with a handler's error (the message then gets HANDLER_FAILED_STATUS) or a failed reply. */
-  onError?: (error: unknown, message: FilterMessage) => void;
+  /** The payload of a failed handler's reply (default: `replyBytes` zero bytes). */
+  failureReply?: FailureReply<T>;
+  /** Called with a handler's error (the message then gets HANDLER_FAILED_STATUS), a failureReply's, or a reply that could not be sent. */
+  onError?: (error: unknown, message: FilterMessage<T>) => void;
 }
 
 export interface ServeStats {
@@ -77,7 +90,12 @@ export interface ServeStats {
   replied: number;
   /** Replies that came after the kernel stopped waiting (ERROR_FLT_NO_WAITER_FOR_REPLY). */
   lateReplies: number;
-  /** Handlers that threw or returned what cannot be a reply (answered with HANDLER_FAILED_STATUS). */
+  /** Replies serve() could not send (the port closed or disconnected, or the call failed); each also goes to onError. */
+  unsentReplies: number;
+  /**
+   * Handlers that threw, returned what cannot be a reply, or returned undefined for a message
+   * that expects a reply without replying themselves (answered with HANDLER_FAILED_STATUS).
+   */
   failed: number;
 }
 
@@ -113,7 +131,8 @@ export class FilterPort {
   readonly #readers = new Set<(message: NativeMessage) => void>();
   #nextReadId = 0;
   /** FilterMessage.reply(): one function for every message. */
-  readonly #sendReply: SendReply = (id, status, payload) => this.#track(() => this.#native.reply(id, status, payload, false), undefined);
+  readonly #sendReply: SendReply = (id, status, payload) =>
+    this.#track('FilterReplyMessage', () => this.#native.reply(id, status, payload, false), undefined);
 
   private constructor(name: string, native: NativeFilterPort) {
     this.name = name;
@@ -152,14 +171,13 @@ export class FilterPort {
     let replyType: StructType | undefined;
     try {
       const raw = checkOptionsObject(options);
-      const type = raw.type as StructType | undefined;
-      replyType = raw.replyType as StructType | undefined;
-      const input = type === undefined ? checkPayload(data, 'data') : encodeStruct(type, data, 'options.type');
-      const replyBytes =
-        checkOptionalInteger(raw.replyBytes, 'options.replyBytes', 0, MAX_PAYLOAD_BYTES) ??
-        (replyType === undefined ? 0 : structSize(replyType, 'options.replyType'));
+      const type = checkOptionalType(raw.type, 'options.type');
+      replyType = checkOptionalType(raw.replyType, 'options.replyType');
+      const input = toPayload(data, type, 'data');
+      const replyTypeBytes = replyType === undefined ? 0 : structSize(replyType, 'options.replyType');
+      const replyBytes = checkOptionalInteger(raw.replyBytes, 'options.replyBytes', replyTypeBytes, MAX_PAYLOAD_BYTES) ?? replyTypeBytes;
       const signal = checkOptionalSignal(raw.signal);
-      output = this.#track(() => this.#native.send(input, replyBytes), signal);
+      output = this.#track('FilterSendMessage', () => this.#native.send(input, replyBytes), signal);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -220,22 +238,23 @@ export class FilterPort {
 
   /**
    * The scanner loop: `pending` reads outstanding, up to `concurrency` handlers at once, each
-   * message answered with its handler's result (status 0) or, when the handler throws or returns
-   * what cannot be a reply, with HANDLER_FAILED_STATUS. Resolves when the port closes or the
-   * signal aborts, after every handler and reply has settled; rejects with the WinError when the
-   * kernel disconnects.
+   * message answered with its handler's result (status 0) or, when the handler fails (throws,
+   * returns what cannot be a reply, or returns undefined for a message that expects a reply
+   * without replying itself), with HANDLER_FAILED_STATUS and the fail-safe verdict. Resolves when
+   * the port closes or the signal aborts, after every handler and reply has settled; rejects with
+   * the WinError when the kernel disconnects.
    */
-  async serve<T = unknown>(handler: MessageHandler<T>, options?: ServeOptions): Promise<ServeStats> {
-    if (typeof handler !== 'function') throw new TypeError('handler must be a function');
+  async serve<T = unknown>(handler: MessageHandler<T>, options?: ServeOptions<T>): Promise<ServeStats> {
+    if (typeof handler !== 'function') throw invalidArgType('handler', 'a function', handler);
     const raw = checkOptionsObject(options);
     const { bufferBytes, type, signal, pending } = checkMessagesOptions(options);
     const concurrency = checkOptionalInteger(raw.concurrency, 'options.concurrency', 1, 1 << 20) ?? pending;
-    const onError = checkOptionalFunction<NonNullable<ServeOptions['onError']>>(raw.onError, 'options.onError');
-    const replyType = raw.replyType as StructType | undefined;
-    if (replyType !== undefined) structSize(replyType, 'options.replyType');
+    const onError = checkOptionalFunction<NonNullable<ServeOptions<T>['onError']>>(raw.onError, 'options.onError');
+    const replyType = checkOptionalType(raw.replyType, 'options.replyType');
+    const failureReply = checkFailureReply<T>(raw.failureReply, replyType);
 
-    const stats: ServeStats = { received: 0, replied: 0, lateReplies: 0, failed: 0 };
-    const report = (error: unknown, message: FilterMessage) => {
+    const stats: ServeStats = { received: 0, replied: 0, lateReplies: 0, unsentReplies: 0, failed: 0 };
+    const report = (error: unknown, message: FilterMessage<T>) => {
       if (onError === undefined) {
         process.emitWarning(error instanceof Error ? error : new Error(String(error)), 'FltportServeWarning');
         return;
@@ -314,48 +333,75 @@ export class FilterPort {
     };
     const replyFailed = (nativeError: unknown, message: FilterMessage<T>) => {
       replies -= 1;
-      const error = this.#failure(nativeError);
-      if (error instanceof WinError && error.code === 'ERROR_FLT_NO_WAITER_FOR_REPLY') stats.lateReplies += 1;
-      else if (!this.closed) report(error, message);
+      const error = failureOf(this.#failure(nativeError), 'FilterReplyMessage');
+      if (error instanceof WinError && error.code === 'ERROR_FLT_NO_WAITER_FOR_REPLY') {
+        stats.lateReplies += 1;
+      } else {
+        stats.unsentReplies += 1;
+        report(error, message);
+      }
       changed();
     };
     const sendReply = (message: FilterMessage<T>, status: number, payload: Uint8Array | null) => {
       replies += 1;
       let sent: Promise<void>;
       try {
-        sent = this.#native.reply(message.id, status, payload, true);
+        sent = this.#endError === undefined ? this.#native.reply(message.id, status, payload, true) : Promise.reject(this.#endError);
       } catch (error) {
         sent = Promise.reject(error);
       }
       sent.then(replied, (error: unknown) => replyFailed(error, message));
     };
-    const answer = (message: FilterMessage<T>, result: unknown, status: number) => {
+    /** The payload of a failed handler's reply: the fail-safe verdict, zero-padded to replyBytes; zeros when there is none. */
+    const failurePayload = (message: FilterMessage<T>, handlerError: unknown): Uint8Array => {
+      const payload = Buffer.alloc(message.replyBytes);
+      if (failureReply === undefined) return payload;
+      try {
+        const verdict = typeof failureReply === 'function' ? toPayload(failureReply(message, handlerError), replyType, 'the failureReply result') : failureReply;
+        if (verdict.byteLength > payload.byteLength) {
+          throw outOfRange('the failure reply', `at most ${payload.byteLength} bytes (the kernel's reply buffer)`, verdict.byteLength);
+        }
+        payload.set(verdict);
+      } catch (cause) {
+        const error = new FltportError('ERR_FLTPORT_FAILURE_REPLY', `options.failureReply gave no verdict for message ${message.id}: the kernel gets ${payload.byteLength} zero bytes`, { cause });
+        report(error, message);
+      }
+      return payload;
+    };
+    /** A failed handler: reported, and its message answered with HANDLER_FAILED_STATUS and the fail-safe verdict. */
+    const failed = (message: FilterMessage<T>, error: unknown) => {
+      stats.failed += 1;
+      report(error, message);
+      if (!message.expectsReply || message.replied) return; // onError may have answered it
+      const payload = failurePayload(message, error);
+      if (message.replied) return; // so may failureReply
+      claimReply(message, payload, undefined);
+      sendReply(message, HANDLER_FAILED_STATUS, payload);
+    };
+    const answer = (message: FilterMessage<T>, result: unknown) => {
       handlers -= 1;
       try {
         if (!message.expectsReply || message.replied) return;
-        let payload: Uint8Array | null = null;
-        if (status === 0) {
-          try {
-            payload = claimReply(message, result, replyType);
-          } catch (error) {
-            stats.failed += 1;
-            report(error, message);
-            status = HANDLER_FAILED_STATUS;
-          }
+        let payload: Uint8Array | null;
+        try {
+          if (result === undefined) throw noReplyError(message);
+          payload = claimReply(message, result, replyType);
+        } catch (error) {
+          failed(message, error);
+          return;
         }
-        if (status !== 0) {
-          if (message.replied) return; // onError answered it
-          claimReply(message, undefined, undefined);
-        }
-        sendReply(message, status, payload);
+        sendReply(message, 0, payload);
       } finally {
         changed();
       }
     };
     const fail = (message: FilterMessage<T>, error: unknown) => {
-      stats.failed += 1;
-      report(error, message);
-      answer(message, undefined, HANDLER_FAILED_STATUS);
+      handlers -= 1;
+      try {
+        failed(message, error);
+      } finally {
+        changed();
+      }
     };
     const dispatch = (native: NativeMessage) => {
       stats.received += 1;
@@ -367,7 +413,7 @@ export class FilterPort {
         if (isThenable(result)) {
           // Adopted as await would: a `then` that throws or calls back twice is the promise's problem.
           new Promise((resolve) => resolve(result)).then(
-            (value) => answer(message, value, 0),
+            (value) => answer(message, value),
             (error: unknown) => fail(message, error),
           );
           return;
@@ -376,7 +422,7 @@ export class FilterPort {
         fail(message, error);
         return;
       }
-      answer(message, result, 0);
+      answer(message, result);
     };
 
     // An abort while every slot is busy ends the loop at once; the handlers still settle first.
@@ -439,7 +485,7 @@ export class FilterPort {
    */
   #openInbox(bufferBytes: number, pending: number, signal: AbortSignal | undefined): Inbox {
     if (signal?.aborted) throw abortErrorFor(signal);
-    if (this.#endError !== undefined) throw this.#endError;
+    if (this.#endError !== undefined) throw failureOf(this.#endError, 'FilterGetMessage');
 
     // Messages others left (#unclaimed, #adopt) come first; only the stream's own count as consumed.
     const handedOver: NativeMessage[] = this.#unclaimed.splice(0);
@@ -460,7 +506,7 @@ export class FilterPort {
     };
     const ending: Pending = {
       fail: (error) => {
-        failure ??= error;
+        failure ??= failureOf(error, 'FilterGetMessage');
         notify();
       },
     };
@@ -486,6 +532,8 @@ export class FilterPort {
       take: () => {
         // First: with messages arriving as fast as they are taken, the queues may never be empty.
         if (signal?.aborted) throw abortErrorFor(signal);
+        // After close() nothing more is handed out: the messages read before it could not be answered.
+        if (isClosedError(this.#endError)) return null;
         const next = handedOver.shift();
         if (next !== undefined) return next;
         const batch = batches[0];
@@ -500,7 +548,7 @@ export class FilterPort {
           return own;
         }
         if (failure === undefined) return undefined;
-        if (failure instanceof FltportError && failure.code === 'ERR_FLTPORT_CLOSED') return null;
+        if (isClosedError(failure)) return null;
         throw failure;
       },
       onArrival: (callback) => {
@@ -539,6 +587,7 @@ export class FilterPort {
     const readId = this.#nextReadId;
     this.#nextReadId = (this.#nextReadId + 1) >>> 0;
     return this.#track(
+      'FilterGetMessage',
       () => this.#native.read(MESSAGE_HEADER_BYTES + bufferBytes, readId),
       signal,
       () => this.#native.cancelRead(readId),
@@ -547,21 +596,22 @@ export class FilterPort {
   }
 
   /**
-   * Runs one native call so that its promise settles exactly once: with the call's outcome, or
-   * earlier with an AbortError (then `cancel` runs) or with the port's end. A result that
-   * arrives after that goes to `orphan`.
+   * Runs one native call (of the Windows function `syscall`) so that its promise settles exactly
+   * once: with the call's outcome, or earlier with an AbortError (then `cancel` runs) or with the
+   * port's end. A result that arrives after that goes to `orphan`.
    */
   #track<T>(
+    syscall: string,
     start: () => Promise<T>,
     signal: AbortSignal | undefined,
     cancel?: () => void,
     orphan?: (late: T) => void,
   ): Promise<T> {
-    if (this.#endError !== undefined) return Promise.reject(this.#endError);
+    if (this.#endError !== undefined) return Promise.reject(failureOf(this.#endError, syscall));
     if (signal?.aborted) return Promise.reject(abortErrorFor(signal));
     const work = start();
     return new Promise<T>((resolve, reject) => {
-      const call = new TrackedCall(this.#pending, resolve, reject, signal, cancel);
+      const call = new TrackedCall(this.#pending, syscall, resolve, reject, signal, cancel);
       work.then(
         (value) => {
           if (!call.succeed(value)) orphan?.(value);
@@ -575,6 +625,7 @@ export class FilterPort {
 /** A native call in flight (FilterPort#track): its promise settles exactly once. */
 class TrackedCall<T> implements Pending {
   readonly #calls: Set<Pending>;
+  readonly #syscall: string;
   readonly #resolve: (value: T) => void;
   readonly #reject: (error: unknown) => void;
   readonly #signal: AbortSignal | undefined;
@@ -583,12 +634,14 @@ class TrackedCall<T> implements Pending {
 
   constructor(
     calls: Set<Pending>,
+    syscall: string,
     resolve: (value: T) => void,
     reject: (error: unknown) => void,
     signal: AbortSignal | undefined,
     cancel: (() => void) | undefined,
   ) {
     this.#calls = calls;
+    this.#syscall = syscall;
     this.#resolve = resolve;
     this.#reject = reject;
     this.#signal = signal;
@@ -610,10 +663,11 @@ class TrackedCall<T> implements Pending {
     return true;
   }
 
+  /** A port's end that another call saw is reported as a failure of this call's own syscall. */
   fail(error: unknown): void {
     if (this.#settled) return;
     this.#finish();
-    this.#reject(error);
+    this.#reject(failureOf(error, this.#syscall));
   }
 
   #finish(): void {
@@ -634,17 +688,31 @@ function isDisconnect(error: unknown): error is WinError {
   return error instanceof WinError && error.hresult === HRESULT_INVALID_HANDLE;
 }
 
-function checkPayload(data: unknown, name: string): Uint8Array {
-  if (!(data instanceof Uint8Array)) throw new TypeError(`${name} must be a Uint8Array (or an object with options.type)`);
-  if (data.byteLength > MAX_PAYLOAD_BYTES) throw new RangeError(`${name} must be at most ${MAX_PAYLOAD_BYTES} bytes`);
-  return data;
+function isClosedError(error: unknown): boolean {
+  return error instanceof FltportError && error.code === 'ERR_FLTPORT_CLOSED';
+}
+
+function noReplyError(message: FilterMessage): TypeError {
+  return invalidReturnValue(
+    `the handler returned undefined for message ${message.id}, which expects a reply: return the reply, or reply with message.reply()`,
+  );
+}
+
+/** options.failureReply: bytes or an object (encoded now, once), or a function called per failed message. */
+function checkFailureReply<T>(value: unknown, replyType: StructType | undefined): Uint8Array | ((message: FilterMessage<T>, error: unknown) => unknown) | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value === 'function') return value as (message: FilterMessage<T>, error: unknown) => unknown;
+  if (value instanceof Uint8Array) return Buffer.from(checkBytes(value, 'options.failureReply', MAX_PAYLOAD_BYTES));
+  if (typeof value !== 'object' || value === null || replyType === undefined) {
+    throw invalidArgType('options.failureReply', 'a Uint8Array, a function, or an object with options.replyType', value);
+  }
+  return toPayload(value, replyType, 'options.failureReply');
 }
 
 function checkReceiveOptions(options: unknown) {
   const raw = checkOptionsObject(options);
   const bufferBytes = checkOptionalInteger(raw.bufferBytes, 'options.bufferBytes', 0, MAX_PAYLOAD_BYTES) ?? DEFAULT_BUFFER_BYTES;
-  const type = raw.type as StructType | undefined;
-  if (type !== undefined) structSize(type, 'options.type');
+  const type = checkOptionalType(raw.type, 'options.type');
   return { bufferBytes, type, signal: checkOptionalSignal(raw.signal) };
 }
 

@@ -1,5 +1,6 @@
 export { FilterPort, HANDLER_FAILED_STATUS } from './filter-port';
 export type {
+  FailureReply,
   FilterConnectOptions,
   MessageHandler,
   MessagesOptions,

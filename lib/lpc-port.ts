@@ -17,6 +17,7 @@ import {
 } from './port-message';
 import {
   checkOptionalBoolean,
+  checkBytes,
   checkOptionalBytes,
   checkOptionalInteger,
   checkOptionalSignal,
@@ -99,7 +100,7 @@ export class LpcView {
   /** Copies `data` into the view at `offset`. */
   write(offset: number, data: Uint8Array): void {
     const start = checkOffset(offset, this.bytes);
-    if (!(data instanceof Uint8Array)) throw invalidArgType('data', 'a Uint8Array', data);
+    checkBytes(data, 'data', this.bytes);
     if (start + data.byteLength > this.bytes) {
       throw outOfRange('offset + data.byteLength', `at most the view's ${this.bytes} bytes`, start + data.byteLength);
     }
@@ -649,11 +650,9 @@ class Calls {
   }
 }
 
+/** At most `maxBytes`: the port's message limit. */
 function checkPayload(payload: unknown, name: string, maxBytes: number): Uint8Array {
-  if (payload === undefined) return new Uint8Array(0);
-  if (!(payload instanceof Uint8Array)) throw invalidArgType(name, 'a Uint8Array', payload);
-  if (payload.byteLength > maxBytes) throw outOfRange(`${name}.byteLength`, `at most ${maxBytes} (the port's message limit)`, payload.byteLength);
-  return payload;
+  return payload === undefined ? new Uint8Array(0) : checkBytes(payload, name, maxBytes);
 }
 
 function checkViewOption(value: unknown, name: string): number {

@@ -31,10 +31,28 @@ export function checkOptionalBoolean(value: unknown, name: string): boolean | un
 }
 
 export function checkOptionalBytes(value: unknown, name: string, maxBytes: number): Uint8Array | undefined {
-  if (value === undefined) return undefined;
+  return value === undefined ? undefined : checkBytes(value, name, maxBytes);
+}
+
+/** A Uint8Array of at most `maxBytes`; a view over a detached ArrayBuffer is refused, not taken as 0 bytes. */
+export function checkBytes(value: unknown, name: string, maxBytes: number): Uint8Array {
   if (!(value instanceof Uint8Array)) throw invalidArgType(name, 'a Uint8Array', value);
+  if (value.byteLength === 0 && isDetached(value.buffer)) {
+    throw invalidArgValue(name, 'must not be a view of a detached ArrayBuffer');
+  }
   if (value.byteLength > maxBytes) throw outOfRange(`${name}.byteLength`, `at most ${maxBytes}`, value.byteLength);
   return value;
+}
+
+/** A detached buffer has 0 bytes; so has an empty one, but only a detached one cannot take a new view. */
+function isDetached(buffer: ArrayBufferLike): boolean {
+  if (buffer.byteLength !== 0) return false;
+  try {
+    new Uint8Array(buffer);
+    return false;
+  } catch {
+    return true;
+  }
 }
 
 export function checkOptionalSignal(value: unknown, name = 'options.signal'): AbortSignal | undefined {

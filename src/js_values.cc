@@ -37,6 +37,10 @@ bool ReadOptionalBytes(const Napi::Value& value, const char* name, size_t maxByt
     return Throw(env, false, "ERR_INVALID_ARG_TYPE", std::string(name) + " must be a Uint8Array");
   }
   Napi::Uint8Array bytes = value.As<Napi::Uint8Array>();
+  // A view over a detached ArrayBuffer reports 0 bytes: refuse it rather than send nothing.
+  if (bytes.ByteLength() == 0 && bytes.ArrayBuffer().IsDetached()) {
+    return Throw(env, false, "ERR_INVALID_ARG_VALUE", std::string(name) + " must not be a view of a detached ArrayBuffer");
+  }
   if (bytes.ByteLength() > maxBytes) {
     return Throw(env, true, "ERR_OUT_OF_RANGE",
                  std::string(name) + " must be at most " + std::to_string(maxBytes) + " bytes");

@@ -6,7 +6,7 @@ const { spawn } = require('node:child_process');
 const { once } = require('node:events');
 const path = require('node:path');
 const koffi = require('koffi');
-const { FilterPort, FilterMessage, WinError, FltportError, AbortError } = require('fltport');
+const { FilterPort, FilterMessage, WinError, FltportError, AbortError, HANDLER_FAILED_STATUS, MAX_PAYLOAD_BYTES } = require('fltport');
 const { loadNative } = require('../../dist/binding/loader.js');
 const { startKernel, kernel, sequenceOf, command, OP, NO_REPLY_BUFFER } = require('../../emulator/test-kernel/test-kernel.js');
 
@@ -141,6 +141,49 @@ describe('FilterPort against the emulator', function () {
       // ECHO returns the bytes after the 24-byte header: here the UTF-16 text.
       const reply = await port.send(sent, { type: Probe, replyType: koffi.array('char16_t', 8) });
       assert.equal(reply, 'hi');
+    });
+
+    it('sends a Uint8Array as it is, with or without options.type', async () => {
+      const Probe = koffi.struct('FltportTestProbeBytes', { op: 'uint32_t', args: koffi.array('uint32_t', 5) });
+      const port = await connect();
+      const payload = Buffer.from('bytes, not a struct');
+      assert.deepEqual(await port.send(command(OP.ECHO, [], payload), { type: Probe, replyBytes: 64 }), payload);
+      // reply() follows the same rule.
+      await kernel.notify(port, { count: 2, replyLength: 8 });
+      for (let i = 0; i < 2; i += 1) {
+        const message = await port.receive();
+        await message.reply(message.data.subarray(0, 8), { type: Probe });
+      }
+      assert.equal((await kernel.wait(port)).matched, 2);
+    });
+
+    it('refuses replyBytes smaller than replyType before any call', async () => {
+      const Stats = koffi.struct('FltportTestStats8', { a: 'uint32_t', b: 'uint32_t' });
+      const port = await connect();
+      // Were it sent, DISCONNECT would end the connection.
+      await assert.rejects(port.send(command(OP.DISCONNECT, [0]), { replyType: Stats, replyBytes: 4 }), (error) => {
+        assert.ok(error instanceof RangeError);
+        assert.equal(error.code, 'ERR_OUT_OF_RANGE');
+        assert.match(error.message, /options\.replyBytes/);
+        return true;
+      });
+      await delay(200);
+      assert.equal((await kernel.echo(port, Buffer.from('still here'))).toString(), 'still here');
+    });
+
+    it('rejects after a disconnect with a WinError naming FilterSendMessage, not the read that saw it', async () => {
+      const port = await connect();
+      const read = port.receive();
+      await kernel.disconnect(port);
+      await assert.rejects(read, { name: 'WinError', code: 'ERROR_INVALID_HANDLE', syscall: 'FilterGetMessage' });
+      await assert.rejects(port.send(new Uint8Array(24)), (error) => {
+        assert.ok(error instanceof WinError);
+        assert.equal(error.code, 'ERROR_INVALID_HANDLE');
+        assert.equal(error.hresult, 0x80070006);
+        assert.equal(error.syscall, 'FilterSendMessage');
+        assert.match(error.message, /^FilterSendMessage failed with ERROR_INVALID_HANDLE \(0x80070006\)/);
+        return true;
+      });
     });
 
     it('rejects at once on abort, and the port keeps working', async () => {
@@ -423,14 +466,15 @@ describe('FilterPort against the emulator', function () {
       assert.equal(stats.replied, 3);
       const kernelStats = await kernel.wait(port);
       assert.equal(kernelStats.replied, 3);
-      assert.equal(kernelStats.matched, 1);
+      // Matched: message 2, and message 0 through its failure reply's zeros (its sequence number is 0).
+      assert.equal(kernelStats.matched, 2);
       assert.equal(kernelStats.timeouts, 0);
     });
 
     it('resolves with zeros when its signal has aborted already', async () => {
       const port = await connect();
       const stats = await port.serve(() => assert.fail('no handler runs'), { signal: AbortSignal.abort() });
-      assert.deepEqual(stats, { received: 0, replied: 0, lateReplies: 0, failed: 0 });
+      assert.deepEqual(stats, { received: 0, replied: 0, lateReplies: 0, unsentReplies: 0, failed: 0 });
     });
 
     it('answers a result whose `then` throws when read with HANDLER_FAILED_STATUS', async () => {
@@ -453,10 +497,11 @@ describe('FilterPort against the emulator', function () {
         { signal: controller.signal, onError: (error) => errors.push(error.message) },
       );
       assert.deepEqual(errors, ['then broke']);
-      assert.deepEqual(stats, { received: 2, replied: 2, lateReplies: 0, failed: 1 });
+      assert.deepEqual(stats, { received: 2, replied: 2, lateReplies: 0, unsentReplies: 0, failed: 1 });
       const kernelStats = await kernel.wait(port);
       assert.equal(kernelStats.replied, 2);
-      assert.equal(kernelStats.matched, 1);
+      assert.equal(kernelStats.matched, 2); // message 0's failure reply is zeros, its sequence number
+      assert.equal(kernelStats.replyBytesLast, 8);
     });
 
     it('does not reply twice when onError replies to a message whose result could not be a reply', async () => {
@@ -478,7 +523,7 @@ describe('FilterPort against the emulator', function () {
         },
       );
       await Promise.all(late);
-      assert.deepEqual(stats, { received: 2, replied: 0, lateReplies: 0, failed: 2 });
+      assert.deepEqual(stats, { received: 2, replied: 0, lateReplies: 0, unsentReplies: 0, failed: 2 });
       const kernelStats = await kernel.wait(port);
       assert.equal(kernelStats.replied, 2);
       assert.equal(kernelStats.matched, 2);
@@ -511,7 +556,7 @@ describe('FilterPort against the emulator', function () {
       await next.reply(next.data.subarray(0, 8));
       release();
       const stats = await serving;
-      assert.deepEqual(stats, { received: 1, replied: 1, lateReplies: 0, failed: 0 });
+      assert.deepEqual(stats, { received: 1, replied: 1, lateReplies: 0, unsentReplies: 0, failed: 0 });
       const last = await port.receive();
       await last.reply(last.data.subarray(0, 8));
       assert.equal((await kernel.wait(port)).matched, 3);
@@ -529,7 +574,7 @@ describe('FilterPort against the emulator', function () {
         },
         { signal: controller.signal, onError: (error) => assert.fail(`unexpected ${error}`) },
       );
-      assert.deepEqual(stats, { received: 2, replied: 0, lateReplies: 0, failed: 0 });
+      assert.deepEqual(stats, { received: 2, replied: 0, lateReplies: 0, unsentReplies: 0, failed: 0 });
       const kernelStats = await kernel.wait(port);
       assert.equal(kernelStats.replied, 2);
       assert.equal(kernelStats.matched, 2);
@@ -573,6 +618,225 @@ describe('FilterPort against the emulator', function () {
       );
       assert.ok(settledAfterEnd, 'serve() settled while handlers were still running');
       assert.equal(port.closed, true);
+    });
+  });
+
+  describe('serve() fails closed', () => {
+    // The emulator's kernel never sees FILTER_REPLY_HEADER.Status (fltemu ignores it, as the
+    // filter manager may: unverified on Windows), so the status serve() sends is read where it
+    // leaves JS: on the real addon's reply() of each port connected here, which this wraps and
+    // still calls.
+    let sentReplies;
+    let restoreReply;
+    beforeEach(() => {
+      const native = loadNative();
+      const filterConnect = native.filterConnect;
+      sentReplies = [];
+      native.filterConnect = async (...args) => {
+        const nativePort = await filterConnect(...args);
+        const reply = nativePort.reply;
+        Object.defineProperty(nativePort, 'reply', {
+          value(id, status, payload, settleLazily) {
+            sentReplies.push({ status, payload: payload === null ? null : Buffer.from(payload) });
+            return reply.call(this, id, status, payload, settleLazily);
+          },
+        });
+        return nativePort;
+      };
+      restoreReply = () => {
+        native.filterConnect = filterConnect;
+      };
+    });
+    afterEach(() => restoreReply());
+
+    /** Serves `count` notifications (8-byte replies, one at a time) and stops after the last. */
+    const serveNotifications = async (port, count, handler, options = {}) => {
+      await kernel.notify(port, { count, replyLength: 8 });
+      const controller = new AbortController();
+      const errors = [];
+      let seen = 0;
+      const stats = await port.serve(
+        (message) => {
+          seen += 1;
+          if (seen === count) setTimeout(() => controller.abort(), 100);
+          return handler(message);
+        },
+        { onError: (error, message) => errors.push([error, sequenceOf(message)]), ...options, signal: controller.signal },
+      );
+      return { stats, errors, kernelStats: await kernel.wait(port) };
+    };
+    const STATUS_UNSUCCESSFUL = 0xc0000001;
+
+    it('answers a handler that throws with STATUS_UNSUCCESSFUL and replyBytes zero bytes', async () => {
+      const port = await connect();
+      const { stats, errors, kernelStats } = await serveNotifications(port, 2, (message) => {
+        if (sequenceOf(message) === 1n) throw new Error('handler broke');
+        return message.data.subarray(0, 8);
+      });
+      assert.deepEqual(errors.map(([error, sequence]) => [error.message, sequence]), [['handler broke', 1n]]);
+      assert.equal(stats.failed, 1);
+      assert.equal(HANDLER_FAILED_STATUS, STATUS_UNSUCCESSFUL);
+      assert.deepEqual(sentReplies.at(-1), { status: STATUS_UNSUCCESSFUL, payload: Buffer.alloc(8) });
+      // The last reply the kernel got is the failed handler's: a full 8 bytes of zeros, not the header alone.
+      assert.equal(kernelStats.replied, 2);
+      assert.equal(kernelStats.replyBytesLast, 8);
+      assert.equal(kernelStats.matched, 1);
+    });
+
+    it('treats undefined for a message that expects a reply as a failure, unless the handler replied itself', async () => {
+      const port = await connect();
+      const { stats, errors, kernelStats } = await serveNotifications(port, 3, async (message) => {
+        const sequence = sequenceOf(message);
+        if (sequence === 0n) await message.reply(message.data.subarray(0, 8));
+        if (sequence === 1n) return message.data.subarray(0, 8);
+        return undefined;
+      });
+      assert.equal(errors.length, 1);
+      const [error, sequence] = errors[0];
+      assert.equal(sequence, 2n);
+      assert.ok(error instanceof TypeError);
+      assert.equal(error.code, 'ERR_INVALID_RETURN_VALUE');
+      assert.deepEqual(stats, { received: 3, replied: 2, lateReplies: 0, unsentReplies: 0, failed: 1 });
+      assert.deepEqual(sentReplies.at(-1), { status: STATUS_UNSUCCESSFUL, payload: Buffer.alloc(8) });
+      assert.equal(kernelStats.replied, 3);
+      assert.equal(kernelStats.replyBytesLast, 8);
+      assert.equal(kernelStats.matched, 2);
+    });
+
+    it("sends failureReply's verdict, zero-padded to replyBytes, for every kind of failure", async () => {
+      const port = await connect();
+      // The test kernel counts a reply as matched when its first 8 bytes are the sequence number:
+      // the verdict here is exactly that, so every failed message is matched through it.
+      const { stats, errors, kernelStats } = await serveNotifications(
+        port,
+        4,
+        (message) => {
+          const sequence = sequenceOf(message);
+          if (sequence === 0n) throw new Error('thrown');
+          if (sequence === 1n) return 'not bytes';
+          if (sequence === 2n) return Buffer.alloc(9);
+          return Promise.resolve(undefined);
+        },
+        { failureReply: (message) => message.data.subarray(0, 4) },
+      );
+      assert.deepEqual(errors.map(([error, sequence]) => [error.name, sequence]), [['Error', 0n], ['TypeError', 1n], ['RangeError', 2n], ['TypeError', 3n]]);
+      assert.equal(stats.failed, 4);
+      assert.equal(stats.replied, 4);
+      for (const [index, reply] of sentReplies.entries()) {
+        const verdict = Buffer.alloc(8);
+        verdict.writeUInt32LE(index);
+        assert.deepEqual(reply, { status: STATUS_UNSUCCESSFUL, payload: verdict });
+      }
+      assert.equal(kernelStats.replied, 4);
+      assert.equal(kernelStats.matched, 4);
+      assert.equal(kernelStats.replyBytesLast, 8);
+    });
+
+    it('encodes failureReply with replyType, given once as an object or per message by a function', async () => {
+      const Verdict = koffi.struct('FltportTestFailureVerdict', { sequence: 'uint64_t' });
+      const port = await connect();
+      const fromFunction = await serveNotifications(
+        port,
+        2,
+        () => {
+          throw new Error('no verdict');
+        },
+        { replyType: Verdict, failureReply: (message) => ({ sequence: sequenceOf(message) }) },
+      );
+      assert.equal(fromFunction.kernelStats.matched, 2);
+      const fixed = await serveNotifications(
+        port,
+        2,
+        () => {
+          throw new Error('no verdict');
+        },
+        { replyType: Verdict, failureReply: { sequence: 0xffn } },
+      );
+      assert.equal(fixed.stats.failed, 2);
+      assert.deepEqual(sentReplies.slice(2).map((reply) => reply.payload.readBigUInt64LE(0)), [0xffn, 0xffn]);
+    });
+
+    it('falls back to zeros and reports it when failureReply throws or gives what cannot be a verdict', async () => {
+      const port = await connect();
+      const { stats, errors, kernelStats } = await serveNotifications(
+        port,
+        4,
+        (message) => {
+          if (sequenceOf(message) === 0n) return message.data.subarray(0, 8);
+          throw new Error(`handler ${sequenceOf(message)}`);
+        },
+        {
+          failureReply: (message) => {
+            const sequence = sequenceOf(message);
+            if (sequence === 1n) throw new Error('failureReply broke');
+            if (sequence === 2n) return { verdict: 1 }; // an object, without replyType
+            return Buffer.alloc(9, 0xff); // larger than the kernel's 8 bytes
+          },
+        },
+      );
+      assert.equal(stats.failed, 3);
+      const failureReplyErrors = errors.filter(([error]) => error.code === 'ERR_FLTPORT_FAILURE_REPLY');
+      assert.deepEqual(failureReplyErrors.map(([error, sequence]) => [error.cause.name, sequence]), [['Error', 1n], ['TypeError', 2n], ['RangeError', 3n]]);
+      assert.equal(errors.length, 6);
+      for (const reply of sentReplies.slice(1)) assert.deepEqual(reply, { status: STATUS_UNSUCCESSFUL, payload: Buffer.alloc(8) });
+      assert.equal(kernelStats.replied, 4);
+      assert.equal(kernelStats.matched, 1);
+      assert.equal(kernelStats.replyBytesLast, 8);
+    });
+
+    it('refuses a failureReply that cannot be a verdict before any call', async () => {
+      const port = await connect();
+      const handler = () => assert.fail('no handler runs');
+      await assert.rejects(port.serve(handler, { failureReply: 'allow' }), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+      await assert.rejects(port.serve(handler, { failureReply: { allow: 0 } }), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+      const Verdict = koffi.struct('FltportTestVerdictByte', { allow: 'uint8_t' });
+      await assert.rejects(port.serve(handler, { replyType: Verdict, failureReply: { allow: 'no' } }), (error) => {
+        assert.equal(error.code, 'ERR_INVALID_ARG_TYPE');
+        assert.match(error.message, /options\.failureReply\.allow/);
+        return true;
+      });
+    });
+  });
+
+  describe('after close()', () => {
+    it('a messages() loop yields nothing more, although messages were read before close()', async () => {
+      const port = await connect();
+      await kernel.notify(port, { count: 5 });
+      const loop = port.messages({ pending: 8 });
+      assert.equal((await loop.next()).done, false);
+      // The kernel's sender returns once each message is delivered: then all five have been read.
+      for (let stats = await kernel.stats(port); stats.sent < 5; stats = await kernel.stats(port)) await delay(20);
+      await delay(500); // the read messages reach JS in batches
+      await port.close();
+      assert.deepEqual(await loop.next(), { done: true, value: undefined });
+    });
+
+    it('serve() runs no new handler, and counts and reports the replies it could not send', async () => {
+      const port = await connect();
+      for (let i = 0; i < 3; i += 1) await kernel.notify(port, { count: 1, replyLength: 8 });
+      let release;
+      const blocked = new Promise((resolve) => {
+        release = resolve;
+      });
+      let started = 0;
+      const errors = [];
+      const serving = port.serve(
+        async (message) => {
+          started += 1;
+          await blocked;
+          return message.data.subarray(0, 8);
+        },
+        { pending: 4, concurrency: 1, onError: (error) => errors.push(error) },
+      );
+      while (started === 0) await delay(10);
+      await delay(300); // the other two messages are read and wait for the slot
+      await port.close();
+      release();
+      const stats = await serving;
+      assert.equal(started, 1);
+      assert.deepEqual(stats, { received: 1, replied: 0, lateReplies: 0, unsentReplies: 1, failed: 0 });
+      assert.equal(errors.length, 1);
+      assert.ok(isClosedError(errors[0]));
     });
   });
 
@@ -692,6 +956,41 @@ describe('FilterPort against the emulator', function () {
       }
     });
 
+    it('gives Node codes to bad send() data and a handler that is not a function', async () => {
+      await assert.rejects(port.send('text'), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+      await assert.rejects(port.send(new Uint8Array(MAX_PAYLOAD_BYTES + 1)), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+      await assert.rejects(port.serve('handler'), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE', message: /handler/ });
+    });
+
+    it('names the field koffi cannot encode', async () => {
+      const Nested = koffi.struct('FltportTestNested', { op: 'uint32_t', inner: koffi.struct('FltportTestInner', { flags: koffi.array('uint8_t', 2) }) });
+      await assert.rejects(port.send({ op: 'one' }, { type: Nested }), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE', message: /^data\.op cannot be encoded/ });
+      await assert.rejects(port.send({ op: 1, inner: { flags: [1, 'x'] } }, { type: Nested }), { code: 'ERR_INVALID_ARG_TYPE', message: /^data\.inner\.flags\[1\] cannot be encoded/ });
+      await kernel.notify(port, { count: 1, replyLength: 8 });
+      const message = await port.receive();
+      await assert.rejects(message.reply({ op: 'x' }, { type: Nested }), { code: 'ERR_INVALID_ARG_TYPE', message: /^payload\.op cannot be encoded/ });
+      await message.reply(message.data.subarray(0, 8));
+    });
+
+    it('refuses views of a detached ArrayBuffer (send data, reply payload, context) before any call', async () => {
+      const detached = () => {
+        const buffer = new ArrayBuffer(24);
+        const view = new Uint8Array(buffer);
+        structuredClone(buffer, { transfer: [buffer] });
+        return view;
+      };
+      const isDetachedError = (error) => error instanceof TypeError && error.code === 'ERR_INVALID_ARG_VALUE' && /detached/.test(error.message);
+      await assert.rejects(port.send(detached()), isDetachedError);
+      await assert.rejects(FilterPort.connect(host.portName, { context: detached() }), isDetachedError);
+      await kernel.notify(port, { count: 1, replyLength: 8 });
+      const message = await port.receive();
+      await assert.rejects(message.reply(detached()), isDetachedError);
+      // The addon refuses them too, rather than reading 0 bytes.
+      assert.throws(() => loadNative().filterConnect(host.portName, detached(), false, false), isDetachedError);
+      await message.reply(message.data.subarray(0, 8));
+      assert.equal((await kernel.wait(port)).matched, 1);
+    });
+
     it('rejects a reply payload that is not bytes, and a status that is not an NTSTATUS', async () => {
       await kernel.notify(port, { count: 1, replyLength: 8 });
       const message = await port.receive();
@@ -779,6 +1078,64 @@ describe('a port in a process of its own', () => {
       }
     });
   }
+
+  it('keeps the process alive after unref() while a send() is blocked in the kernel (as documented)', async () => {
+    const child = spawn(process.execPath, ['-e', `
+      const { FilterPort } = require('fltport');
+      const { kernel } = require('./emulator/test-kernel/test-kernel.js');
+      FilterPort.connect(${JSON.stringify(host.portName)}).then(async (port) => {
+        // The kernel's sender waits for a reply nobody reads; WAIT waits for that sender.
+        await kernel.notify(port, { count: 1, replyLength: 8 });
+        kernel.wait(port).catch(() => {});
+        port.unref();
+        console.log('waiting');
+      });`], { cwd: path.resolve(__dirname, '..', '..'), stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      let output = '';
+      await new Promise((resolve, reject) => {
+        child.stdout.on('data', (chunk) => {
+          output += chunk;
+          if (output.includes('waiting')) resolve();
+        });
+        child.once('exit', (code) => reject(new Error(`the child exited (${code}) although a send was blocked: ${output}`)));
+      });
+      await delay(1500);
+      assert.equal(child.exitCode, null, 'the child exited although a send was blocked in the kernel');
+    } finally {
+      child.kill();
+    }
+  });
+
+  it('keeps a dropped port with a pending receive() or a running messages() loop alive: both still deliver', async () => {
+    const { code, output } = await runChild(`
+      const { FilterPort } = require('fltport');
+      const { kernel } = require('./emulator/test-kernel/test-kernel.js');
+      const collect = async () => {
+        for (let i = 0; i < 10; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 50)); }
+      };
+      (async () => {
+        // Only WeakRefs are kept: the pending operations alone must keep the ports alive.
+        const received = [];
+        const dropped = [];
+        {
+          const reader = await FilterPort.connect(${JSON.stringify(host.portName)});
+          reader.receive().then((message) => received.push('receive ' + message.data.readBigUInt64LE(0)));
+          const looper = await FilterPort.connect(${JSON.stringify(host.portName)});
+          (async () => { for await (const message of looper.messages()) received.push('messages ' + message.data.readBigUInt64LE(0)); })();
+          dropped.push(new WeakRef(reader), new WeakRef(looper));
+        }
+        await collect();
+        const alive = dropped.map((ref) => ref.deref()).filter(Boolean);
+        console.log('alive after gc', alive.length);
+        for (const port of alive) await kernel.notify(port, { count: 1 });
+        for (let i = 0; i < 100 && received.length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+        console.log('received', received.sort().join(', '));
+        process.exit(0);
+      })().catch((e) => { console.error(e); process.exit(1); });`, { args: ['--expose-gc'] });
+    assert.equal(code, 0, output);
+    assert.match(output, /alive after gc 2\b/);
+    assert.match(output, /received messages 0, receive 0\n/);
+  });
 
   it('closes the handle of a port garbage-collected without close(), without crashing', async () => {
     const { code, output } = await runChild(`

@@ -1,7 +1,7 @@
 'use strict';
 const assert = require('node:assert/strict');
 const { WinError, FltportError, hresultFromWin32, hresultName, ntstatusName } = require('fltport');
-const { fromNative } = require('../../dist/lib/errors.js');
+const { failureOf, fromNative } = require('../../dist/lib/errors.js');
 
 describe('WinError', () => {
   it('names an HRESULT built from a Win32 error by its Win32 name', () => {
@@ -78,5 +78,28 @@ describe('errors from the addon', () => {
   it('pass anything else through unchanged', () => {
     const other = new TypeError('bad');
     assert.equal(fromNative(other), other);
+  });
+});
+
+describe('a port end seen by another call (failureOf)', () => {
+  it('keeps the code, number and text, and names the call that was asked for', () => {
+    const seen = new WinError({ syscall: 'FilterGetMessage', hresult: 0x80070006, systemMessage: 'The handle is invalid.' });
+    const error = failureOf(seen, 'FilterSendMessage');
+    assert.ok(error instanceof WinError);
+    assert.equal(error.syscall, 'FilterSendMessage');
+    assert.equal(error.code, 'ERROR_INVALID_HANDLE');
+    assert.equal(error.hresult, 0x80070006);
+    assert.equal(error.message, 'FilterSendMessage failed with ERROR_INVALID_HANDLE (0x80070006): The handle is invalid.');
+  });
+
+  it('passes the same call and anything but a WinError through unchanged; renames NTSTATUS failures too', () => {
+    const seen = new WinError({ syscall: 'FilterSendMessage', hresult: 0x80070006 });
+    assert.equal(failureOf(seen, 'FilterSendMessage'), seen);
+    const closed = new FltportError('ERR_FLTPORT_CLOSED', 'closed');
+    assert.equal(failureOf(closed, 'FilterSendMessage'), closed);
+    const status = failureOf(new WinError({ syscall: 'NtRequestPort', ntstatus: 0xc0000037 }), 'NtReplyPort');
+    assert.equal(status.ntstatus, 0xc0000037);
+    assert.equal(status.code, 'STATUS_PORT_DISCONNECTED');
+    assert.equal(status.syscall, 'NtReplyPort');
   });
 });

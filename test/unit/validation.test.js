@@ -3,6 +3,15 @@ const assert = require('node:assert/strict');
 const { FilterPort, AbortError, MAX_CONTEXT_BYTES } = require('fltport');
 
 // Every case must be refused before anything platform-specific runs, so these run on Linux.
+
+/** A view whose ArrayBuffer was transferred away: it reads as 0 bytes. */
+function detachedView() {
+  const buffer = new ArrayBuffer(8);
+  const view = new Uint8Array(buffer);
+  structuredClone(buffer, { transfer: [buffer] });
+  return view;
+}
+
 const badConnects = [
   ['a non-string name', [42], TypeError, 'ERR_INVALID_ARG_TYPE', /name must be a string/],
   ['a missing name', [], TypeError, 'ERR_INVALID_ARG_TYPE', /name/],
@@ -13,6 +22,7 @@ const badConnects = [
   ['options that are null', ['\\P', null], TypeError, 'ERR_INVALID_ARG_TYPE', /options/],
   ['a context that is a string', ['\\P', { context: 'abc' }], TypeError, 'ERR_INVALID_ARG_TYPE', /options\.context/],
   ['a context that is an ArrayBuffer', ['\\P', { context: new ArrayBuffer(4) }], TypeError, 'ERR_INVALID_ARG_TYPE', /options\.context/],
+  ['a context viewing a detached ArrayBuffer', ['\\P', { context: detachedView() }], TypeError, 'ERR_INVALID_ARG_VALUE', /options\.context must not be a view of a detached ArrayBuffer/],
   ['a context over the limit', ['\\P', { context: new Uint8Array(MAX_CONTEXT_BYTES + 1) }], RangeError, 'ERR_OUT_OF_RANGE', /65512/],
   ['a syncHandle that is not boolean', ['\\P', { syncHandle: 1 }], TypeError, 'ERR_INVALID_ARG_TYPE', /options\.syncHandle/],
   ['an inheritHandle that is not boolean', ['\\P', { inheritHandle: 'no' }], TypeError, 'ERR_INVALID_ARG_TYPE', /options\.inheritHandle/],
@@ -20,6 +30,10 @@ const badConnects = [
 ];
 
 describe('FilterPort.connect argument checks', () => {
+  it('accepts an empty context (0 bytes, not detached): refused later only for the platform', async () => {
+    await assert.rejects(FilterPort.connect('\\P', { context: new Uint8Array(0) }), { code: 'ERR_FLTPORT_UNSUPPORTED_PLATFORM' });
+  });
+
   for (const [title, args, type, code, message] of badConnects) {
     it(`rejects ${title}`, async () => {
       await assert.rejects(FilterPort.connect(...args), (error) => {
