@@ -24,6 +24,8 @@ const HRESULT_INVALID_HANDLE = 0x80070006;
 /** STATUS_UNSUCCESSFUL: the reply status serve() sends when a handler throws or returns what cannot be a reply. */
 export const HANDLER_FAILED_STATUS = 0xc0000001;
 const DEFAULT_BUFFER_BYTES = 16 * 1024;
+/** How far messages() and serve() grow a read for one larger message, by default. */
+const DEFAULT_MAX_BUFFER_BYTES = 1024 * 1024;
 const DEFAULT_PENDING = 16;
 const MAX_PENDING = 1024;
 
@@ -60,6 +62,18 @@ export interface ReceiveOptions {
 export interface MessagesOptions extends ReceiveOptions {
   /** Reads kept outstanding in the kernel (default 16). */
   pending?: number;
+  /**
+   * A message larger than bufferBytes: its read's buffer doubles up to this payload size
+   * (default 1 MiB, at least bufferBytes) and the message is delivered.
+   */
+  maxBufferBytes?: number;
+  /**
+   * Called with a message that could not be read (larger than maxBufferBytes: a WinError
+   * ERROR_INSUFFICIENT_BUFFER or ERROR_MORE_DATA from FilterGetMessage, whose `bufferBytes` is the
+   * largest payload tried); the loop goes on. `message` is undefined then. Without onError, a
+   * process warning.
+   */
+  onError?: (error: unknown, message: FilterMessage | undefined) => void;
 }
 
 export interface ServeOptions extends MessagesOptions {
@@ -67,8 +81,11 @@ export interface ServeOptions extends MessagesOptions {
   concurrency?: number;
   /** Encode the handlers' results with this koffi type. */
   replyType?: StructType;
-  /** Called with a handler's error (the message then gets HANDLER_FAILED_STATUS) or a failed reply. */
-  onError?: (error: unknown, message: FilterMessage) => void;
+  /**
+   * Called with a handler's error (the message then gets HANDLER_FAILED_STATUS), a failed reply,
+   * or a message that could not be read (then `message` is undefined, see MessagesOptions).
+   */
+  onError?: (error: unknown, message: FilterMessage | undefined) => void;
 }
 
 export interface ServeStats {
@@ -204,8 +221,9 @@ export class FilterPort {
    * read but not yet taken when the loop is left stays for the next reader.
    */
   async *messages<T = unknown>(options?: MessagesOptions): AsyncGenerator<FilterMessage<T>, void, undefined> {
-    const { bufferBytes, type, signal, pending } = checkMessagesOptions(options);
-    const inbox = this.#openInbox(bufferBytes, pending, signal);
+    const { bufferBytes, type, signal, pending, maxBufferBytes } = checkMessagesOptions(options);
+    const onError = checkOptionalFunction<NonNullable<MessagesOptions['onError']>>(checkOptionsObject(options).onError, 'options.onError');
+    const inbox = this.#openInbox(bufferBytes, pending, signal, maxBufferBytes, (error) => reportError(onError, 'FltportMessagesWarning', error, undefined));
     try {
       for (;;) {
         const next = inbox.take();
@@ -228,31 +246,21 @@ export class FilterPort {
   async serve<T = unknown>(handler: MessageHandler<T>, options?: ServeOptions): Promise<ServeStats> {
     if (typeof handler !== 'function') throw new TypeError('handler must be a function');
     const raw = checkOptionsObject(options);
-    const { bufferBytes, type, signal, pending } = checkMessagesOptions(options);
+    const { bufferBytes, type, signal, pending, maxBufferBytes } = checkMessagesOptions(options);
     const concurrency = checkOptionalInteger(raw.concurrency, 'options.concurrency', 1, 1 << 20) ?? pending;
     const onError = checkOptionalFunction<NonNullable<ServeOptions['onError']>>(raw.onError, 'options.onError');
     const replyType = raw.replyType as StructType | undefined;
     if (replyType !== undefined) structSize(replyType, 'options.replyType');
 
     const stats: ServeStats = { received: 0, replied: 0, lateReplies: 0, failed: 0 };
-    const report = (error: unknown, message: FilterMessage) => {
-      if (onError === undefined) {
-        process.emitWarning(error instanceof Error ? error : new Error(String(error)), 'FltportServeWarning');
-        return;
-      }
-      try {
-        onError(error, message);
-      } catch {
-        // onError's own failure must not end the loop.
-      }
-    };
+    const report = (error: unknown, message: FilterMessage | undefined) => reportError(onError, 'FltportServeWarning', error, message);
     // Driven by callbacks, not a loop of awaits: per message only what it needs, and no promise
     // for a handler that returns a value. A handler's slot is free once it has settled; its reply
     // goes on by itself (bounded by the kernel's messages), as a native scanner's completion
     // thread moves on.
     let inbox: Inbox;
     try {
-      inbox = this.#openInbox(bufferBytes, pending, signal);
+      inbox = this.#openInbox(bufferBytes, pending, signal, maxBufferBytes, (error) => report(error, undefined));
     } catch (error) {
       if (error instanceof AbortError) return stats;
       throw error;
@@ -437,7 +445,13 @@ export class FilterPort {
    * A stream of messages for one loop (messages(), serve()), with the messages other readers
    * left first. Throws at once when the signal has aborted or the port has ended.
    */
-  #openInbox(bufferBytes: number, pending: number, signal: AbortSignal | undefined): Inbox {
+  #openInbox(
+    bufferBytes: number,
+    pending: number,
+    signal: AbortSignal | undefined,
+    maxBufferBytes: number,
+    onUnreadable: (error: unknown) => void,
+  ): Inbox {
     if (signal?.aborted) throw abortErrorFor(signal);
     if (this.#endError !== undefined) throw this.#endError;
 
@@ -467,7 +481,8 @@ export class FilterPort {
     const stream = this.#openStream(
       MESSAGE_HEADER_BYTES + bufferBytes,
       pending,
-      (messages) => {
+      (messages, unreadable) => {
+        for (const nativeError of unreadable) onUnreadable(unreadableError(nativeError));
         if (leaving) {
           for (const message of messages) this.#adopt(message);
           return;
@@ -478,6 +493,7 @@ export class FilterPort {
       (nativeError) => {
         if (nativeError !== null) ending.fail(this.#failure(nativeError));
       },
+      MESSAGE_HEADER_BYTES + maxBufferBytes,
     );
     this.#readers.add(adopt);
     this.#pending.add(ending);
@@ -650,8 +666,41 @@ function checkReceiveOptions(options: unknown) {
 
 function checkMessagesOptions(options: unknown) {
   const raw = checkOptionsObject(options);
+  const receive = checkReceiveOptions(options);
+  const maxBufferBytes =
+    checkOptionalInteger(raw.maxBufferBytes, 'options.maxBufferBytes', receive.bufferBytes, MAX_PAYLOAD_BYTES) ??
+    Math.max(DEFAULT_MAX_BUFFER_BYTES, receive.bufferBytes);
   return {
-    ...checkReceiveOptions(options),
+    ...receive,
     pending: checkOptionalInteger(raw.pending, 'options.pending', 1, MAX_PENDING) ?? DEFAULT_PENDING,
+    maxBufferBytes,
   };
+}
+
+/** A message the native stream could not read, as onError gets it: `bufferBytes` is the largest payload tried. */
+function unreadableError(nativeError: Error): unknown {
+  const tried = (nativeError as { bufferBytes?: unknown }).bufferBytes;
+  const error = fromNative(nativeError);
+  if (typeof tried === 'number' && typeof error === 'object' && error !== null) {
+    Object.assign(error, { bufferBytes: tried - MESSAGE_HEADER_BYTES });
+  }
+  return error;
+}
+
+/** To `onError`, or a process warning without one; onError's own failure must not end a loop. */
+function reportError(
+  onError: ((error: unknown, message: FilterMessage | undefined) => void) | undefined,
+  warningType: string,
+  error: unknown,
+  message: FilterMessage | undefined,
+): void {
+  if (onError === undefined) {
+    process.emitWarning(error instanceof Error ? error : new Error(String(error)), warningType);
+    return;
+  }
+  try {
+    onError(error, message);
+  } catch {
+    // ignored, see above
+  }
 }

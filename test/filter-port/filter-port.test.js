@@ -803,3 +803,62 @@ describe('a port in a process of its own', () => {
     assert.match(output, /connections 1\b/);
   });
 });
+
+// Issue 18: whatever completes a read (any status, byte count or header), the process lives and
+// every read ends in a message or a typed error.
+describe('reads that a kernel completes oddly', function () {
+  this.timeout(300000);
+  let host;
+  beforeEach(async () => {
+    host = await startKernel({ maxConnections: 64 });
+  });
+  afterEach(() => host.stop());
+
+  const runChild = async (script, timeoutMs = 240000) => {
+    const child = spawn(process.execPath, ['-e', script], { cwd: path.resolve(__dirname, '..', '..'), stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk) => (output += chunk));
+    child.stderr.on('data', (chunk) => (output += chunk));
+    const timer = setTimeout(() => child.kill(), timeoutMs);
+    const [code] = await once(child, 'exit');
+    clearTimeout(timer);
+    return { code, output };
+  };
+
+  it('survives the split-message scenario 50 times: an aborted messages() loop, then receive(), receive({ bufferBytes: 16 }), receive()', async () => {
+    const { code, output } = await runChild(`
+      const { FilterPort, WinError, AbortError } = require('fltport');
+      const { kernel } = require('./emulator/test-kernel/test-kernel.js');
+      const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+      (async () => {
+        const outcomes = {};
+        for (let run = 0; run < 50; run += 1) {
+          const port = await FilterPort.connect(${JSON.stringify(host.portName)});
+          const controller = new AbortController();
+          const loop = (async () => {
+            for await (const _ of port.messages({ pending: 4, signal: controller.signal })) {}
+          })().catch(() => {});
+          await delay(20);
+          controller.abort();
+          await loop;
+          await kernel.notify(port, { count: 2, payloadBytes: 1000 });
+          for (const options of [{}, { bufferBytes: 16 }, {}]) {
+            let outcome;
+            try {
+              const message = await port.receive({ ...options, signal: AbortSignal.timeout(3000) });
+              outcome = 'message ' + message.data.length;
+            } catch (error) {
+              if (!(error instanceof WinError || error instanceof AbortError)) throw error;
+              outcome = error.code + (error.syscall ? ' ' + error.syscall : '');
+            }
+            outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+          }
+          await port.close();
+        }
+        console.log('outcomes ' + JSON.stringify(outcomes));
+      })().catch((error) => { console.error(error); process.exit(1); });`);
+    assert.equal(code, 0, output);
+    const outcomes = JSON.parse(output.match(/outcomes (.*)/)[1]);
+    assert.equal(Object.values(outcomes).reduce((a, b) => a + b, 0), 150, output);
+  });
+});
