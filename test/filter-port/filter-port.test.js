@@ -8,7 +8,7 @@ const path = require('node:path');
 const koffi = require('koffi');
 const { FilterPort, FilterMessage, WinError, FltportError, AbortError } = require('fltport');
 const { loadNative } = require('../../dist/binding/loader.js');
-const { startKernel, kernel, sequenceOf, command, OP, NO_REPLY_BUFFER } = require('../../emulator/test-kernel/test-kernel.js');
+const { startKernel, kernel, sequenceOf, command, OP, NO_REPLY_BUFFER, RAW_ID_BASE } = require('../../emulator/test-kernel/test-kernel.js');
 
 const STATUS_ACCESS_DENIED = 0xc0000022;
 const STATUS_FLT_NO_WAITER_FOR_REPLY = 0xc01c0020;
@@ -860,5 +860,144 @@ describe('reads that a kernel completes oddly', function () {
     assert.equal(code, 0, output);
     const outcomes = JSON.parse(output.match(/outcomes (.*)/)[1]);
     assert.equal(Object.values(outcomes).reduce((a, b) => a + b, 0), 150, output);
+  });
+
+  describe('headers and sizes at the limits (test kernel RAW)', () => {
+    const MAX_REPLY_BYTES = 64 * 1024 * 1024;
+    let port;
+    beforeEach(async () => {
+      port = await FilterPort.connect(host.portName);
+    });
+    afterEach(() => port.close());
+
+    it('reads a ReplyLength below a reply header as no reply, and caps one near 4 GiB at what a reply can carry', async () => {
+      const limits = [0, 1, 15, 16, 24, 0xfffffff0, 0xffffffff];
+      await kernel.raw(port, limits.map((replyLength) => ({ payloadBytes: 8, replyLength })));
+      const seen = [];
+      for (let i = 0; i < limits.length; i += 1) {
+        const message = await port.receive();
+        assert.equal(message.id, RAW_ID_BASE + sequenceOf(message));
+        seen[Number(sequenceOf(message))] = [message.expectsReply, message.replyBytes];
+        if (sequenceOf(message) === 1n) await assert.rejects(message.reply(), { code: 'ERR_FLTPORT_REPLY_NOT_EXPECTED' });
+        // Nobody waits for a RAW message's reply: the kernel says so, the process goes on.
+        if (message.expectsReply) await assert.rejects(message.reply(Buffer.alloc(8).subarray(0, Math.min(8, message.replyBytes))), { code: 'ERROR_FLT_NO_WAITER_FOR_REPLY' });
+      }
+      const capped = [true, MAX_REPLY_BYTES];
+      assert.deepEqual(seen, [[false, 0], [false, 0], [false, 0], [true, 0], [true, 8], capped, capped]);
+    });
+
+    it('delivers a message id of 0, an empty payload and a payload of exactly the read buffer', async () => {
+      await kernel.raw(port, [{ payloadBytes: 0, replyLength: 0 }], { zeroId: true });
+      const empty = await port.receive({ bufferBytes: 0 });
+      assert.equal(empty.id, 0n);
+      assert.equal(empty.data.length, 0);
+      await kernel.raw(port, [{ payloadBytes: 100, replyLength: 0 }], { firstSequence: 7 });
+      const exact = await port.receive({ bufferBytes: 100 });
+      assert.equal(exact.data.length, 100);
+      assert.equal(sequenceOf(exact), 7n);
+    });
+
+    it('serve() answers odd headers without failing: replies nobody waits for count as late', async () => {
+      const limits = [0, 1, 15, 16, 24, 0xfffffff0, 0xffffffff];
+      await kernel.raw(port, limits.map((replyLength) => ({ payloadBytes: 8, replyLength })));
+      const controller = new AbortController();
+      let received = 0;
+      const stats = await port.serve(
+        (message) => {
+          received += 1;
+          if (received === limits.length) controller.abort();
+          return message.expectsReply ? message.data.subarray(0, Math.min(8, message.replyBytes)) : undefined;
+        },
+        { signal: controller.signal },
+      );
+      assert.deepEqual(stats, { received: limits.length, replied: 0, lateReplies: 4, failed: 0 });
+    });
+  });
+
+  describe('a message larger than bufferBytes (messages(), serve())', () => {
+    let port;
+    beforeEach(async () => {
+      port = await FilterPort.connect(host.portName);
+    });
+    afterEach(() => port.close());
+
+    const sizes = [64, 1000, 5000, 64];
+    const script = sizes.map((payloadBytes) => ({ payloadBytes, replyLength: 0 }));
+
+    it('serve() grows the read, delivers the message and goes on', async () => {
+      await kernel.raw(port, script);
+      const controller = new AbortController();
+      const lengths = [];
+      const stats = await port.serve(
+        (message) => {
+          lengths[Number(sequenceOf(message))] = message.data.length;
+          if (lengths.filter(Boolean).length === sizes.length) controller.abort();
+        },
+        { bufferBytes: 64, pending: 2, signal: controller.signal },
+      );
+      assert.deepEqual(lengths, sizes);
+      assert.equal(stats.received, sizes.length);
+    });
+
+    it('messages() grows the read, delivers the message and goes on', async () => {
+      await kernel.raw(port, script);
+      const lengths = [];
+      for await (const message of port.messages({ bufferBytes: 64, pending: 2 })) {
+        lengths[Number(sequenceOf(message))] = message.data.length;
+        if (lengths.filter(Boolean).length === sizes.length) break;
+      }
+      assert.deepEqual(lengths, sizes);
+    });
+
+    // The emulator keeps a message that no read can take until the kernel gives up on it (its
+    // FltSendMessage timeout); the loop reports it once and goes on with the next ones.
+    const unreadable = async (loop) => {
+      await kernel.raw(port, [{ payloadBytes: 5000, replyLength: 0 }], { timeoutMs: 1500 });
+      await kernel.raw(port, [64, 64, 64].map((payloadBytes) => ({ payloadBytes, replyLength: 0 })), { firstSequence: 1 });
+      const errors = [];
+      const sequences = await loop({ bufferBytes: 64, maxBufferBytes: 1024, pending: 4, onError: (error, message) => errors.push([error, message]) });
+      assert.deepEqual(sequences.sort(), [1n, 2n, 3n]);
+      assert.equal(errors.length, 1);
+      const [error, message] = errors[0];
+      assert.ok(error instanceof WinError);
+      assert.equal(error.code, 'ERROR_INSUFFICIENT_BUFFER');
+      assert.equal(error.syscall, 'FilterGetMessage');
+      assert.equal(error.bufferBytes, 1024);
+      assert.equal(message, undefined);
+      const stats = await kernel.wait(port);
+      assert.equal(stats.timeouts, 1);
+      assert.equal(stats.sent, 3);
+    };
+
+    it('serve() reports a message larger than maxBufferBytes to onError once and goes on', async () => {
+      await unreadable(async (options) => {
+        const controller = new AbortController();
+        const sequences = [];
+        await port.serve(
+          (message) => {
+            sequences.push(sequenceOf(message));
+            if (sequences.length === 3) controller.abort();
+          },
+          { ...options, signal: controller.signal },
+        );
+        return sequences;
+      });
+    });
+
+    it('messages() reports a message larger than maxBufferBytes to onError once and goes on', async () => {
+      await unreadable(async (options) => {
+        const sequences = [];
+        for await (const message of port.messages(options)) {
+          sequences.push(sequenceOf(message));
+          if (sequences.length === 3) break;
+        }
+        return sequences;
+      });
+    });
+
+    it('rejects a maxBufferBytes below bufferBytes before any call', async () => {
+      await assert.rejects(port.messages({ bufferBytes: 100, maxBufferBytes: 99 }).next(), { code: 'ERR_OUT_OF_RANGE' });
+      await assert.rejects(port.serve(() => {}, { bufferBytes: 100, maxBufferBytes: 99 }), { code: 'ERR_OUT_OF_RANGE' });
+    });
   });
 });
