@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <memory>
+#include <new>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -73,11 +74,14 @@ class ReadJob : public CompletionQueue::Job, public ReadOperation {
         port_(std::move(port)),
         connection_(port_->connection),
         readId_(readId),
-        buffer_(new uint8_t[bufferBytes]),
+        buffer_(new (std::nothrow) uint8_t[bufferBytes]),
         bufferBytes_(bufferBytes) {}
 
   Napi::Promise Promise() const { return deferred_.Promise(); }
-  HRESULT Start() { return connection_->StartRead(this, buffer_.get(), bufferBytes_); }
+  HRESULT Start() {
+    if (buffer_ == nullptr) return E_OUTOFMEMORY;
+    return connection_->StartRead(this, buffer_.get(), bufferBytes_);
+  }
   void Cancel() { connection_->CancelRead(this); }
 
   void ReadCompleted(ULONG error, ULONG bytes) noexcept override {
