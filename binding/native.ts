@@ -30,7 +30,7 @@ export interface NativeFilterPort {
     pending: number,
     onMessages: (messages: NativeMessage[], unreadable: Error[]) => void,
     onEnd: (error: Error | null) => void,
-    maxBufferBytes: number,
+    maxBufferBytes?: number,
   ): NativeMessageStream;
   send(data: Uint8Array, replyBytes: number): Promise<Buffer>;
   /** With settleLazily the promise settles with the JS thread's next wake-up (at most ~2 ms later) instead of waking it. */

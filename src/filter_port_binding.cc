@@ -308,7 +308,8 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
     return promise;
   }
 
-  // stream(bufferBytes, pending, onMessages(messages, unreadable), onEnd, maxBufferBytes): MessageStreamHandle
+  // stream(bufferBytes, pending, onMessages(messages, unreadable), onEnd, maxBufferBytes?):
+  // MessageStreamHandle. Without maxBufferBytes a read never grows.
   Napi::Value Stream(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint32_t bufferBytes = 0;
@@ -316,8 +317,12 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
     uint32_t maxBufferBytes = 0;
     if (!ReadUint32(info[0], "bufferBytes", kMessageHeaderBytes, kMessageHeaderBytes + kMaxPayloadBytes, &bufferBytes) ||
         !ReadUint32(info[1], "pending", 1, kMaxPendingReads, &pending) || !ReadFunction(info[2], "onMessages") ||
-        !ReadFunction(info[3], "onEnd") ||
-        !ReadUint32(info[4], "maxBufferBytes", bufferBytes, kMessageHeaderBytes + kMaxPayloadBytes, &maxBufferBytes)) {
+        !ReadFunction(info[3], "onEnd")) {
+      return env.Undefined();
+    }
+    if (info[4].IsUndefined()) {
+      maxBufferBytes = bufferBytes;
+    } else if (!ReadUint32(info[4], "maxBufferBytes", bufferBytes, kMessageHeaderBytes + kMaxPayloadBytes, &maxBufferBytes)) {
       return env.Undefined();
     }
     if (Closed()) {

@@ -995,9 +995,18 @@ describe('reads that a kernel completes oddly', function () {
       });
     });
 
-    it('rejects a maxBufferBytes below bufferBytes before any call', async () => {
+    it('rejects a maxBufferBytes below bufferBytes before any call, also reaching the addon directly', async () => {
       await assert.rejects(port.messages({ bufferBytes: 100, maxBufferBytes: 99 }).next(), { code: 'ERR_OUT_OF_RANGE' });
       await assert.rejects(port.serve(() => {}, { bufferBytes: 100, maxBufferBytes: 99 }), { code: 'ERR_OUT_OF_RANGE' });
+      const native = await loadNative().filterConnect(host.portName, null, false, false);
+      try {
+        const noop = () => undefined;
+        assert.throws(() => native.stream(64, 1, noop, noop, 63), RangeError);
+        assert.throws(() => native.stream(64, 1, noop, noop, '128'), TypeError);
+        assert.throws(() => native.stream(64, 1, noop, noop, 16 + 64 * 1024 * 1024 + 1), RangeError);
+      } finally {
+        await native.close();
+      }
     });
   });
 });
