@@ -196,6 +196,12 @@ VOID FLTAPI FltEmuUnregisterFilter(PFLT_FILTER Filter);
 NTSTATUS FLTAPI FltEmuSendRawMessage(PFLT_FILTER Filter, PFLT_PORT *ClientPort, PVOID Message, ULONG MessageLength,
                                      PLARGE_INTEGER Timeout);
 
+/* Whether Windows keeps a message that meets a read too small for it (the emulator's default:
+ * it waits for a read that fits) or drops it is undocumented. With Drop, the too-small read still
+ * completes as usual and the message is dropped: its FltSendMessage returns
+ * STATUS_BUFFER_OVERFLOW (the status Windows would use is unknown). */
+VOID FLTAPI FltEmuDropOversizedMessages(PFLT_FILTER Filter, BOOLEAN Drop);
+
 #ifdef __cplusplus
 }
 #endif

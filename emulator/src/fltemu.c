@@ -99,6 +99,7 @@ struct _FLT_FILTER {
     PSECURITY_DESCRIPTOR sd;
     PACL acl;
     void *tokenUser;
+    volatile LONG dropOversized; /* FltEmuDropOversizedMessages */
 };
 
 typedef struct server_port {
@@ -540,10 +541,16 @@ static void conn_match(conn *c)
             }
         } else {
             /* The read is too small: complete it with a zero-length message; the message stays
-             * queued for the next read that fits. */
+             * queued for the next read that fits, or, with FltEmuDropOversizedMessages, fails. */
             it = (out_item *)malloc(sizeof(out_item));
             if (!it) return;
             it->len = 0;
+            if (c->filter->dropOversized) {
+                list_remove(&w->entry);
+                w->state = W_DONE;
+                w->result = STATUS_BUFFER_OVERFLOW;
+                SetEvent(w->event);
+            }
         }
         c->credHead = (c->credHead + 1) % c->credCap;
         c->credCount--;
@@ -1154,6 +1161,11 @@ NTSTATUS FLTAPI FltSendMessage(PFLT_FILTER Filter, PFLT_PORT *ClientPort, PVOID 
                                PLARGE_INTEGER Timeout)
 {
     return send_message(Filter, ClientPort, SenderBuffer, SenderBufferLength, FALSE, ReplyBuffer, ReplyLength, Timeout);
+}
+
+VOID FLTAPI FltEmuDropOversizedMessages(PFLT_FILTER Filter, BOOLEAN Drop)
+{
+    if (valid_filter(Filter)) InterlockedExchange(&Filter->dropOversized, Drop ? 1 : 0);
 }
 
 NTSTATUS FLTAPI FltEmuSendRawMessage(PFLT_FILTER Filter, PFLT_PORT *ClientPort, PVOID Message, ULONG MessageLength,

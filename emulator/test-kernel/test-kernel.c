@@ -30,6 +30,9 @@
  *              RAW_ID_BASE + sequence (0 when arg2 != 0), sequence = arg1 + the entry's index,
  *              payload stamped as for NOTIFY. arg0 = timeout in ms per message (0 = wait forever).
  *              Counts go to the stats as for NOTIFY (sent, timeouts, failures).
+ *   DROP_OVERSIZED arg0 != 0: from now on a message that meets a read too small for it is dropped
+ *              (its sender counts a failure) instead of waiting for a read that fits; for every
+ *              connection of this kernel (FltEmuDropOversizedMessages).
  *
  *   stats = { UINT32 sent, replied, matched, timeouts, failures; INT32 lastStatus;
  *             UINT32 replyBytesLast, connections }  (32 bytes; connections = open right now)
@@ -56,7 +59,8 @@ enum {
     OP_CONTEXT = 7,
     OP_FLOOD = 8,
     OP_LATENCY = 9,
-    OP_RAW = 10
+    OP_RAW = 10,
+    OP_DROP_OVERSIZED = 11
 };
 
 #define RAW_ID_BASE 0x10000000000ull
@@ -525,6 +529,9 @@ static NTSTATUS FLTAPI OnMessage(PVOID connectionCookie, PVOID input, ULONG inpu
             return STATUS_SUCCESS;
         case OP_FLOOD:
             return StartFlood(connection, command);
+        case OP_DROP_OVERSIZED:
+            FltEmuDropOversizedMessages(g_filter, command[1] != 0);
+            return STATUS_SUCCESS;
         case OP_RAW: {
             UINT32 entries = payloadBytes / 8;
             for (UINT32 i = 0; i < entries; ++i) {

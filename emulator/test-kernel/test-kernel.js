@@ -5,7 +5,7 @@
 const { spawn } = require('node:child_process');
 const { once } = require('node:events');
 
-const OP = { ECHO: 1, FAIL: 2, NOTIFY: 3, STATS: 4, WAIT: 5, DISCONNECT: 6, CONTEXT: 7, FLOOD: 8, LATENCY: 9, RAW: 10 };
+const OP = { ECHO: 1, FAIL: 2, NOTIFY: 3, STATS: 4, WAIT: 5, DISCONNECT: 6, CONTEXT: 7, FLOOD: 8, LATENCY: 9, RAW: 10, DROP_OVERSIZED: 11 };
 /** MessageId of a RAW message = RAW_ID_BASE + its sequence number (unless zeroId). */
 const RAW_ID_BASE = 0x10000000000n;
 const NO_REPLY_BUFFER = 0xffffffff;
@@ -80,6 +80,8 @@ const kernel = {
    * Messages with headers written verbatim: `messages` = [{ payloadBytes, replyLength }], sent in
    * order by one kernel thread, sequence numbers from `firstSequence`.
    */
+  /** A message meeting a read too small for it is dropped (the sender fails) instead of kept. */
+  dropOversized: (port, drop = true) => port.send(command(OP.DROP_OVERSIZED, [drop ? 1 : 0])),
   raw: (port, messages, { firstSequence = 0, zeroId = false, timeoutMs = 0 } = {}) => {
     const script = Buffer.alloc(messages.length * 8);
     messages.forEach(({ payloadBytes, replyLength }, i) => {
