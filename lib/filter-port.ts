@@ -218,7 +218,9 @@ export class FilterPort {
    * JS thread as each completes). Back-pressure: while 2 x `pending` messages wait for the loop
    * (those on their way to it included), no read is re-armed. Ends when the port closes; throws
    * an AbortError when the signal aborts and the WinError when the kernel disconnects. A message
-   * read but not yet taken when the loop is left stays for the next reader.
+   * read but not yet taken when the loop is left stays for the next reader. A message larger than
+   * bufferBytes grows its read up to maxBufferBytes; one larger still goes to onError and the
+   * loop goes on.
    */
   async *messages<T = unknown>(options?: MessagesOptions): AsyncGenerator<FilterMessage<T>, void, undefined> {
     const { bufferBytes, type, signal, pending, maxBufferBytes } = checkMessagesOptions(options);
