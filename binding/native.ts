@@ -28,8 +28,9 @@ export interface NativeFilterPort {
   stream(
     bufferBytes: number,
     pending: number,
-    onMessages: (messages: NativeMessage[]) => void,
+    onMessages: (messages: NativeMessage[], unreadable: Error[]) => void,
     onEnd: (error: Error | null) => void,
+    maxBufferBytes?: number,
   ): NativeMessageStream;
   send(data: Uint8Array, replyBytes: number): Promise<Buffer>;
   /** With settleLazily the promise settles with the JS thread's next wake-up (at most ~2 ms later) instead of waking it. */

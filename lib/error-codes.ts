@@ -12,6 +12,7 @@ const win32Names: ReadonlyMap<number, string> = new Map([
   [5, 'ERROR_ACCESS_DENIED'],
   [6, 'ERROR_INVALID_HANDLE'],
   [8, 'ERROR_NOT_ENOUGH_MEMORY'],
+  [13, 'ERROR_INVALID_DATA'],
   [31, 'ERROR_GEN_FAILURE'],
   [50, 'ERROR_NOT_SUPPORTED'],
   [87, 'ERROR_INVALID_PARAMETER'],

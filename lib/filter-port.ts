@@ -28,6 +28,8 @@ const HRESULT_INVALID_HANDLE = 0x80070006;
  */
 export const HANDLER_FAILED_STATUS = 0xc0000001;
 const DEFAULT_BUFFER_BYTES = 16 * 1024;
+/** How far messages() and serve() grow a read for one larger message, by default. */
+const DEFAULT_MAX_BUFFER_BYTES = 1024 * 1024;
 const DEFAULT_PENDING = 16;
 const MAX_PENDING = 1024;
 
@@ -61,9 +63,21 @@ export interface ReceiveOptions {
   signal?: AbortSignal;
 }
 
-export interface MessagesOptions extends ReceiveOptions {
+export interface MessagesOptions<T = unknown> extends ReceiveOptions {
   /** Reads kept outstanding in the kernel (default 16). */
   pending?: number;
+  /**
+   * A message larger than bufferBytes: its read's buffer doubles up to this payload size
+   * (default 1 MiB, at least bufferBytes) and the message is delivered.
+   */
+  maxBufferBytes?: number;
+  /**
+   * Called with a message that could not be read (larger than maxBufferBytes: a WinError
+   * ERROR_INSUFFICIENT_BUFFER or ERROR_MORE_DATA from FilterGetMessage, whose `bufferBytes` is the
+   * largest payload tried); the loop goes on. `message` is undefined then. Without onError, a
+   * process warning.
+   */
+  onError?: (error: unknown, message: FilterMessage<T> | undefined) => void;
 }
 
 /**
@@ -73,15 +87,19 @@ export interface MessagesOptions extends ReceiveOptions {
  */
 export type FailureReply<T = unknown> = Uint8Array | object | ((message: FilterMessage<T>, error: unknown) => Uint8Array | object);
 
-export interface ServeOptions<T = unknown> extends MessagesOptions {
+export interface ServeOptions<T = unknown> extends MessagesOptions<T> {
   /** Handlers running at once (default: pending). */
   concurrency?: number;
   /** Encode the handlers' results with this koffi type when they are objects (a Uint8Array is sent as it is). */
   replyType?: StructType;
   /** The payload of a failed handler's reply (default: `replyBytes` zero bytes). */
   failureReply?: FailureReply<T>;
-  /** Called with a handler's error (the message then gets HANDLER_FAILED_STATUS), a failureReply's, or a reply that could not be sent. */
-  onError?: (error: unknown, message: FilterMessage<T>) => void;
+  /**
+   * Called with a handler's error (the message then gets HANDLER_FAILED_STATUS), a failureReply's,
+   * a reply that could not be sent, or a message that could not be read (then `message` is
+   * undefined, see MessagesOptions).
+   */
+  onError?: (error: unknown, message: FilterMessage<T> | undefined) => void;
 }
 
 export interface ServeStats {
@@ -219,11 +237,14 @@ export class FilterPort {
    * JS thread as each completes). Back-pressure: while 2 x `pending` messages wait for the loop
    * (those on their way to it included), no read is re-armed. Ends when the port closes; throws
    * an AbortError when the signal aborts and the WinError when the kernel disconnects. A message
-   * read but not yet taken when the loop is left stays for the next reader.
+   * read but not yet taken when the loop is left stays for the next reader. A message larger than
+   * bufferBytes grows its read up to maxBufferBytes; one larger still goes to onError and the
+   * loop goes on.
    */
-  async *messages<T = unknown>(options?: MessagesOptions): AsyncGenerator<FilterMessage<T>, void, undefined> {
-    const { bufferBytes, type, signal, pending } = checkMessagesOptions(options);
-    const inbox = this.#openInbox(bufferBytes, pending, signal);
+  async *messages<T = unknown>(options?: MessagesOptions<T>): AsyncGenerator<FilterMessage<T>, void, undefined> {
+    const { bufferBytes, type, signal, pending, maxBufferBytes } = checkMessagesOptions(options);
+    const onError = checkOptionalFunction<NonNullable<MessagesOptions<T>['onError']>>(checkOptionsObject(options).onError, 'options.onError');
+    const inbox = this.#openInbox(bufferBytes, pending, signal, maxBufferBytes, (error) => reportError(onError, 'FltportMessagesWarning', error, undefined));
     try {
       for (;;) {
         const next = inbox.take();
@@ -247,31 +268,21 @@ export class FilterPort {
   async serve<T = unknown>(handler: MessageHandler<T>, options?: ServeOptions<T>): Promise<ServeStats> {
     if (typeof handler !== 'function') throw invalidArgType('handler', 'a function', handler);
     const raw = checkOptionsObject(options);
-    const { bufferBytes, type, signal, pending } = checkMessagesOptions(options);
+    const { bufferBytes, type, signal, pending, maxBufferBytes } = checkMessagesOptions(options);
     const concurrency = checkOptionalInteger(raw.concurrency, 'options.concurrency', 1, 1 << 20) ?? pending;
     const onError = checkOptionalFunction<NonNullable<ServeOptions<T>['onError']>>(raw.onError, 'options.onError');
     const replyType = checkOptionalType(raw.replyType, 'options.replyType');
     const failureReply = checkFailureReply<T>(raw.failureReply, replyType);
 
     const stats: ServeStats = { received: 0, replied: 0, lateReplies: 0, unsentReplies: 0, failed: 0 };
-    const report = (error: unknown, message: FilterMessage<T>) => {
-      if (onError === undefined) {
-        process.emitWarning(error instanceof Error ? error : new Error(String(error)), 'FltportServeWarning');
-        return;
-      }
-      try {
-        onError(error, message);
-      } catch {
-        // onError's own failure must not end the loop.
-      }
-    };
+    const report = (error: unknown, message: FilterMessage<T> | undefined) => reportError(onError, 'FltportServeWarning', error, message);
     // Driven by callbacks, not a loop of awaits: per message only what it needs, and no promise
     // for a handler that returns a value. A handler's slot is free once it has settled; its reply
     // goes on by itself (bounded by the kernel's messages), as a native scanner's completion
     // thread moves on.
     let inbox: Inbox;
     try {
-      inbox = this.#openInbox(bufferBytes, pending, signal);
+      inbox = this.#openInbox(bufferBytes, pending, signal, maxBufferBytes, (error) => report(error, undefined));
     } catch (error) {
       if (error instanceof AbortError) return stats;
       throw error;
@@ -483,7 +494,13 @@ export class FilterPort {
    * A stream of messages for one loop (messages(), serve()), with the messages other readers
    * left first. Throws at once when the signal has aborted or the port has ended.
    */
-  #openInbox(bufferBytes: number, pending: number, signal: AbortSignal | undefined): Inbox {
+  #openInbox(
+    bufferBytes: number,
+    pending: number,
+    signal: AbortSignal | undefined,
+    maxBufferBytes: number,
+    onUnreadable: (error: unknown) => void,
+  ): Inbox {
     if (signal?.aborted) throw abortErrorFor(signal);
     if (this.#endError !== undefined) throw failureOf(this.#endError, 'FilterGetMessage');
 
@@ -513,7 +530,8 @@ export class FilterPort {
     const stream = this.#openStream(
       MESSAGE_HEADER_BYTES + bufferBytes,
       pending,
-      (messages) => {
+      (messages, unreadable) => {
+        for (const nativeError of unreadable) onUnreadable(unreadableError(nativeError));
         if (leaving) {
           for (const message of messages) this.#adopt(message);
           return;
@@ -524,6 +542,7 @@ export class FilterPort {
       (nativeError) => {
         if (nativeError !== null) ending.fail(this.#failure(nativeError));
       },
+      MESSAGE_HEADER_BYTES + maxBufferBytes,
     );
     this.#readers.add(adopt);
     this.#pending.add(ending);
@@ -718,8 +737,41 @@ function checkReceiveOptions(options: unknown) {
 
 function checkMessagesOptions(options: unknown) {
   const raw = checkOptionsObject(options);
+  const receive = checkReceiveOptions(options);
+  const maxBufferBytes =
+    checkOptionalInteger(raw.maxBufferBytes, 'options.maxBufferBytes', receive.bufferBytes, MAX_PAYLOAD_BYTES) ??
+    Math.max(DEFAULT_MAX_BUFFER_BYTES, receive.bufferBytes);
   return {
-    ...checkReceiveOptions(options),
+    ...receive,
     pending: checkOptionalInteger(raw.pending, 'options.pending', 1, MAX_PENDING) ?? DEFAULT_PENDING,
+    maxBufferBytes,
   };
+}
+
+/** A message the native stream could not read, as onError gets it: `bufferBytes` is the largest payload tried. */
+function unreadableError(nativeError: Error): unknown {
+  const tried = (nativeError as { bufferBytes?: unknown }).bufferBytes;
+  const error = fromNative(nativeError);
+  if (typeof tried === 'number' && typeof error === 'object' && error !== null) {
+    Object.assign(error, { bufferBytes: tried - MESSAGE_HEADER_BYTES });
+  }
+  return error;
+}
+
+/** To `onError`, or a process warning without one; onError's own failure must not end a loop. */
+function reportError<T>(
+  onError: ((error: unknown, message: FilterMessage<T> | undefined) => void) | undefined,
+  warningType: string,
+  error: unknown,
+  message: FilterMessage<T> | undefined,
+): void {
+  if (onError === undefined) {
+    process.emitWarning(error instanceof Error ? error : new Error(String(error)), warningType);
+    return;
+  }
+  try {
+    onError(error, message);
+  } catch {
+    // ignored, see above
+  }
 }

@@ -49,7 +49,7 @@ void CompletionQueue::Post(std::unique_ptr<Job> job, bool keptAlive) {
   }
 }
 
-void CALLBACK CompletionQueue::LazyDue(PTP_CALLBACK_INSTANCE, void* context, PTP_TIMER) {
+void CALLBACK CompletionQueue::LazyDue(PTP_CALLBACK_INSTANCE, void* context, PTP_TIMER) noexcept {
   auto* queue = static_cast<CompletionQueue*>(context);
   std::lock_guard<SrwMutex> lock(queue->mutex_);
   queue->lazyTimerSet_ = false;

@@ -50,7 +50,7 @@ class CompletionQueue {
   static void Drain(Napi::Env env, Napi::Function callback, CompletionQueue* queue, std::nullptr_t* data);
   using Wakeup = Napi::TypedThreadSafeFunction<CompletionQueue, std::nullptr_t, &CompletionQueue::Drain>;
 
-  static void CALLBACK LazyDue(PTP_CALLBACK_INSTANCE, void* context, PTP_TIMER);
+  static void CALLBACK LazyDue(PTP_CALLBACK_INSTANCE, void* context, PTP_TIMER) noexcept;
 
   Wakeup wakeup_;
   PTP_TIMER lazyTimer_ = nullptr;

@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <memory>
+#include <new>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -20,9 +21,6 @@ namespace fltport {
 
 namespace {
 
-// Largest read buffer, send output and reply payload accepted: far above what a minifilter
-// exchanges, low enough that a wrong number cannot make the process allocate gigabytes.
-constexpr uint32_t kMaxPayloadBytes = 64 * 1024 * 1024;
 // Reads one stream keeps in the kernel (lib/filter-port.ts MAX_PENDING).
 constexpr uint32_t kMaxPendingReads = 1024;
 
@@ -76,15 +74,18 @@ class ReadJob : public CompletionQueue::Job, public ReadOperation {
         port_(std::move(port)),
         connection_(port_->connection),
         readId_(readId),
-        buffer_(new uint8_t[bufferBytes]),
+        buffer_(new (std::nothrow) uint8_t[bufferBytes]),
         bufferBytes_(bufferBytes) {}
 
   Napi::Promise Promise() const { return deferred_.Promise(); }
-  HRESULT Start() { return connection_->StartRead(this, buffer_.get(), bufferBytes_); }
+  HRESULT Start() {
+    if (buffer_ == nullptr) return E_OUTOFMEMORY;
+    return connection_->StartRead(this, buffer_.get(), bufferBytes_);
+  }
   void Cancel() { connection_->CancelRead(this); }
 
-  void ReadCompleted(ULONG error, ULONG bytes) override {
-    result_ = ReadResult(error, bytes);
+  void ReadCompleted(ULONG error, ULONG bytes) noexcept override {
+    error_ = error;
     bytes_ = bytes;
     std::shared_ptr<CompletionQueue> completions = port_->completions;
     completions->Post(std::unique_ptr<Job>(this), false);
@@ -94,10 +95,12 @@ class ReadJob : public CompletionQueue::Job, public ReadOperation {
     port_->reads.erase(readId_);
     port_->UpdateKeepAlive(env);
     connection_.reset();
-    if (result_ == S_OK) {
-      deferred_.Resolve(MessageToJs(env, ReceivedMessage::Parse(buffer_.get(), bytes_)));
+    ReceivedMessage message;
+    HRESULT result = ReceivedMessage::FromRead(error_, bytes_, buffer_.get(), bufferBytes_, &message);
+    if (result == S_OK) {
+      deferred_.Resolve(MessageToJs(env, message));
     } else {
-      deferred_.Reject(FailureToJs(env, Failure::FromHResult("FilterGetMessage", result_)).Value());
+      deferred_.Reject(FailureToJs(env, Failure::FromHResult("FilterGetMessage", result)).Value());
     }
     port_->FinishCloseIfDrained();
   }
@@ -109,7 +112,7 @@ class ReadJob : public CompletionQueue::Job, public ReadOperation {
   uint32_t readId_;
   std::unique_ptr<uint8_t[]> buffer_;
   uint32_t bufferBytes_;
-  HRESULT result_ = S_OK;
+  ULONG error_ = ERROR_SUCCESS;
   ULONG bytes_ = 0;
 };
 
@@ -138,10 +141,17 @@ class StreamDeliveryJob : public CompletionQueue::Job {
     std::shared_ptr<StreamState> state = state_.lock();
     if (state == nullptr || state->stream == nullptr) return;
     MessageStream::Batch batch = state->stream->Take();
-    if (!batch.messages.empty()) {
+    if (!batch.messages.empty() || !batch.unreadable.empty()) {
       Napi::Array messages = Napi::Array::New(env, batch.messages.size());
       for (uint32_t i = 0; i < batch.messages.size(); ++i) messages.Set(i, MessageToJs(env, batch.messages[i]));
-      state->onMessages.Call({messages});
+      // Messages that could not be read: errors with the largest buffer tried (header included).
+      Napi::Array unreadable = Napi::Array::New(env, batch.unreadable.size());
+      for (uint32_t i = 0; i < batch.unreadable.size(); ++i) {
+        Napi::Error error = FailureToJs(env, Failure::FromHResult("FilterGetMessage", batch.unreadable[i].error));
+        error.Set("bufferBytes", Napi::Number::New(env, batch.unreadable[i].bufferBytes));
+        unreadable.Set(i, error.Value());
+      }
+      state->onMessages.Call({messages, unreadable});
       RaisePending(env);
     }
     if (!batch.ended) return;
@@ -208,8 +218,7 @@ class SendJob : public PoolJob {
 
   Napi::Value Result(Napi::Env env) override {
     connection_.reset();
-    DWORD bytes = returned_ <= output_.size() ? returned_ : static_cast<DWORD>(output_.size());
-    return Napi::Buffer<uint8_t>::Copy(env, output_.data(), bytes);
+    return Napi::Buffer<uint8_t>::Copy(env, output_.data(), returned_);
   }
 
  private:
@@ -299,14 +308,21 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
     return promise;
   }
 
-  // stream(bufferBytes, pending, onMessages, onEnd): MessageStreamHandle
+  // stream(bufferBytes, pending, onMessages(messages, unreadable), onEnd, maxBufferBytes?):
+  // MessageStreamHandle. Without maxBufferBytes a read never grows.
   Napi::Value Stream(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint32_t bufferBytes = 0;
     uint32_t pending = 0;
+    uint32_t maxBufferBytes = 0;
     if (!ReadUint32(info[0], "bufferBytes", kMessageHeaderBytes, kMessageHeaderBytes + kMaxPayloadBytes, &bufferBytes) ||
         !ReadUint32(info[1], "pending", 1, kMaxPendingReads, &pending) || !ReadFunction(info[2], "onMessages") ||
         !ReadFunction(info[3], "onEnd")) {
+      return env.Undefined();
+    }
+    if (info[4].IsUndefined()) {
+      maxBufferBytes = bufferBytes;
+    } else if (!ReadUint32(info[4], "maxBufferBytes", bufferBytes, kMessageHeaderBytes + kMaxPayloadBytes, &maxBufferBytes)) {
       return env.Undefined();
     }
     if (Closed()) {
@@ -320,7 +336,7 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
     auto state = std::make_shared<StreamState>();
     std::shared_ptr<CompletionQueue> completions = state_->completions;
     std::weak_ptr<StreamState> weak = state;
-    state->stream = MessageStream::Start(state_->connection, bufferBytes, pending, [completions, weak]() {
+    state->stream = MessageStream::Start(state_->connection, bufferBytes, maxBufferBytes, pending, [completions, weak]() {
       completions->Post(std::make_unique<StreamDeliveryJob>(weak), false);
     });
     if (state->stream == nullptr) {

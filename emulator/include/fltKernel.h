@@ -187,6 +187,21 @@ NTSTATUS FLTAPI FltEmuCreateFilter(PFLT_FILTER *Filter);
  * port callback. */
 VOID FLTAPI FltEmuUnregisterFilter(PFLT_FILTER Filter);
 
+/* What a buggy driver could make a client read: sends MessageLength bytes verbatim as one message,
+ * FILTER_MESSAGE_HEADER included (any ReplyLength, any MessageId), so that clients can be tested
+ * against headers FltSendMessage never produces. No reply is waited for (a reply finds no waiter
+ * unless MessageId is that of a real message waiting for one); returns once delivered, or
+ * STATUS_TIMEOUT / STATUS_PORT_DISCONNECTED as FltSendMessage would. MessageLength must be at
+ * least sizeof(FILTER_MESSAGE_HEADER). */
+NTSTATUS FLTAPI FltEmuSendRawMessage(PFLT_FILTER Filter, PFLT_PORT *ClientPort, PVOID Message, ULONG MessageLength,
+                                     PLARGE_INTEGER Timeout);
+
+/* Whether Windows keeps a message that meets a read too small for it (the emulator's default:
+ * it waits for a read that fits) or drops it is undocumented. With Drop, the too-small read still
+ * completes as usual and the message is dropped: its FltSendMessage returns
+ * STATUS_BUFFER_OVERFLOW (the status Windows would use is unknown). */
+VOID FLTAPI FltEmuDropOversizedMessages(PFLT_FILTER Filter, BOOLEAN Drop);
+
 #ifdef __cplusplus
 }
 #endif

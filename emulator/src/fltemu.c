@@ -99,6 +99,7 @@ struct _FLT_FILTER {
     PSECURITY_DESCRIPTOR sd;
     PACL acl;
     void *tokenUser;
+    volatile LONG dropOversized; /* FltEmuDropOversizedMessages */
 };
 
 typedef struct server_port {
@@ -129,6 +130,7 @@ typedef struct waiter {
     const void *payload;
     ULONG payloadLen;
     BOOL wantsReply;
+    BOOL raw; /* payload is the whole message, FILTER_MESSAGE_HEADER included (FltEmuSendRawMessage) */
     void *reply;
     ULONG replyCap;
     ULONG replyGot;
@@ -511,7 +513,7 @@ static void conn_match(conn *c)
     while (c->credCount > 0 && !list_empty(&c->pending)) {
         ULONG room = c->credits[c->credHead];
         waiter *w = CONTAINER(c->pending.next, waiter, entry);
-        ULONGLONG need = (ULONGLONG)sizeof(FILTER_MESSAGE_HEADER) + w->payloadLen;
+        ULONGLONG need = (w->raw ? 0 : (ULONGLONG)sizeof(FILTER_MESSAGE_HEADER)) + w->payloadLen;
         out_item *it;
         if (need <= room) {
             FILTER_MESSAGE_HEADER hdr;
@@ -521,8 +523,12 @@ static void conn_match(conn *c)
             memset(&hdr, 0, sizeof hdr);
             hdr.ReplyLength = replyLength > 0xFFFFFFFFu ? 0xFFFFFFFFu : (ULONG)replyLength;
             hdr.MessageId = w->id;
-            memcpy(OUT_DATA(it), &hdr, sizeof hdr);
-            if (w->payloadLen) memcpy(OUT_DATA(it) + sizeof hdr, w->payload, w->payloadLen);
+            if (w->raw) {
+                memcpy(OUT_DATA(it), w->payload, w->payloadLen);
+            } else {
+                memcpy(OUT_DATA(it), &hdr, sizeof hdr);
+                if (w->payloadLen) memcpy(OUT_DATA(it) + sizeof hdr, w->payload, w->payloadLen);
+            }
             it->len = (DWORD)need;
             list_remove(&w->entry);
             if (w->wantsReply) {
@@ -535,10 +541,16 @@ static void conn_match(conn *c)
             }
         } else {
             /* The read is too small: complete it with a zero-length message; the message stays
-             * queued for the next read that fits. */
+             * queued for the next read that fits, or, with FltEmuDropOversizedMessages, fails. */
             it = (out_item *)malloc(sizeof(out_item));
             if (!it) return;
             it->len = 0;
+            if (c->filter->dropOversized) {
+                list_remove(&w->entry);
+                w->state = W_DONE;
+                w->result = STATUS_BUFFER_OVERFLOW;
+                SetEvent(w->event);
+            }
         }
         c->credHead = (c->credHead + 1) % c->credCap;
         c->credCount--;
@@ -1141,9 +1153,30 @@ VOID FLTAPI FltCloseClientPort(PFLT_FILTER Filter, PFLT_PORT *ClientPort)
     if (release) conn_release(c);
 }
 
+static NTSTATUS send_message(PFLT_FILTER Filter, PFLT_PORT *ClientPort, PVOID SenderBuffer, ULONG SenderBufferLength,
+                             BOOL raw, PVOID ReplyBuffer, PULONG ReplyLength, PLARGE_INTEGER Timeout);
+
 NTSTATUS FLTAPI FltSendMessage(PFLT_FILTER Filter, PFLT_PORT *ClientPort, PVOID SenderBuffer,
                                ULONG SenderBufferLength, PVOID ReplyBuffer, PULONG ReplyLength,
                                PLARGE_INTEGER Timeout)
+{
+    return send_message(Filter, ClientPort, SenderBuffer, SenderBufferLength, FALSE, ReplyBuffer, ReplyLength, Timeout);
+}
+
+VOID FLTAPI FltEmuDropOversizedMessages(PFLT_FILTER Filter, BOOLEAN Drop)
+{
+    if (valid_filter(Filter)) InterlockedExchange(&Filter->dropOversized, Drop ? 1 : 0);
+}
+
+NTSTATUS FLTAPI FltEmuSendRawMessage(PFLT_FILTER Filter, PFLT_PORT *ClientPort, PVOID Message, ULONG MessageLength,
+                                     PLARGE_INTEGER Timeout)
+{
+    if (!Message || MessageLength < sizeof(FILTER_MESSAGE_HEADER)) return STATUS_INVALID_PARAMETER;
+    return send_message(Filter, ClientPort, Message, MessageLength, TRUE, NULL, NULL, Timeout);
+}
+
+static NTSTATUS send_message(PFLT_FILTER Filter, PFLT_PORT *ClientPort, PVOID SenderBuffer, ULONG SenderBufferLength,
+                             BOOL raw, PVOID ReplyBuffer, PULONG ReplyLength, PLARGE_INTEGER Timeout)
 {
     conn *c;
     waiter w;
@@ -1183,6 +1216,7 @@ NTSTATUS FLTAPI FltSendMessage(PFLT_FILTER Filter, PFLT_PORT *ClientPort, PVOID 
     list_init(&w.entry);
     w.payload = SenderBuffer;
     w.payloadLen = SenderBufferLength;
+    w.raw = raw;
     w.wantsReply = ReplyBuffer != NULL;
     w.reply = ReplyBuffer;
     w.replyCap = ReplyBuffer ? *ReplyLength : 0;

@@ -23,6 +23,16 @@
  *              stats as for NOTIFY; WAIT waits for these senders too. Returns at once.
  *   LATENCY    output = latency = { UINT64 count, elapsedNs (barrier release to the last sender's
  *              end), p50Ns, p99Ns, p999Ns, maxNs, minNs, meanNs }  (64 bytes; ~0.8% resolution)
+ *   RAW        what a buggy driver can make a client read (FltEmuSendRawMessage): payload = a list of
+ *              entries { UINT32 payloadBytes, replyLength }; one sender thread sends them in order,
+ *              each with a FILTER_MESSAGE_HEADER written verbatim: ReplyLength = the entry's (any
+ *              value, 1..15 and 0xFFFFFFFF included; no reply is waited for), MessageId =
+ *              RAW_ID_BASE + sequence (0 when arg2 != 0), sequence = arg1 + the entry's index,
+ *              payload stamped as for NOTIFY. arg0 = timeout in ms per message (0 = wait forever).
+ *              Counts go to the stats as for NOTIFY (sent, timeouts, failures).
+ *   DROP_OVERSIZED arg0 != 0: from now on a message that meets a read too small for it is dropped
+ *              (its sender counts a failure) instead of waiting for a read that fits; for every
+ *              connection of this kernel (FltEmuDropOversizedMessages).
  *
  *   stats = { UINT32 sent, replied, matched, timeouts, failures; INT32 lastStatus;
  *             UINT32 replyBytesLast, connections }  (32 bytes; connections = open right now)
@@ -48,8 +58,12 @@ enum {
     OP_DISCONNECT = 6,
     OP_CONTEXT = 7,
     OP_FLOOD = 8,
-    OP_LATENCY = 9
+    OP_LATENCY = 9,
+    OP_RAW = 10,
+    OP_DROP_OVERSIZED = 11
 };
+
+#define RAW_ID_BASE 0x10000000000ull
 
 #define COMMAND_HEADER_BYTES 24
 #define NO_REPLY_BUFFER 0xFFFFFFFFu
@@ -194,6 +208,55 @@ static DWORD WINAPI SendNotifications(LPVOID parameter) {
     }
     free(message);
     free(reply);
+    free(sender);
+    return 0;
+}
+
+typedef struct RawSender {
+    Connection *connection;
+    UINT32 timeoutMs, firstSequence, zeroId, entries;
+    UINT32 script[]; /* entries x { payloadBytes, replyLength } */
+} RawSender;
+
+/* Sends the message a RAW entry describes; the same stamping as SendNotifications. */
+static NTSTATUS SendRaw(RawSender *sender, UINT32 index, BYTE *message) {
+    UINT32 payloadBytes = sender->script[2 * index];
+    UINT64 sequence = (UINT64)sender->firstSequence + index;
+    FILTER_MESSAGE_HEADER header;
+    header.ReplyLength = sender->script[2 * index + 1];
+    header.MessageId = sender->zeroId ? 0 : RAW_ID_BASE + sequence;
+    memcpy(message, &header, sizeof header);
+    memset(message + sizeof header, (int)(sequence & 0xFF), payloadBytes);
+    memcpy(message + sizeof header, &sequence, payloadBytes < 8 ? payloadBytes : 8);
+    LARGE_INTEGER timeout;
+    timeout.QuadPart = -(LONGLONG)sender->timeoutMs * 10000;
+    return FltEmuSendRawMessage(g_filter, &sender->connection->clientPort, message, (ULONG)sizeof header + payloadBytes,
+                                sender->timeoutMs == 0 ? NULL : &timeout);
+}
+
+static DWORD WINAPI SendRawMessages(LPVOID parameter) {
+    RawSender *sender = (RawSender *)parameter;
+    Connection *connection = sender->connection;
+    UINT32 largest = 0;
+    for (UINT32 i = 0; i < sender->entries; ++i) {
+        if (sender->script[2 * i] > largest) largest = sender->script[2 * i];
+    }
+    BYTE *message = (BYTE *)malloc(sizeof(FILTER_MESSAGE_HEADER) + (size_t)largest);
+    for (UINT32 i = 0; message != NULL && i < sender->entries; ++i) {
+        NTSTATUS status = SendRaw(sender, i, message);
+        EnterCriticalSection(&connection->lock);
+        connection->stats.lastStatus = status;
+        if (status == STATUS_TIMEOUT) {
+            connection->stats.timeouts++;
+        } else if (!NT_SUCCESS(status)) {
+            connection->stats.failures++;
+        } else {
+            connection->stats.sent++;
+        }
+        LeaveCriticalSection(&connection->lock);
+        if (status == STATUS_PORT_DISCONNECTED) break;
+    }
+    free(message);
     free(sender);
     return 0;
 }
@@ -388,10 +451,10 @@ static DWORD WINAPI DisconnectLater(LPVOID parameter) {
     return 0;
 }
 
-static NTSTATUS StartThread(Connection *connection, LPTHREAD_START_ROUTINE routine, Sender *sender, BOOL track) {
-    HANDLE thread = CreateThread(NULL, 0, routine, sender, 0, NULL);
+static NTSTATUS StartThread(Connection *connection, LPTHREAD_START_ROUTINE routine, void *parameter, BOOL track) {
+    HANDLE thread = CreateThread(NULL, 0, routine, parameter, 0, NULL);
     if (thread == NULL) {
-        free(sender);
+        free(parameter);
         return STATUS_INSUFFICIENT_RESOURCES;
     }
     if (!track) {
@@ -466,6 +529,26 @@ static NTSTATUS FLTAPI OnMessage(PVOID connectionCookie, PVOID input, ULONG inpu
             return STATUS_SUCCESS;
         case OP_FLOOD:
             return StartFlood(connection, command);
+        case OP_DROP_OVERSIZED:
+            FltEmuDropOversizedMessages(g_filter, command[1] != 0);
+            return STATUS_SUCCESS;
+        case OP_RAW: {
+            UINT32 entries = payloadBytes / 8;
+            for (UINT32 i = 0; i < entries; ++i) {
+                UINT32 bytes;
+                memcpy(&bytes, payload + 8 * i, sizeof bytes);
+                if (bytes > 0x7FFFFFF0u - sizeof(FILTER_MESSAGE_HEADER)) return STATUS_INVALID_PARAMETER;
+            }
+            RawSender *sender = (RawSender *)malloc(sizeof(RawSender) + (size_t)entries * 8);
+            if (sender == NULL) return STATUS_INSUFFICIENT_RESOURCES;
+            sender->connection = connection;
+            sender->timeoutMs = command[1];
+            sender->firstSequence = command[2];
+            sender->zeroId = command[3];
+            sender->entries = entries;
+            memcpy(sender->script, payload, (size_t)entries * 8);
+            return StartThread(connection, SendRawMessages, sender, TRUE);
+        }
         case OP_LATENCY: {
             Latency latency = LatencyOf(connection);
             *returned = CopyOut(output, outputBytes, &latency, sizeof(latency));

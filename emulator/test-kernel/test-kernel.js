@@ -5,7 +5,9 @@
 const { spawn } = require('node:child_process');
 const { once } = require('node:events');
 
-const OP = { ECHO: 1, FAIL: 2, NOTIFY: 3, STATS: 4, WAIT: 5, DISCONNECT: 6, CONTEXT: 7, FLOOD: 8, LATENCY: 9 };
+const OP = { ECHO: 1, FAIL: 2, NOTIFY: 3, STATS: 4, WAIT: 5, DISCONNECT: 6, CONTEXT: 7, FLOOD: 8, LATENCY: 9, RAW: 10, DROP_OVERSIZED: 11 };
+/** MessageId of a RAW message = RAW_ID_BASE + its sequence number (unless zeroId). */
+const RAW_ID_BASE = 0x10000000000n;
 const NO_REPLY_BUFFER = 0xffffffff;
 const STATS_BYTES = 32;
 let portCounter = 0;
@@ -74,9 +76,23 @@ const kernel = {
   disconnect: (port, delayMs = 0) => port.send(command(OP.DISCONNECT, [delayMs])),
   context: (port) => port.send(command(OP.CONTEXT), { replyBytes: 0x10000 }),
   latency: async (port) => parseLatency(await port.send(command(OP.LATENCY), { replyBytes: 64 })),
+  /**
+   * Messages with headers written verbatim: `messages` = [{ payloadBytes, replyLength }], sent in
+   * order by one kernel thread, sequence numbers from `firstSequence`.
+   */
+  /** A message meeting a read too small for it is dropped (the sender fails) instead of kept. */
+  dropOversized: (port, drop = true) => port.send(command(OP.DROP_OVERSIZED, [drop ? 1 : 0])),
+  raw: (port, messages, { firstSequence = 0, zeroId = false, timeoutMs = 0 } = {}) => {
+    const script = Buffer.alloc(messages.length * 8);
+    messages.forEach(({ payloadBytes, replyLength }, i) => {
+      script.writeUInt32LE(payloadBytes, i * 8);
+      script.writeUInt32LE(replyLength >>> 0, i * 8 + 4);
+    });
+    return port.send(command(OP.RAW, [timeoutMs, firstSequence, zeroId ? 1 : 0], script));
+  },
 };
 
 /** The sequence number the test kernel puts in the first 8 bytes of every notification. */
 const sequenceOf = (message) => message.data.readBigUInt64LE(0);
 
-module.exports = { startKernel, kernel, command, parseLatency, OP, NO_REPLY_BUFFER, sequenceOf };
+module.exports = { startKernel, kernel, command, parseLatency, OP, NO_REPLY_BUFFER, RAW_ID_BASE, sequenceOf };

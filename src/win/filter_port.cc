@@ -3,6 +3,7 @@
 #include <fltuser.h>
 
 #include <cstring>
+#include <new>
 #include <utility>
 
 #ifndef FLT_PORT_FLAG_SYNC_HANDLE
@@ -29,14 +30,18 @@ HRESULT FilterConnection::Connect(const ConnectRequest& request, std::shared_ptr
 }
 
 FilterConnection::~FilterConnection() {
-  // Every read holds a reference, so no completion can be outstanding here.
+  // Every read holds a reference, so no completion can be outstanding here. The handle closes
+  // first, then the I/O object: the order CloseThreadpoolIo's documentation asks for.
+  port_.Reset();
   if (io_ != nullptr) CloseThreadpoolIo(io_);
 }
 
 void CALLBACK FilterConnection::OnIoCompleted(PTP_CALLBACK_INSTANCE, void*, void* overlapped, ULONG result,
-                                              ULONG_PTR bytes, PTP_IO) {
+                                              ULONG_PTR bytes, PTP_IO) noexcept {
   auto* read = static_cast<ReadOperation::Overlapped*>(static_cast<OVERLAPPED*>(overlapped));
-  read->owner->ReadCompleted(result, static_cast<ULONG>(bytes));
+  // A count beyond a ULONG is as wrong as one beyond the buffer: FromRead refuses both.
+  ULONG count = bytes > MAXDWORD ? MAXDWORD : static_cast<ULONG>(bytes);
+  read->owner->ReadCompleted(result, count);
 }
 
 HRESULT FilterConnection::StartRead(ReadOperation* operation, uint8_t* buffer, DWORD bytes) {
@@ -45,8 +50,12 @@ HRESULT FilterConnection::StartRead(ReadOperation* operation, uint8_t* buffer, D
   StartThreadpoolIo(io_);
   HRESULT hr = FilterGetMessage(port_.Get(), reinterpret_cast<PFILTER_MESSAGE_HEADER>(buffer), bytes,
                                 &operation->overlapped_);
-  // A read that completes at once still queues its completion (the port is not set to skip it).
-  if (hr == S_OK || hr == HRESULT_FROM_WIN32(ERROR_IO_PENDING)) return S_OK;
+  // A read that completes at once still queues its completion (the port is not set to skip it),
+  // and so does one that completes at once with a warning: STATUS_BUFFER_OVERFLOW, which user
+  // mode sees as ERROR_MORE_DATA, is not an NT error, so the I/O manager still posts the packet
+  // (as for a message-mode pipe; for fltmgr unverified on Windows: the emulator always pends).
+  // Only an error status means that no completion follows.
+  if (hr == S_OK || hr == HRESULT_FROM_WIN32(ERROR_IO_PENDING) || hr == HRESULT_FROM_WIN32(ERROR_MORE_DATA)) return S_OK;
   CancelThreadpoolIo(io_);
   return hr;
 }
@@ -58,27 +67,21 @@ void FilterConnection::CancelAllReads() { CancelIoEx(port_.Get(), nullptr); }
 HRESULT FilterConnection::Send(const uint8_t* input, DWORD inputBytes, uint8_t* output, DWORD outputBytes,
                                DWORD* returned) {
   *returned = 0;
-  return FilterSendMessage(port_.Get(), const_cast<uint8_t*>(input), inputBytes, output, outputBytes, returned);
+  HRESULT hr = FilterSendMessage(port_.Get(), const_cast<uint8_t*>(input), inputBytes, output, outputBytes, returned);
+  // lpBytesReturned comes from the minifilter's MessageNotify: never more than the buffer holds.
+  if (*returned > outputBytes) *returned = outputBytes;
+  return hr;
 }
 
 HRESULT FilterConnection::Reply(uint8_t* reply, DWORD bytes) {
   return FilterReplyMessage(port_.Get(), reinterpret_cast<PFILTER_REPLY_HEADER>(reply), bytes);
 }
 
-ReceivedMessage ReceivedMessage::Parse(const uint8_t* buffer, ULONG bytes) {
-  ReceivedMessage message;
-  std::memcpy(&message.replyLength, buffer, sizeof(message.replyLength));
-  std::memcpy(&message.id, buffer + 8, sizeof(message.id));
-  message.payload.assign(buffer + kMessageHeaderBytes, buffer + bytes);
-  return message;
-}
+namespace {
 
-HRESULT ReadResult(ULONG error, ULONG bytes) {
+// What a completion's status stands for, before its bytes are looked at.
+HRESULT ReadStatus(ULONG error) {
   switch (error) {
-    // A read that completed with less than a header: the emulator's way of saying the buffer
-    // was too small (Windows fails the read with this error itself).
-    case ERROR_SUCCESS:
-      return bytes >= kMessageHeaderBytes ? S_OK : HRESULT_FROM_WIN32(ERROR_INSUFFICIENT_BUFFER);
     // The emulator's transport reports a vanished kernel side as a broken pipe; Windows reports
     // STATUS_PORT_DISCONNECTED, which user mode sees as ERROR_INVALID_HANDLE.
     case ERROR_BROKEN_PIPE:
@@ -87,6 +90,49 @@ HRESULT ReadResult(ULONG error, ULONG bytes) {
     default:
       return HRESULT_FROM_WIN32(error);
   }
+}
+
+}  // namespace
+
+HRESULT ReceivedMessage::FromRead(ULONG error, ULONG bytes, const uint8_t* buffer, DWORD capacity,
+                                  ReceivedMessage* message) noexcept {
+  if (error != ERROR_SUCCESS) return ReadStatus(error);
+  // Less than a header: the emulator's way of saying the buffer was too small (Windows fails the
+  // read with ERROR_INSUFFICIENT_BUFFER itself).
+  if (bytes < kMessageHeaderBytes) return HRESULT_FROM_WIN32(ERROR_INSUFFICIENT_BUFFER);
+  // More than the buffer holds: nothing in it can be trusted.
+  if (bytes > capacity) return HRESULT_FROM_WIN32(ERROR_INVALID_DATA);
+  uint32_t replyLength = 0;
+  std::memcpy(&replyLength, buffer, sizeof(replyLength));
+  std::memcpy(&message->id, buffer + 8, sizeof(message->id));
+  // ReplyLength as the kernel sends it, made safe to reply by (fltmgr never sends these; a buggy
+  // one or a corrupt header might):
+  // - 1..15, less than a FILTER_REPLY_HEADER: no reply can fit, so none is expected (0); the
+  //   smallest reply would already be more than the kernel can take.
+  // - beyond what any reply carries (0xFFFFFFFF, say): capped, since replying with less than
+  //   the kernel could take is safe, and nothing then sizes a reply from a number near 4 GiB.
+  if (replyLength < kReplyHeaderBytes) {
+    message->replyLength = 0;
+  } else if (replyLength > kReplyHeaderBytes + kMaxPayloadBytes) {
+    message->replyLength = kReplyHeaderBytes + kMaxPayloadBytes;
+  } else {
+    message->replyLength = replyLength;
+  }
+  // The only allocation on this path: its failure fails this read, not the process.
+  try {
+    message->payload.assign(buffer + kMessageHeaderBytes, buffer + bytes);
+  } catch (const std::bad_alloc&) {
+    return E_OUTOFMEMORY;
+  }
+  return S_OK;
+}
+
+bool IsBufferTooSmall(HRESULT hr) {
+  return hr == HRESULT_FROM_WIN32(ERROR_INSUFFICIENT_BUFFER) || hr == HRESULT_FROM_WIN32(ERROR_MORE_DATA);
+}
+
+bool IsMessageFailure(HRESULT hr) {
+  return IsBufferTooSmall(hr) || hr == HRESULT_FROM_WIN32(ERROR_INVALID_DATA) || hr == E_OUTOFMEMORY;
 }
 
 std::wstring LoadedFltlibPath() {

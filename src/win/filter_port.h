@@ -20,6 +20,9 @@ constexpr size_t kMaxPortNameUnits = 32767;
 // sizeof(FILTER_MESSAGE_HEADER) and sizeof(FILTER_REPLY_HEADER) on every 64-bit Windows.
 constexpr DWORD kMessageHeaderBytes = 16;
 constexpr DWORD kReplyHeaderBytes = 16;
+// Largest read buffer, send output and reply payload accepted: far above what a minifilter
+// exchanges, low enough that a wrong number cannot make the process allocate gigabytes.
+constexpr uint32_t kMaxPayloadBytes = 64 * 1024 * 1024;
 
 struct ConnectRequest {
   std::wstring name;
@@ -30,20 +33,31 @@ struct ConnectRequest {
 
 // A message as FilterGetMessage delivered it: FILTER_MESSAGE_HEADER + payload.
 struct ReceivedMessage {
-  // `buffer` holds a completed read of `bytes` (at least kMessageHeaderBytes).
-  static ReceivedMessage Parse(const uint8_t* buffer, ULONG bytes);
+  // The one place where what the kernel says about a completed read is trusted: `error` and
+  // `bytes` are the completion's status and byte count, `buffer` the `capacity` bytes the read
+  // went into. S_OK when `message` now holds the message; otherwise the failure the read stands
+  // for (see the .cc): a count below a header or beyond the buffer is a failure, never a crash.
+  static HRESULT FromRead(ULONG error, ULONG bytes, const uint8_t* buffer, DWORD capacity,
+                          ReceivedMessage* message) noexcept;
 
   uint64_t id = 0;
-  // FILTER_MESSAGE_HEADER.ReplyLength as user mode sees it (0: no reply expected).
+  // FILTER_MESSAGE_HEADER.ReplyLength as user mode sees it (0: no reply expected), capped at
+  // kReplyHeaderBytes + kMaxPayloadBytes: more than any reply fltport sends.
   uint32_t replyLength = 0;
   std::vector<uint8_t> payload;
 };
+
+// A FilterGetMessage failure that a bigger buffer may cure: the message is larger than the read.
+bool IsBufferTooSmall(HRESULT hr);
+// A FilterGetMessage failure that concerns one message only (the port still works).
+bool IsMessageFailure(HRESULT hr);
 
 // One overlapped FilterGetMessage. The completion arrives on a thread-pool thread.
 class ReadOperation {
  public:
   virtual ~ReadOperation() = default;
-  virtual void ReadCompleted(ULONG error, ULONG bytes) = 0;
+  // Runs on a thread-pool thread: must not throw.
+  virtual void ReadCompleted(ULONG error, ULONG bytes) noexcept = 0;
 
  private:
   friend class FilterConnection;
@@ -66,12 +80,14 @@ class FilterConnection {
   bool Overlapped() const { return io_ != nullptr; }
 
   // Starts FilterGetMessage into `buffer`; S_OK means operation->ReadCompleted will be called
-  // exactly once, anything else is the synchronous failure and no completion follows.
+  // exactly once (also after a synchronous warning such as ERROR_MORE_DATA, which then comes
+  // with the completion), anything else is the synchronous failure and no completion follows.
   HRESULT StartRead(ReadOperation* operation, uint8_t* buffer, DWORD bytes);
   void CancelRead(ReadOperation* operation);
   void CancelAllReads();
 
-  // FilterSendMessage: blocks until the minifilter's MessageNotify returns.
+  // FilterSendMessage: blocks until the minifilter's MessageNotify returns; `*returned` is at
+  // most `outputBytes`.
   HRESULT Send(const uint8_t* input, DWORD inputBytes, uint8_t* output, DWORD outputBytes, DWORD* returned);
   // FilterReplyMessage with `reply` = FILTER_REPLY_HEADER + payload, sent as exactly `bytes`.
   HRESULT Reply(uint8_t* reply, DWORD bytes);
@@ -79,15 +95,11 @@ class FilterConnection {
  private:
   explicit FilterConnection(UniqueHandle port) : port_(std::move(port)) {}
   static void CALLBACK OnIoCompleted(PTP_CALLBACK_INSTANCE, void*, void* overlapped, ULONG result, ULONG_PTR bytes,
-                                     PTP_IO);
+                                     PTP_IO) noexcept;
 
   UniqueHandle port_;
   PTP_IO io_ = nullptr;
 };
-
-// What a completed FilterGetMessage stands for: S_OK when `buffer` holds a message, else the
-// failure as Windows reports it.
-HRESULT ReadResult(ULONG error, ULONG bytes);
 
 // The full path of the fltlib.dll this process loaded (the emulator's, the system's or Wine's).
 std::wstring LoadedFltlibPath();

@@ -6,41 +6,75 @@
 
 namespace fltport {
 
+namespace {
+
+// The back-off while the kernel keeps offering a message that no read can take.
+constexpr DWORD kFirstRetryDelayMs = 10;
+constexpr DWORD kMaxRetryDelayMs = 1000;
+
+}  // namespace
+
 class MessageStream::Read : public ReadOperation {
  public:
-  Read(MessageStream* stream, std::unique_ptr<uint8_t[]> buffer) : stream_(stream), buffer_(std::move(buffer)) {}
+  explicit Read(MessageStream* stream) : stream_(stream) {}
 
   // Holds the stream alive while the read is in the kernel.
   std::shared_ptr<MessageStream> inFlight;
+  // The next idle read (MessageStream::idle_).
+  Read* nextIdle = nullptr;
 
-  HRESULT Start() { return stream_->connection_->StartRead(this, buffer_.get(), stream_->bufferBytes_); }
+  DWORD Capacity() const { return capacity_; }
+  // A buffer of `bytes` from now on; false (the old one kept) when there is no memory for it.
+  bool Resize(DWORD bytes) noexcept {
+    if (bytes == capacity_) return true;
+    std::unique_ptr<uint8_t[]> buffer(new (std::nothrow) uint8_t[bytes]);
+    if (buffer == nullptr) return false;
+    buffer_ = std::move(buffer);
+    capacity_ = bytes;
+    return true;
+  }
+
+  HRESULT Start() { return stream_->connection_->StartRead(this, buffer_.get(), capacity_); }
   void Cancel() { stream_->connection_->CancelRead(this); }
 
-  ReceivedMessage Message(ULONG bytes) const { return ReceivedMessage::Parse(buffer_.get(), bytes); }
+  HRESULT Parse(ULONG error, ULONG bytes, ReceivedMessage* message) const noexcept {
+    return ReceivedMessage::FromRead(error, bytes, buffer_.get(), capacity_, message);
+  }
 
-  void ReadCompleted(ULONG error, ULONG bytes) override { stream_->Completed(this, error, bytes); }
+  void ReadCompleted(ULONG error, ULONG bytes) noexcept override { stream_->Completed(this, error, bytes); }
 
  private:
   MessageStream* stream_;
   std::unique_ptr<uint8_t[]> buffer_;
+  DWORD capacity_ = 0;
 };
 
-MessageStream::MessageStream(std::shared_ptr<FilterConnection> connection, DWORD bufferBytes, uint32_t pending,
-                             std::function<void()> ready)
-    : connection_(std::move(connection)), bufferBytes_(bufferBytes), maxUnconsumed_(2 * pending), notify_(std::move(ready)) {}
+MessageStream::MessageStream(std::shared_ptr<FilterConnection> connection, DWORD bufferBytes, DWORD maxBufferBytes,
+                             uint32_t pending, std::function<void()> ready)
+    : connection_(std::move(connection)),
+      bufferBytes_(bufferBytes),
+      maxBufferBytes_(std::max(bufferBytes, maxBufferBytes)),
+      maxUnconsumed_(2 * pending),
+      notify_(std::move(ready)) {}
 
 std::shared_ptr<MessageStream> MessageStream::Start(std::shared_ptr<FilterConnection> connection, DWORD bufferBytes,
-                                                    uint32_t pending, std::function<void()> ready) {
-  std::shared_ptr<MessageStream> stream(
-      new MessageStream(std::move(connection), bufferBytes, pending, std::move(ready)));
-  stream->armWork_ = CreateThreadpoolWork(&MessageStream::ArmWork, stream.get(), nullptr);
-  if (stream->armWork_ == nullptr) return nullptr;
-  for (uint32_t i = 0; i < pending; ++i) {
-    std::unique_ptr<uint8_t[]> buffer(new (std::nothrow) uint8_t[bufferBytes]);
-    if (buffer == nullptr) return nullptr;
-    stream->reads_.push_back(std::make_unique<Read>(stream.get(), std::move(buffer)));
-    stream->idle_.push_back(stream->reads_.back().get());
+                                                    DWORD maxBufferBytes, uint32_t pending,
+                                                    std::function<void()> ready) noexcept {
+  std::shared_ptr<MessageStream> stream;
+  try {
+    stream.reset(new MessageStream(std::move(connection), bufferBytes, maxBufferBytes, pending, std::move(ready)));
+    stream->reads_.reserve(pending);
+    for (uint32_t i = 0; i < pending; ++i) {
+      stream->reads_.push_back(std::make_unique<Read>(stream.get()));
+      if (!stream->reads_.back()->Resize(bufferBytes)) return nullptr;
+      stream->PushIdleLocked(stream->reads_.back().get());  // nobody else has the stream yet
+    }
+  } catch (const std::bad_alloc&) {
+    return nullptr;
   }
+  stream->armWork_ = CreateThreadpoolWork(&MessageStream::ArmWork, stream.get(), nullptr);
+  stream->retryTimer_ = CreateThreadpoolTimer(&MessageStream::RetryDue, stream.get(), nullptr);
+  if (stream->armWork_ == nullptr || stream->retryTimer_ == nullptr) return nullptr;
   {
     std::lock_guard<SrwMutex> lock(stream->mutex_);
     stream->ScheduleArmLocked();
@@ -50,14 +84,17 @@ std::shared_ptr<MessageStream> MessageStream::Start(std::shared_ptr<FilterConnec
 }
 
 MessageStream::~MessageStream() {
-  // Possibly from inside ArmWork, whose reference was the last: the pool frees it afterwards.
+  // Possibly from inside ArmWork or RetryDue, whose reference was the last: the pool frees them
+  // afterwards.
   if (armWork_ != nullptr) CloseThreadpoolWork(armWork_);
+  if (retryTimer_ != nullptr) CloseThreadpoolTimer(retryTimer_);
 }
 
 MessageStream::Batch MessageStream::Take() {
   Batch batch;
   std::lock_guard<SrwMutex> lock(mutex_);
   batch.messages.swap(ready_);
+  batch.unreadable.swap(unreadable_);
   notified_ = false;
   if (stopping_ && outstanding_ == 0 && !endTaken_) {
     endTaken_ = true;
@@ -72,7 +109,7 @@ void MessageStream::Consumed(uint32_t count) {
   {
     std::lock_guard<SrwMutex> lock(mutex_);
     unconsumed_ -= std::min(count, unconsumed_);
-    schedule = !stopping_ && !idle_.empty() && unconsumed_ < maxUnconsumed_ && ScheduleArmLocked();
+    schedule = !stopping_ && idle_ != nullptr && unconsumed_ < maxUnconsumed_ && ScheduleArmLocked();
   }
   // Off this thread: starting a read can be slow (the emulator makes two pipe calls for it).
   if (schedule) SubmitThreadpoolWork(armWork_);
@@ -87,119 +124,203 @@ void MessageStream::Stop() {
     notify = TakeNotifyLocked();
   }
   CancelOutstanding();
-  if (notify) notify_();
+  if (notify) Notify();
 }
 
-void MessageStream::Completed(Read* read, ULONG error, ULONG bytes) {
+void MessageStream::Completed(Read* read, ULONG error, ULONG bytes) noexcept {
   // The last reference may be this read's: the stream lives until the end of this call.
   std::shared_ptr<MessageStream> self = std::move(read->inFlight);
-  HRESULT result = ReadResult(error, bytes);
+  ReceivedMessage message;
+  HRESULT result = read->Parse(error, bytes, &message);
   bool rearm;
   bool cancel = false;
   bool notify;
+  DWORD retryDelayMs = 0;
   {
     std::lock_guard<SrwMutex> lock(mutex_);
     --outstanding_;
-    if (result == S_OK) {
-      ready_.push_back(read->Message(bytes));
-      ++unconsumed_;
-    } else if (!(stopping_ && error == ERROR_OPERATION_ABORTED)) {
-      FailLocked(result, &cancel);
-    }
-    rearm = !stopping_ && unconsumed_ < maxUnconsumed_;
+    bool armable = ApplyLocked(read, result, &message, &cancel);
+    rearm = armable && !stopping_ && unconsumed_ < maxUnconsumed_;
     if (rearm) {
       ++outstanding_;
     } else {
-      idle_.push_back(read);
+      PushIdleLocked(read);
+    }
+    if (!armable && !stopping_ && retryHold_ == nullptr) {
+      retryHold_ = self;
+      retryDelayMs_ = retryDelayMs_ == 0 ? kFirstRetryDelayMs : std::min(2 * retryDelayMs_, kMaxRetryDelayMs);
+      retryDelayMs = retryDelayMs_;
     }
     notify = TakeNotifyLocked();
   }
+  if (retryDelayMs != 0) {
+    ULARGE_INTEGER relative;
+    relative.QuadPart = static_cast<ULONGLONG>(-static_cast<LONGLONG>(retryDelayMs) * 10000);
+    FILETIME due;
+    due.dwLowDateTime = relative.LowPart;
+    due.dwHighDateTime = relative.HighPart;
+    SetThreadpoolTimer(retryTimer_, &due, 0, 0);
+  }
   if (cancel) CancelOutstanding();
-  if (notify) notify_();
-  if (rearm) Arm({read});
+  if (notify) Notify();
+  if (rearm) Arm(read);
 }
 
-std::vector<MessageStream::Read*> MessageStream::ClaimArmableLocked() {
-  std::vector<Read*> claimed;
-  if (stopping_ || unconsumed_ >= maxUnconsumed_) return claimed;
-  claimed.swap(idle_);
-  outstanding_ += static_cast<uint32_t>(claimed.size());
+bool MessageStream::ApplyLocked(Read* read, HRESULT result, ReceivedMessage* message, bool* cancel) noexcept {
+  if (result == S_OK) {
+    blocked_ = false;
+    retryDelayMs_ = 0;
+    read->Resize(bufferBytes_);  // a grown read goes back to the usual size (or stays, without memory)
+    try {
+      ready_.push_back(std::move(*message));
+    } catch (const std::bad_alloc&) {
+      FailLocked(E_OUTOFMEMORY, cancel);
+      return true;
+    }
+    ++unconsumed_;
+    return true;
+  }
+  // Cancelled by Stop(), or anything after it: nothing more to deliver or report.
+  if (stopping_) return true;
+  if (!IsMessageFailure(result)) {
+    FailLocked(result, cancel);
+    return true;
+  }
+  bool tooSmall = IsBufferTooSmall(result);
+  // Doubled, and re-armed at once: the kernel is expected to offer the message again.
+  if (tooSmall && read->Capacity() < maxBufferBytes_ &&
+      read->Resize(static_cast<DWORD>(std::min<uint64_t>(2ull * read->Capacity(), maxBufferBytes_)))) {
+    return true;
+  }
+  DWORD tried = read->Capacity();
+  read->Resize(bufferBytes_);
+  // Reported once per run: while the kernel keeps offering a message no read can take, every
+  // read meets it again.
+  if (tooSmall && blocked_) return false;
+  try {
+    unreadable_.push_back(Unreadable{result, tried});
+  } catch (const std::bad_alloc&) {
+    FailLocked(E_OUTOFMEMORY, cancel);
+    return true;
+  }
+  if (!tooSmall) return true;  // that message alone failed; the next read may succeed at once
+  blocked_ = true;
+  return false;
+}
+
+void MessageStream::PushIdleLocked(Read* read) noexcept {
+  read->nextIdle = idle_;
+  idle_ = read;
+}
+
+MessageStream::Read* MessageStream::ClaimArmableLocked() noexcept {
+  // While a back-off runs, its end arms the reads.
+  if (stopping_ || retryHold_ != nullptr || unconsumed_ >= maxUnconsumed_) return nullptr;
+  Read* claimed = idle_;
+  idle_ = nullptr;
+  for (Read* read = claimed; read != nullptr; read = read->nextIdle) ++outstanding_;
   return claimed;
 }
 
-void MessageStream::Arm(const std::vector<Read*>& reads) {
-  for (Read* read : reads) {
-    bool cancel = false;
-    bool notify = false;
-    HRESULT hr = S_OK;
-    bool started = false;
-    {
-      std::lock_guard<SrwMutex> lock(mutex_);
-      if (stopping_) {
-        // Stopped since the claim: a read started now would only leave a stale credit behind.
-        --outstanding_;
-        idle_.push_back(read);
-        notify = TakeNotifyLocked();
-      } else {
-        read->inFlight = shared_from_this();
-        started = true;
-      }
+void MessageStream::Arm(Read* read) noexcept {
+  bool cancel = false;
+  bool notify = false;
+  HRESULT hr = S_OK;
+  bool started = false;
+  {
+    std::lock_guard<SrwMutex> lock(mutex_);
+    if (stopping_) {
+      // Stopped since the claim: a read started now would only leave a stale credit behind.
+      --outstanding_;
+      PushIdleLocked(read);
+      notify = TakeNotifyLocked();
+    } else {
+      // Callers hold a reference, so this cannot come back empty.
+      read->inFlight = weak_from_this().lock();
+      started = true;
     }
-    if (started) {
-      hr = read->Start();
-      std::lock_guard<SrwMutex> lock(mutex_);
-      if (FAILED(hr)) {
-        read->inFlight.reset();
-        --outstanding_;
-        idle_.push_back(read);
-        FailLocked(hr, &cancel);
-        notify = TakeNotifyLocked();
-      } else {
-        // Stop() may have run between the check above and the start; its cancel missed this read.
-        cancel = stopping_;
-      }
-    }
-    if (started && SUCCEEDED(hr) && cancel) read->Cancel();
-    if (FAILED(hr) && cancel) CancelOutstanding();
-    if (notify) notify_();
   }
+  if (started) {
+    hr = read->Start();
+    std::lock_guard<SrwMutex> lock(mutex_);
+    if (FAILED(hr)) {
+      read->inFlight.reset();
+      --outstanding_;
+      PushIdleLocked(read);
+      FailLocked(hr, &cancel);
+      notify = TakeNotifyLocked();
+    } else {
+      // Stop() may have run between the check above and the start; its cancel missed this read.
+      cancel = stopping_;
+    }
+  }
+  if (started && SUCCEEDED(hr) && cancel) read->Cancel();
+  if (FAILED(hr) && cancel) CancelOutstanding();
+  if (notify) Notify();
 }
 
-bool MessageStream::ScheduleArmLocked() {
+bool MessageStream::ScheduleArmLocked() noexcept {
   if (armHold_ != nullptr) return false;  // already queued; it claims whatever is idle then
-  armHold_ = shared_from_this();
+  armHold_ = weak_from_this().lock();
   return true;
 }
 
-void CALLBACK MessageStream::ArmWork(PTP_CALLBACK_INSTANCE, void* context, PTP_WORK) {
+void CALLBACK MessageStream::ArmWork(PTP_CALLBACK_INSTANCE, void* context, PTP_WORK) noexcept {
   auto* stream = static_cast<MessageStream*>(context);
   std::shared_ptr<MessageStream> hold;
-  std::vector<Read*> reads;
+  Read* reads;
   {
     std::lock_guard<SrwMutex> lock(stream->mutex_);
     hold = std::move(stream->armHold_);
     reads = stream->ClaimArmableLocked();
   }
-  stream->Arm(reads);
+  while (reads != nullptr) {
+    Read* next = reads->nextIdle;  // Arm() may put the read back on the idle list
+    stream->Arm(reads);
+    reads = next;
+  }
 }
 
-void MessageStream::FailLocked(HRESULT hr, bool* cancel) {
+void CALLBACK MessageStream::RetryDue(PTP_CALLBACK_INSTANCE, void* context, PTP_TIMER) noexcept {
+  auto* stream = static_cast<MessageStream*>(context);
+  std::shared_ptr<MessageStream> hold;
+  bool schedule;
+  {
+    std::lock_guard<SrwMutex> lock(stream->mutex_);
+    hold = std::move(stream->retryHold_);
+    schedule = !stream->stopping_ && stream->idle_ != nullptr && stream->ScheduleArmLocked();
+  }
+  if (schedule) SubmitThreadpoolWork(stream->armWork_);
+}
+
+void MessageStream::FailLocked(HRESULT hr, bool* cancel) noexcept {
   if (stopping_) return;
   stopping_ = true;
   error_ = hr;
   *cancel = true;
 }
 
-void MessageStream::CancelOutstanding() {
+void MessageStream::CancelOutstanding() noexcept {
   for (const std::unique_ptr<Read>& read : reads_) read->Cancel();
 }
 
-bool MessageStream::TakeNotifyLocked() {
+bool MessageStream::TakeNotifyLocked() noexcept {
   if (notified_) return false;
   bool ended = stopping_ && outstanding_ == 0 && !endTaken_;
-  if (ready_.empty() && !ended) return false;
+  if (ready_.empty() && unreadable_.empty() && !ended) return false;
   notified_ = true;
   return true;
+}
+
+void MessageStream::Notify() noexcept {
+  // The last-resort guard of every completion path: the consumer's callback allocates (a job for
+  // the JS thread). Should it fail, the next event tries again rather than the process ending.
+  try {
+    notify_();
+  } catch (...) {
+    std::lock_guard<SrwMutex> lock(mutex_);
+    notified_ = false;
+  }
 }
 
 }  // namespace fltport

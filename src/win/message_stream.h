@@ -22,19 +22,35 @@ namespace fltport {
 // it takes them in batches: a bound of `pending` would stall every read while one batch is in
 // transit, and re-arming them all at once takes one thread a while (the emulator serialises
 // them).
+//
+// A message larger than a read's buffer: that read doubles its buffer (up to `maxBufferBytes`)
+// and is re-armed at once, assuming the kernel keeps the message for a bigger read (the emulator
+// does; unverified on Windows). Past the maximum the message is reported as unreadable, once per
+// run of such reads, and the stream goes on: while the kernel keeps offering what no read can
+// take, reads are re-armed after a back-off (10 ms doubling to 1 s) instead of spinning. A
+// message that fails alone (a byte count beyond the buffer, no memory for it) is reported too.
 class MessageStream : public std::enable_shared_from_this<MessageStream> {
  public:
+  // A message the stream could not read.
+  struct Unreadable {
+    HRESULT error = S_OK;
+    // The largest buffer tried for it, FILTER_MESSAGE_HEADER included.
+    DWORD bufferBytes = 0;
+  };
+
   struct Batch {
     std::vector<ReceivedMessage> messages;
+    std::vector<Unreadable> unreadable;
     bool ended = false;
     // With `ended`: the failure that ended the stream; S_OK when Stop() did.
     HRESULT error = S_OK;
   };
 
   // `ready` runs on any thread when Take() has something new (messages or the end); it is not
-  // called again until Take() has been called.
+  // called again until Take() has been called. nullptr when out of memory or thread-pool objects.
   static std::shared_ptr<MessageStream> Start(std::shared_ptr<FilterConnection> connection, DWORD bufferBytes,
-                                              uint32_t pending, std::function<void()> ready);
+                                              DWORD maxBufferBytes, uint32_t pending,
+                                              std::function<void()> ready) noexcept;
   ~MessageStream();
   MessageStream(const MessageStream&) = delete;
   MessageStream& operator=(const MessageStream&) = delete;
@@ -47,36 +63,52 @@ class MessageStream : public std::enable_shared_from_this<MessageStream> {
  private:
   class Read;
 
-  MessageStream(std::shared_ptr<FilterConnection> connection, DWORD bufferBytes, uint32_t pending,
-                std::function<void()> ready);
+  MessageStream(std::shared_ptr<FilterConnection> connection, DWORD bufferBytes, DWORD maxBufferBytes,
+                uint32_t pending, std::function<void()> ready);
 
-  void Completed(Read* read, ULONG error, ULONG bytes);
-  // Under the lock: idle reads that may be armed now, counted as outstanding.
-  std::vector<Read*> ClaimArmableLocked();
-  void Arm(const std::vector<Read*>& reads);
+  void Completed(Read* read, ULONG error, ULONG bytes) noexcept;
+  // Under the lock: what a completed read stands for, applied to the stream; false when the read
+  // must not be re-armed at once (parked until the back-off ends).
+  bool ApplyLocked(Read* read, HRESULT result, ReceivedMessage* message, bool* cancel) noexcept;
+  void PushIdleLocked(Read* read) noexcept;
+  // Under the lock: idle reads that may be armed now (a list through Read::nextIdle), counted
+  // as outstanding.
+  Read* ClaimArmableLocked() noexcept;
+  void Arm(Read* read) noexcept;
   // Under the lock: true when ArmWork must be queued (the caller then submits armWork_).
-  bool ScheduleArmLocked();
-  void FailLocked(HRESULT error, bool* cancel);
-  void CancelOutstanding();
-  bool TakeNotifyLocked();
-  static void CALLBACK ArmWork(PTP_CALLBACK_INSTANCE, void* context, PTP_WORK);
+  bool ScheduleArmLocked() noexcept;
+  void FailLocked(HRESULT error, bool* cancel) noexcept;
+  void CancelOutstanding() noexcept;
+  bool TakeNotifyLocked() noexcept;
+  void Notify() noexcept;
+  static void CALLBACK ArmWork(PTP_CALLBACK_INSTANCE, void* context, PTP_WORK) noexcept;
+  static void CALLBACK RetryDue(PTP_CALLBACK_INSTANCE, void* context, PTP_TIMER) noexcept;
 
   const std::shared_ptr<FilterConnection> connection_;
   const DWORD bufferBytes_;
+  const DWORD maxBufferBytes_;
   const uint32_t maxUnconsumed_;
   std::vector<std::unique_ptr<Read>> reads_;
   std::function<void()> notify_;
   // Starts idle reads off the consumer's thread; SubmitThreadpoolWork cannot fail.
   PTP_WORK armWork_ = nullptr;
+  // Ends the back-off while the kernel offers a message no read can take.
+  PTP_TIMER retryTimer_ = nullptr;
 
   SrwMutex mutex_;
   std::vector<ReceivedMessage> ready_;
-  std::vector<Read*> idle_;
+  std::vector<Unreadable> unreadable_;
+  Read* idle_ = nullptr;      // a list through Read::nextIdle: no allocation on completion paths
   uint32_t outstanding_ = 0;  // in the kernel or about to be
   uint32_t unconsumed_ = 0;   // completed, not yet Consumed()
   bool stopping_ = false;
   // Set while ArmWork is queued (and keeps the stream alive until it runs).
   std::shared_ptr<MessageStream> armHold_;
+  // An unreadable message was reported and no message has been read since.
+  bool blocked_ = false;
+  // Reads wait for retryTimer_ (set while it is; it keeps the stream alive until it fires).
+  std::shared_ptr<MessageStream> retryHold_;
+  DWORD retryDelayMs_ = 0;
   bool notified_ = false;
   bool endTaken_ = false;
   HRESULT error_ = S_OK;

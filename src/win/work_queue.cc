@@ -38,7 +38,7 @@ bool WorkQueue::Submit(const std::vector<WorkItem*>& items) {
   return true;
 }
 
-void CALLBACK WorkQueue::Drain(PTP_CALLBACK_INSTANCE, void* context, PTP_WORK) {
+void CALLBACK WorkQueue::Drain(PTP_CALLBACK_INSTANCE, void* context, PTP_WORK) noexcept {
   auto* queue = static_cast<WorkQueue*>(context);
   std::unique_lock<SrwMutex> lock(queue->mutex_);
   while (!queue->items_.empty()) {

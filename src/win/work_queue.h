@@ -34,7 +34,7 @@ class WorkQueue {
 
  private:
   WorkQueue();
-  static void CALLBACK Drain(PTP_CALLBACK_INSTANCE, void* context, PTP_WORK);
+  static void CALLBACK Drain(PTP_CALLBACK_INSTANCE, void* context, PTP_WORK) noexcept;
   // Under the lock: whether another drainer must start so that `waiting` items each have one.
   bool NeedsDrainerLocked(size_t waiting) const;
 
