@@ -43,6 +43,7 @@ const suites = [
   ['emulator conformance', async () => plainCounts((await runNode([path.join('scripts', 'test-emulator.mjs')])).output)],
   ['windows with the emulator', () => runWindowsSuite('test/windows', { emulator: true })],
   ['filter-port', () => runWindowsSuite('test/filter-port', { emulator: true })],
+  ['workers (worker_threads on the emulator)', () => runWindowsSuite('test/workers', { emulator: true })],
   ['integration (sample on the emulator)', () => runWindowsSuite('test/integration', { emulator: true })],
   // Skips itself, saying why, unless it runs on real Windows.
   ['windows-native (LPC)', () => runWindowsSuite('test/windows-native')],

@@ -23,6 +23,10 @@
  *              stats as for NOTIFY; WAIT waits for these senders too. Returns at once.
  *   LATENCY    output = latency = { UINT64 count, elapsedNs (barrier release to the last sender's
  *              end), p50Ns, p99Ns, p999Ns, maxNs, minNs, meanNs }  (64 bytes; ~0.8% resolution)
+ *   DELAY      MessageNotify returns after arg0 ms, or when the kernel stops: a send blocked in
+ *              the kernel
+ *   BLOCKED    waits until at least arg0 DELAY calls of this connection are in MessageNotify at
+ *              once (or the kernel stops); output = UINT32 that count
  *
  *   stats = { UINT32 sent, replied, matched, timeouts, failures; INT32 lastStatus;
  *             UINT32 replyBytesLast, connections }  (32 bytes; connections = open right now)
@@ -48,7 +52,9 @@ enum {
     OP_DISCONNECT = 6,
     OP_CONTEXT = 7,
     OP_FLOOD = 8,
-    OP_LATENCY = 9
+    OP_LATENCY = 9,
+    OP_DELAY = 10,
+    OP_BLOCKED = 11
 };
 
 #define COMMAND_HEADER_BYTES 24
@@ -79,6 +85,7 @@ typedef struct Connection {
     UINT32 *histogram;
     UINT64 latencyCount, latencySumNs, latencyMinNs, latencyMaxNs;
     LONGLONG floodStart, floodEnd;
+    volatile LONG delaying; /* DELAY calls in MessageNotify */
 } Connection;
 
 typedef struct Flood {
@@ -107,6 +114,7 @@ typedef struct Sender {
 
 static PFLT_FILTER g_filter;
 static volatile LONG g_connections;
+static HANDLE g_stopping; /* set when standard input closes: DELAY and BLOCKED return */
 
 static NTSTATUS FLTAPI OnConnect(PFLT_PORT clientPort, PVOID serverCookie, PVOID context, ULONG contextBytes,
                                  PVOID *connectionCookie) {
@@ -471,6 +479,18 @@ static NTSTATUS FLTAPI OnMessage(PVOID connectionCookie, PVOID input, ULONG inpu
             *returned = CopyOut(output, outputBytes, &latency, sizeof(latency));
             return STATUS_SUCCESS;
         }
+        case OP_DELAY:
+            InterlockedIncrement(&connection->delaying);
+            WaitForSingleObject(g_stopping, command[1]);
+            InterlockedDecrement(&connection->delaying);
+            return STATUS_SUCCESS;
+        case OP_BLOCKED: {
+            UINT32 count;
+            while ((count = (UINT32)connection->delaying) < command[1] && WaitForSingleObject(g_stopping, 10) == WAIT_TIMEOUT) {
+            }
+            *returned = CopyOut(output, outputBytes, &count, sizeof(count));
+            return STATUS_SUCCESS;
+        }
         default:
             return STATUS_INVALID_PARAMETER;
     }
@@ -483,6 +503,11 @@ int wmain(int argc, wchar_t **argv) {
     }
     LONG maxConnections = argc > 2 ? (LONG)_wtoi(argv[2]) : 8;
     QueryPerformanceFrequency(&g_qpcFrequency);
+    g_stopping = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (g_stopping == NULL) {
+        fprintf(stderr, "CreateEventW failed: %lu\n", (unsigned long)GetLastError());
+        return 1;
+    }
     NTSTATUS status = FltEmuCreateFilter(&g_filter);
     if (!NT_SUCCESS(status)) {
         fprintf(stderr, "FltEmuCreateFilter failed: 0x%08lX\n", (unsigned long)status);
@@ -514,6 +539,7 @@ int wmain(int argc, wchar_t **argv) {
     HANDLE input = GetStdHandle(STD_INPUT_HANDLE);
     while (ReadFile(input, sink, sizeof(sink), &read, NULL) && read > 0) {
     }
+    SetEvent(g_stopping);
     FltCloseCommunicationPort(serverPort);
     FltEmuUnregisterFilter(g_filter);
     return 0;

@@ -5,7 +5,7 @@
 const { spawn } = require('node:child_process');
 const { once } = require('node:events');
 
-const OP = { ECHO: 1, FAIL: 2, NOTIFY: 3, STATS: 4, WAIT: 5, DISCONNECT: 6, CONTEXT: 7, FLOOD: 8, LATENCY: 9 };
+const OP = { ECHO: 1, FAIL: 2, NOTIFY: 3, STATS: 4, WAIT: 5, DISCONNECT: 6, CONTEXT: 7, FLOOD: 8, LATENCY: 9, DELAY: 10, BLOCKED: 11 };
 const NO_REPLY_BUFFER = 0xffffffff;
 const STATS_BYTES = 32;
 let portCounter = 0;
@@ -74,6 +74,10 @@ const kernel = {
   disconnect: (port, delayMs = 0) => port.send(command(OP.DISCONNECT, [delayMs])),
   context: (port) => port.send(command(OP.CONTEXT), { replyBytes: 0x10000 }),
   latency: async (port) => parseLatency(await port.send(command(OP.LATENCY), { replyBytes: 64 })),
+  /** A send that stays blocked in the kernel for `ms`, or until the kernel stops. */
+  delay: (port, ms, options) => port.send(command(OP.DELAY, [ms]), options),
+  /** Resolves once `count` delay() calls of this connection are in the kernel at once. */
+  blocked: async (port, count) => (await port.send(command(OP.BLOCKED, [count]), { replyBytes: 4 })).readUInt32LE(0),
 };
 
 /** The sequence number the test kernel puts in the first 8 bytes of every notification. */
