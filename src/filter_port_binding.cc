@@ -27,9 +27,13 @@ namespace {
 constexpr uint32_t kMaxPayloadBytes = 64 * 1024 * 1024;
 // Reads one stream keeps in the kernel (lib/filter-port.ts MAX_PENDING).
 constexpr uint32_t kMaxPendingReads = 1024;
-// What one port's reads may hold in buffers at once (receive() calls and the streams of
-// messages() and serve(), header included): a buffer is allocated whole when its read starts.
-constexpr uint64_t kMaxReadBufferBytesPerPort = 256 * 1024 * 1024;
+// The read buffers one port may hold at once, counted as the API's bufferBytes (the header
+// aside): a receive() holds its bufferBytes, a messages() or serve() loop pending x bufferBytes.
+// A buffer is allocated whole when its read starts.
+constexpr uint64_t kMaxReadBytesPerPort = 256 * 1024 * 1024;
+
+// The API's bufferBytes of a read buffer of `bufferBytes` (at least the header).
+uint64_t ReadBytesOf(uint32_t bufferBytes) { return bufferBytes - kMessageHeaderBytes; }
 
 class ReadJob;
 struct StreamState;
@@ -44,7 +48,7 @@ struct PortState : EnvResource {
   // (ref/unref), as a socket's reads and writes do.
   void UpdateKeepAlive(Napi::Env env) { hold.SetBusy(env, !reads.empty() || !streams.empty() || callsInFlight > 0); }
 
-  bool FitsReadBuffers(uint64_t bytes) const { return readBufferBytes + bytes <= kMaxReadBufferBytesPerPort; }
+  bool FitsReads(uint64_t bytes) const { return readBytes + bytes <= kMaxReadBytesPerPort; }
 
   void Teardown() override;
 
@@ -65,17 +69,18 @@ struct PortState : EnvResource {
   std::unordered_set<std::shared_ptr<StreamState>> streams;
   std::vector<Napi::Promise::Deferred> closeWaiters;
   LoopHold hold;
-  uint64_t readBufferBytes = 0;  // held by `reads` and `streams`
-  uint32_t callsInFlight = 0;    // sends and replies
+  uint64_t readBytes = 0;      // held by `reads` and `streams` (ReadBytesOf)
+  uint32_t callsInFlight = 0;  // sends and replies
   bool closing = false;
 };
 
-// A read, or a stream's reads, asked for `bytes` of buffers past what the port may hold.
+// A read, or a stream's reads, asked for `bytes` more than the port's reads may hold.
 Napi::Error ReadBudgetError(Napi::Env env, const PortState& port, uint64_t bytes) {
   Napi::RangeError error = Napi::RangeError::New(
-      env, "the reads of one port may hold at most " + std::to_string(kMaxReadBufferBytesPerPort) +
-               " bytes of buffers at once (pending x bufferBytes for messages() and serve()); it holds " +
-               std::to_string(port.readBufferBytes) + " and this needs " + std::to_string(bytes) + " more");
+      env, "bufferBytes: the reads of one port may hold at most " + std::to_string(kMaxReadBytesPerPort) +
+               " bytes at once (a receive() its bufferBytes, a messages() or serve() loop pending x bufferBytes); "
+               "this port's reads hold " + std::to_string(port.readBytes) + " and this call asks for " +
+               std::to_string(bytes) + " more");
   error.Set("code", Napi::String::New(env, "ERR_OUT_OF_RANGE"));
   return error;
 }
@@ -121,7 +126,7 @@ class ReadJob : public CompletionQueue::Job, public ReadOperation {
 
   void Settle(Napi::Env env) override {
     port_->reads.erase(readId_);
-    port_->readBufferBytes -= bufferBytes_;
+    port_->readBytes -= ReadBytesOf(bufferBytes_);
     port_->UpdateKeepAlive(env);
     connection_.reset();
     if (result_ == S_OK) {
@@ -157,7 +162,7 @@ struct StreamState {
   std::shared_ptr<PortState> port;
   Napi::FunctionReference onMessages;
   Napi::FunctionReference onEnd;
-  uint64_t bufferBytes = 0;  // counted in port->readBufferBytes until the end
+  uint64_t readBytes = 0;  // counted in port->readBytes until the end
 };
 
 void PortState::BeginClose() {
@@ -204,7 +209,7 @@ class StreamDeliveryJob : public CompletionQueue::Job {
     Napi::FunctionReference onEnd = std::move(state->onEnd);
     std::shared_ptr<PortState> port = std::move(state->port);
     port->streams.erase(state);
-    port->readBufferBytes -= state->bufferBytes;
+    port->readBytes -= state->readBytes;
     port->UpdateKeepAlive(env);
     onEnd.Call({batch.error == S_OK ? env.Null() : FailureToJs(env, Failure::FromHResult("FilterGetMessage", batch.error)).Value()});
     RaisePending(env);
@@ -373,7 +378,9 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
     if (state_->reads.count(readId) != 0) {
       return RejectedPromise(env, FltportErrorToJs(env, "ERR_INVALID_ARG_VALUE", "readId is already in use"));
     }
-    if (!state_->FitsReadBuffers(bufferBytes)) return RejectedPromise(env, ReadBudgetError(env, *state_, bufferBytes));
+    if (!state_->FitsReads(ReadBytesOf(bufferBytes))) {
+      return RejectedPromise(env, ReadBudgetError(env, *state_, ReadBytesOf(bufferBytes)));
+    }
     std::unique_ptr<uint8_t[]> buffer(new (std::nothrow) uint8_t[bufferBytes]);
     if (buffer == nullptr) return RejectedPromise(env, ReadBufferError(env));
     auto read = std::make_unique<ReadJob>(env, state_, readId, std::move(buffer), bufferBytes);
@@ -381,7 +388,7 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
     HRESULT hr = read->Start();
     if (FAILED(hr)) return RejectedPromise(env, FailureToJs(env, Failure::FromHResult("FilterGetMessage", hr)));
     state_->reads.emplace(readId, read.release());  // the completion owns it now
-    state_->readBufferBytes += bufferBytes;
+    state_->readBytes += ReadBytesOf(bufferBytes);
     state_->UpdateKeepAlive(env);
     return promise;
   }
@@ -404,8 +411,8 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
       SyncHandleError(env).ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    uint64_t streamBytes = uint64_t{bufferBytes} * pending;
-    if (!state_->FitsReadBuffers(streamBytes)) {
+    uint64_t streamBytes = ReadBytesOf(bufferBytes) * pending;
+    if (!state_->FitsReads(streamBytes)) {
       ReadBudgetError(env, *state_, streamBytes).ThrowAsJavaScriptException();
       return env.Undefined();
     }
@@ -422,8 +429,8 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
       return env.Undefined();
     }
     state->port = state_;
-    state->bufferBytes = streamBytes;
-    state_->readBufferBytes += streamBytes;
+    state->readBytes = streamBytes;
+    state_->readBytes += streamBytes;
     state->onMessages = Napi::Persistent(info[2].As<Napi::Function>());
     state->onEnd = Napi::Persistent(info[3].As<Napi::Function>());
     state_->streams.insert(state);
