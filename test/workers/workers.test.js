@@ -50,10 +50,14 @@ async function connectionsSettled(probe, expected) {
 describe('fltport in worker_threads', function () {
   let host;
   let probe; // the main thread's own connection: the kernel's count is 1 when no worker's is open
+  let child; // a process of the test's own, ended if the test ends without it
 
   before(async () => {
     host = await startKernel({ maxConnections: 64 });
     probe = await FilterPort.connect(host.portName);
+  });
+  afterEach(() => {
+    if (child?.exitCode === null) child.kill();
   });
   after(async () => {
     await probe?.close();
@@ -114,7 +118,7 @@ describe('fltport in worker_threads', function () {
   });
 
   it('survives workers ending in every state in a process whose main thread never loads the addon', async () => {
-    const child = spawn(
+    child = spawn(
       process.execPath,
       [
         '-e',
