@@ -16,14 +16,19 @@ export interface NativeMessage {
 }
 
 export interface NativeFilterPort {
-  /** One overlapped FilterGetMessage into a buffer of `bufferBytes` (header included). */
+  /**
+   * One overlapped FilterGetMessage into a buffer of `bufferBytes` (header included). Rejects with
+   * a RangeError (ERR_OUT_OF_RANGE) when the port's reads would hold more than 256 MiB of payload
+   * buffers (receives and streams together).
+   */
   read(bufferBytes: number, readId: number): Promise<NativeMessage>;
   /** CancelIoEx on that read; it then rejects with ERROR_OPERATION_ABORTED. */
   cancelRead(readId: number): void;
   /**
    * Keeps `pending` reads of `bufferBytes` (header included) outstanding, re-armed off the JS
    * thread while fewer than 2 x `pending` delivered messages are unconsumed. Messages come in non-empty
-   * batches; onEnd comes once, with null after stop() or close(), else the failure.
+   * batches; onEnd comes once, with null after stop() or close(), else the failure. Throws the
+   * RangeError of read() when pending x payload bytes would pass the port's budget.
    */
   stream(
     bufferBytes: number,
@@ -37,6 +42,7 @@ export interface NativeFilterPort {
   reply(messageId: bigint, status: number, payload: Uint8Array | null, settleLazily: boolean): Promise<void>;
   /** Cancels every read and resolves once all have completed; the handle closes after the last call using it. */
   close(): Promise<void>;
+  /** Whether pending reads, streams and calls in flight (sends, replies) hold the event loop (default: they do). */
   ref(): void;
   unref(): void;
 }
@@ -50,6 +56,7 @@ export interface NativeMessageStream {
 
 export interface NativeModule {
   runtimeInfo(): NativeRuntimeInfo;
+  /** Throws a TypeError (ERR_INVALID_ARG_VALUE) for inheritHandle without syncHandle. */
   filterConnect(name: string, context: Uint8Array | null, syncHandle: boolean, inheritHandle: boolean): Promise<NativeFilterPort>;
   /** NtConnectPort (NtSecureConnectPort with serverSid); impersonationLevel 0..3 = Anonymous..Delegation. */
   lpcConnect(

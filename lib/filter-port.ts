@@ -1,7 +1,7 @@
 // FilterPort: a connection to a minifilter's communication port (fltlib.dll).
 import { loadNative } from '../binding/loader';
 import type { NativeFilterPort, NativeMessage, NativeMessageStream } from '../binding/native';
-import { AbortError, FltportError, WinError, abortErrorFor, failureOf, fromNative, invalidArgType, invalidReturnValue, outOfRange } from './errors';
+import { AbortError, FltportError, WinError, abortErrorFor, failureOf, fromNative, invalidArgType, invalidArgValue, invalidReturnValue, outOfRange } from './errors';
 import { settleOnce } from './abort';
 import { FilterMessage, type SendReply, claimReply } from './filter-message';
 import { type StructType, checkOptionalType, decodeStruct, structSize, toPayload } from './structs';
@@ -38,7 +38,7 @@ export interface FilterConnectOptions {
   context?: Uint8Array;
   /** FLT_PORT_FLAG_SYNC_HANDLE: a handle without overlapped I/O; such a port can send but not receive. */
   syncHandle?: boolean;
-  /** Let child processes inherit the port handle. */
+  /** Let child processes inherit the port handle; only with syncHandle (an overlapped handle is bound to this process's thread pool). */
   inheritHandle?: boolean;
   /** Aborting rejects at once; a connection that completes later is closed again. */
   signal?: AbortSignal;
@@ -164,6 +164,9 @@ export class FilterPort {
     const context = checkOptionalBytes(raw.context, 'options.context', MAX_CONTEXT_BYTES);
     const syncHandle = checkOptionalBoolean(raw.syncHandle, 'options.syncHandle') ?? false;
     const inheritHandle = checkOptionalBoolean(raw.inheritHandle, 'options.inheritHandle') ?? false;
+    if (inheritHandle && !syncHandle) {
+      throw invalidArgValue('options.inheritHandle', 'requires options.syncHandle: an overlapped handle bound to thread-pool I/O cannot be shared with a child process');
+    }
     const signal = checkOptionalSignal(raw.signal);
     if (signal?.aborted) throw abortErrorFor(signal);
 

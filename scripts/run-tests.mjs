@@ -44,6 +44,7 @@ const suites = [
   ['windows with the emulator', () => runWindowsSuite('test/windows', { emulator: true })],
   ['filter-port', () => runWindowsSuite('test/filter-port', { emulator: true })],
   ['fuzz (odd reads, random aborts)', () => runWindowsSuite('test/fuzz', { emulator: true })],
+  ['workers (worker_threads on the emulator)', () => runWindowsSuite('test/workers', { emulator: true })],
   ['integration (sample on the emulator)', () => runWindowsSuite('test/integration', { emulator: true })],
   // Skips itself, saying why, unless it runs on real Windows.
   ['windows-native (LPC)', () => runWindowsSuite('test/windows-native')],

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <string>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -23,18 +24,30 @@ namespace {
 
 // Reads one stream keeps in the kernel (lib/filter-port.ts MAX_PENDING).
 constexpr uint32_t kMaxPendingReads = 1024;
+// The read buffers one port may hold at once, counted as the API's bufferBytes (the header
+// aside): a receive() holds its bufferBytes, a messages() or serve() loop pending x bufferBytes.
+// A buffer is allocated whole when its read starts.
+constexpr uint64_t kMaxReadBytesPerPort = 256 * 1024 * 1024;
+
+// The API's bufferBytes of a read buffer of `bufferBytes` (at least the header).
+uint64_t ReadBytesOf(uint32_t bufferBytes) { return bufferBytes - kMessageHeaderBytes; }
 
 class ReadJob;
 struct StreamState;
 
 // What one open port shares with its reads in flight. JS thread only, except `connection`,
 // which in-flight calls hold their own references to.
-struct PortState {
+struct PortState : EnvResource {
   PortState(std::shared_ptr<FilterConnection> opened, std::shared_ptr<CompletionQueue> queue)
       : connection(std::move(opened)), completions(queue), hold(std::move(queue)) {}
 
-  // Pending reads keep the event loop alive while the port is referenced (ref/unref).
-  void UpdateKeepAlive(Napi::Env env) { hold.SetBusy(env, !reads.empty() || !streams.empty()); }
+  // Pending reads and calls in flight keep the event loop alive while the port is referenced
+  // (ref/unref), as a socket's reads and writes do.
+  void UpdateKeepAlive(Napi::Env env) { hold.SetBusy(env, !reads.empty() || !streams.empty() || callsInFlight > 0); }
+
+  bool FitsReads(uint64_t bytes) const { return readBytes + bytes <= kMaxReadBytesPerPort; }
+
+  void Teardown() override;
 
   // Cancels every read; the handle is released once the last of them has completed.
   void BeginClose();
@@ -53,8 +66,26 @@ struct PortState {
   std::unordered_set<std::shared_ptr<StreamState>> streams;
   std::vector<Napi::Promise::Deferred> closeWaiters;
   LoopHold hold;
+  uint64_t readBytes = 0;      // held by `reads` and `streams` (ReadBytesOf)
+  uint32_t callsInFlight = 0;  // sends and replies
   bool closing = false;
 };
+
+// A read, or a stream's reads, asked for `bytes` more than the port's reads may hold.
+Napi::Error ReadBudgetError(Napi::Env env, const PortState& port, uint64_t bytes) {
+  Napi::RangeError error = Napi::RangeError::New(
+      env, "bufferBytes: the reads of one port may hold at most " + std::to_string(kMaxReadBytesPerPort) +
+               " bytes at once (a receive() its bufferBytes, a messages() or serve() loop pending x maxBufferBytes); "
+               "this port's reads hold " + std::to_string(port.readBytes) + " and this call asks for " +
+               std::to_string(bytes) + " more");
+  error.Set("code", Napi::String::New(env, "ERR_OUT_OF_RANGE"));
+  return error;
+}
+
+// A read buffer could not be allocated (E_OUTOFMEMORY, named after the call it was for).
+Napi::Error ReadBufferError(Napi::Env env) {
+  return FailureToJs(env, Failure::FromHResult("FilterGetMessage", E_OUTOFMEMORY));
+}
 
 // { id: bigint, replyLength: number, data: Buffer }
 Napi::Object MessageToJs(Napi::Env env, const ReceivedMessage& received) {
@@ -69,12 +100,14 @@ Napi::Object MessageToJs(Napi::Env env, const ReceivedMessage& received) {
 // One overlapped FilterGetMessage: a thread-pool completion posts it back to the JS thread.
 class ReadJob : public CompletionQueue::Job, public ReadOperation {
  public:
-  ReadJob(Napi::Env env, std::shared_ptr<PortState> port, uint32_t readId, uint32_t bufferBytes)
+  ReadJob(Napi::Env env, std::shared_ptr<PortState> port, uint32_t readId, std::unique_ptr<uint8_t[]> buffer,
+          uint32_t bufferBytes)
       : deferred_(Napi::Promise::Deferred::New(env)),
         port_(std::move(port)),
         connection_(port_->connection),
+        work_(port_->completions),
         readId_(readId),
-        buffer_(new (std::nothrow) uint8_t[bufferBytes]),
+        buffer_(std::move(buffer)),
         bufferBytes_(bufferBytes) {}
 
   Napi::Promise Promise() const { return deferred_.Promise(); }
@@ -88,17 +121,24 @@ class ReadJob : public CompletionQueue::Job, public ReadOperation {
     error_ = error;
     bytes_ = bytes;
     std::shared_ptr<CompletionQueue> completions = port_->completions;
-    completions->Post(std::unique_ptr<Job>(this), false);
+    completions->Post(std::unique_ptr<Job>(this));
   }
 
   void Settle(Napi::Env env) override {
     port_->reads.erase(readId_);
+    port_->readBytes -= ReadBytesOf(bufferBytes_);
     port_->UpdateKeepAlive(env);
     connection_.reset();
     ReceivedMessage message;
     HRESULT result = ReceivedMessage::FromRead(error_, bytes_, buffer_.get(), bufferBytes_, &message);
     if (result == S_OK) {
-      deferred_.Resolve(MessageToJs(env, message));
+      Napi::Object object = MessageToJs(env, message);
+      // Building it failed (a setter on Object.prototype threw, memory ran out): that is the outcome.
+      if (env.IsExceptionPending()) {
+        deferred_.Reject(env.GetAndClearPendingException().Value());
+      } else {
+        deferred_.Resolve(object);
+      }
     } else {
       deferred_.Reject(FailureToJs(env, Failure::FromHResult("FilterGetMessage", result)).Value());
     }
@@ -109,6 +149,7 @@ class ReadJob : public CompletionQueue::Job, public ReadOperation {
   Napi::Promise::Deferred deferred_;
   std::shared_ptr<PortState> port_;
   std::shared_ptr<FilterConnection> connection_;
+  CompletionQueue::WorkHold work_;
   uint32_t readId_;
   std::unique_ptr<uint8_t[]> buffer_;
   uint32_t bufferBytes_;
@@ -123,6 +164,7 @@ struct StreamState {
   std::shared_ptr<PortState> port;
   Napi::FunctionReference onMessages;
   Napi::FunctionReference onEnd;
+  uint64_t readBytes = 0;  // counted in port->readBytes until the end
 };
 
 void PortState::BeginClose() {
@@ -130,6 +172,22 @@ void PortState::BeginClose() {
   closing = true;
   for (const std::shared_ptr<StreamState>& stream : streams) stream->stream->Stop();
   connection->CancelAllReads();
+}
+
+void PortState::Teardown() {
+  closing = true;
+  for (const std::shared_ptr<StreamState>& state : streams) {
+    state->stream->Stop();
+    state->stream.reset();  // it lives on while its cancelled reads complete
+    state->onMessages.Reset();
+    state->onEnd.Reset();
+    state->port.reset();
+  }
+  streams.clear();
+  if (connection != nullptr) connection->CancelAllReads();
+  connection.reset();
+  reads.clear();  // each read owns itself; its completion releases it
+  closeWaiters.clear();
 }
 
 // Hands what a stream has ready to JS: onMessages(batch), then onEnd(error | null) once.
@@ -160,6 +218,7 @@ class StreamDeliveryJob : public CompletionQueue::Job {
     Napi::FunctionReference onEnd = std::move(state->onEnd);
     std::shared_ptr<PortState> port = std::move(state->port);
     port->streams.erase(state);
+    port->readBytes -= state->readBytes;
     port->UpdateKeepAlive(env);
     onEnd.Call({batch.error == S_OK ? env.Null() : FailureToJs(env, Failure::FromHResult("FilterGetMessage", batch.error)).Value()});
     RaisePending(env);
@@ -200,15 +259,39 @@ class MessageStreamHandle : public Napi::ObjectWrap<MessageStreamHandle> {
   std::shared_ptr<StreamState> state_;
 };
 
-class SendJob : public PoolJob {
+// A call on an open port: it holds the event loop through the port, so that unref() lets go
+// of it as of a socket's writes.
+class PortCallJob : public PoolJob {
  public:
-  SendJob(Napi::Env env, std::shared_ptr<FilterConnection> connection, std::vector<uint8_t> input, uint32_t outputBytes)
-      : PoolJob(env),
-        connection_(std::move(connection)),
-        input_(std::move(input)),
-        output_(outputBytes) {}
+  PortCallJob(Napi::Env env, std::shared_ptr<PortState> port)
+      : PoolJob(env), connection_(port->connection), port_(std::move(port)) {}
 
  protected:
+  void Started(Napi::Env env) override {
+    ++port_->callsInFlight;
+    port_->UpdateKeepAlive(env);
+  }
+  void Finished(Napi::Env env) override {
+    --port_->callsInFlight;
+    port_->UpdateKeepAlive(env);
+    connection_.reset();
+  }
+
+  std::shared_ptr<FilterConnection> connection_;
+
+ private:
+  std::shared_ptr<PortState> port_;
+};
+
+class SendJob : public PortCallJob {
+ public:
+  SendJob(Napi::Env env, std::shared_ptr<PortState> port, std::vector<uint8_t> input, uint32_t outputBytes)
+      : PortCallJob(env, std::move(port)), input_(std::move(input)), output_(outputBytes) {}
+
+ protected:
+  // MessageNotify returns when the driver decides.
+  bool MayBlock() const override { return true; }
+
   bool Call(Failure* failure) override {
     HRESULT hr = connection_->Send(input_.empty() ? nullptr : input_.data(), static_cast<DWORD>(input_.size()),
                                    output_.empty() ? nullptr : output_.data(), static_cast<DWORD>(output_.size()),
@@ -217,21 +300,20 @@ class SendJob : public PoolJob {
   }
 
   Napi::Value Result(Napi::Env env) override {
-    connection_.reset();
+    // FilterConnection::Send bounds lpBytesReturned by the output buffer.
     return Napi::Buffer<uint8_t>::Copy(env, output_.data(), returned_);
   }
 
  private:
-  std::shared_ptr<FilterConnection> connection_;
   std::vector<uint8_t> input_;
   std::vector<uint8_t> output_;
   DWORD returned_ = 0;
 };
 
-class ReplyJob : public PoolJob {
+class ReplyJob : public PortCallJob {
  public:
-  ReplyJob(Napi::Env env, std::shared_ptr<FilterConnection> connection, std::vector<uint8_t> reply, bool settleLazily)
-      : PoolJob(env), connection_(std::move(connection)), reply_(std::move(reply)), settleLazily_(settleLazily) {}
+  ReplyJob(Napi::Env env, std::shared_ptr<PortState> port, std::vector<uint8_t> reply, bool settleLazily)
+      : PortCallJob(env, std::move(port)), reply_(std::move(reply)), settleLazily_(settleLazily) {}
 
  protected:
   bool Call(Failure* failure) override {
@@ -241,16 +323,21 @@ class ReplyJob : public PoolJob {
   // it can ride on the next wake-up: a scanner replies to every message, and half of its JS
   // thread's wake-ups were these.
   bool CanWait() const override { return settleLazily_; }
-  Napi::Value Result(Napi::Env env) override {
-    connection_.reset();
-    return env.Undefined();
-  }
 
  private:
-  std::shared_ptr<FilterConnection> connection_;
   std::vector<uint8_t> reply_;
   bool settleLazily_;
 };
+
+// An overlapped handle is bound to this process's thread-pool I/O: a child's I/O on an inherited
+// copy would complete into that callback with an OVERLAPPED of the child's (a crash here), and
+// the copy would keep the connection open after close().
+Napi::Error InheritHandleError(Napi::Env env) {
+  Napi::TypeError error = Napi::TypeError::New(
+      env, "inheritHandle requires syncHandle: an overlapped port handle cannot be shared with a child process");
+  error.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_VALUE"));
+  return error;
+}
 
 Napi::Error SyncHandleError(Napi::Env env) {
   return FltportErrorToJs(env, "ERR_FLTPORT_SYNC_HANDLE", "a port connected with syncHandle cannot receive messages");
@@ -272,6 +359,7 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
 
   void Adopt(Napi::Env env, std::shared_ptr<FilterConnection> connection) {
     state_ = std::make_shared<PortState>(std::move(connection), GetAddonData(env)->completions);
+    GetAddonData(env)->Track(state_);
   }
 
   // Garbage collected without close(): cancel the reads; the handle goes with the last of them.
@@ -299,11 +387,17 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
     if (state_->reads.count(readId) != 0) {
       return RejectedPromise(env, FltportErrorToJs(env, "ERR_INVALID_ARG_VALUE", "readId is already in use"));
     }
-    auto read = std::make_unique<ReadJob>(env, state_, readId, bufferBytes);
+    if (!state_->FitsReads(ReadBytesOf(bufferBytes))) {
+      return RejectedPromise(env, ReadBudgetError(env, *state_, ReadBytesOf(bufferBytes)));
+    }
+    std::unique_ptr<uint8_t[]> buffer(new (std::nothrow) uint8_t[bufferBytes]);
+    if (buffer == nullptr) return RejectedPromise(env, ReadBufferError(env));
+    auto read = std::make_unique<ReadJob>(env, state_, readId, std::move(buffer), bufferBytes);
     Napi::Promise promise = read->Promise();
     HRESULT hr = read->Start();
     if (FAILED(hr)) return RejectedPromise(env, FailureToJs(env, Failure::FromHResult("FilterGetMessage", hr)));
     state_->reads.emplace(readId, read.release());  // the completion owns it now
+    state_->readBytes += ReadBytesOf(bufferBytes);
     state_->UpdateKeepAlive(env);
     return promise;
   }
@@ -333,17 +427,27 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
       SyncHandleError(env).ThrowAsJavaScriptException();
       return env.Undefined();
     }
+    // Counted as if every read had grown to maxBufferBytes: each may, for a message of that size.
+    uint64_t streamBytes = ReadBytesOf(maxBufferBytes) * pending;
+    if (!state_->FitsReads(streamBytes)) {
+      ReadBudgetError(env, *state_, streamBytes).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
     auto state = std::make_shared<StreamState>();
     std::shared_ptr<CompletionQueue> completions = state_->completions;
     std::weak_ptr<StreamState> weak = state;
-    state->stream = MessageStream::Start(state_->connection, bufferBytes, maxBufferBytes, pending, [completions, weak]() {
-      completions->Post(std::make_unique<StreamDeliveryJob>(weak), false);
+    // The hold goes with the stream, once its last read has completed.
+    CompletionQueue::WorkHold work(completions);
+    state->stream = MessageStream::Start(state_->connection, bufferBytes, maxBufferBytes, pending, [completions, weak, work]() {
+      completions->Post(std::make_unique<StreamDeliveryJob>(weak));
     });
     if (state->stream == nullptr) {
-      FailureToJs(env, Failure::FromHResult("FilterGetMessage", E_OUTOFMEMORY)).ThrowAsJavaScriptException();
+      ReadBufferError(env).ThrowAsJavaScriptException();
       return env.Undefined();
     }
     state->port = state_;
+    state->readBytes = streamBytes;
+    state_->readBytes += streamBytes;
     state->onMessages = Napi::Persistent(info[2].As<Napi::Function>());
     state->onEnd = Napi::Persistent(info[3].As<Napi::Function>());
     state_->streams.insert(state);
@@ -377,7 +481,7 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
       return env.Undefined();
     }
     if (Closed()) return RejectedPromise(env, ClosedPortError(env));
-    return PoolJob::Submit(env, std::make_unique<SendJob>(env, state_->connection, std::move(input), replyBytes));
+    return PoolJob::Submit(env, std::make_unique<SendJob>(env, state_, std::move(input), replyBytes));
   }
 
   // reply(messageId, status, payload | null, settleLazily): Promise<void>; sends header +
@@ -399,7 +503,7 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
     std::memcpy(reply.data(), &status, sizeof(status));
     std::memcpy(reply.data() + 8, &messageId, sizeof(messageId));
     if (!payload.empty()) std::memcpy(reply.data() + kReplyHeaderBytes, payload.data(), payload.size());
-    return PoolJob::Submit(env, std::make_unique<ReplyJob>(env, state_->connection, std::move(reply), settleLazily));
+    return PoolJob::Submit(env, std::make_unique<ReplyJob>(env, state_, std::move(reply), settleLazily));
   }
 
   // close(): Promise<void>, settled once every pending read has completed.
@@ -431,6 +535,8 @@ class ConnectJob : public PoolJob {
   bool Call(Failure* failure) override {
     return Succeeded(FilterConnection::Connect(request_, &connection_), "FilterConnectCommunicationPort", failure);
   }
+  // ConnectNotify returns when the driver decides.
+  bool MayBlock() const override { return true; }
 
   Napi::Value Result(Napi::Env env) override {
     Napi::Object wrapper = GetAddonData(env)->filterPortClass.New({});
@@ -451,6 +557,10 @@ Napi::Value FilterConnect(const Napi::CallbackInfo& info) {
       !ReadOptionalBytes(info[1], "context", kMaxConnectionContextBytes, &request.context) ||
       !ReadBoolean(info[2], "syncHandle", &request.syncHandle) ||
       !ReadBoolean(info[3], "inheritHandle", &request.inheritHandle)) {
+    return env.Undefined();
+  }
+  if (request.inheritHandle && !request.syncHandle) {
+    InheritHandleError(env).ThrowAsJavaScriptException();
     return env.Undefined();
   }
   return PoolJob::Submit(env, std::make_unique<ConnectJob>(env, std::move(request)));

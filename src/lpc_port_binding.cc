@@ -127,6 +127,8 @@ class RequestJob : public PoolJob {
 
  protected:
   bool Call(Failure* failure) override { return client_->Request(std::move(message_), &reply_, failure); }
+  // The server replies when it decides.
+  bool MayBlock() const override { return true; }
   Napi::Value Result(Napi::Env env) override { return Napi::Buffer<uint8_t>::Copy(env, reply_.data(), reply_.size()); }
 
  private:
@@ -148,6 +150,8 @@ class PostJob : public PoolJob {
   std::vector<uint8_t> message_;
 };
 
+// At environment teardown Node-API finalizes the wrapper, which lets go of the client as close()
+// does (a client holds no JS reference and starts nothing of its own).
 class LpcClientHandle : public Napi::ObjectWrap<LpcClientHandle> {
  public:
   static Napi::Function DefineClass(Napi::Env env) {
@@ -221,6 +225,8 @@ class ConnectJob : public PoolJob {
 
  protected:
   bool Call(Failure* failure) override { return LpcClient::Connect(request_, &client_, failure); }
+  // The server accepts when it decides.
+  bool MayBlock() const override { return true; }
 
   // { port, maxMessageLength, serverConnectionInfo, viewBytes, serverViewBytes }
   Napi::Value Result(Napi::Env env) override {
@@ -286,10 +292,23 @@ struct ConnectionViews {
 };
 
 // The server's JS-thread state, shared with the jobs its receiving thread posts. Released on
-// the JS thread only: the last references are held by those jobs or by the wrapper.
-struct ServerState {
+// the JS thread only, until the environment's teardown has released its JS references: the last
+// references are held by those jobs, the receiving thread's listener or the wrapper.
+struct ServerState : EnvResource {
   explicit ServerState(std::shared_ptr<CompletionQueue> queue) : completions(queue), hold(std::move(queue)) {}
 
+  // Stops the receiving thread (the environment waits for its end, ServerListener's hold) and
+  // closes the connections; unverified: LPC does not run under Wine.
+  void Teardown() override {
+    closed = true;
+    views.clear();  // before Stop() unmaps them
+    if (std::shared_ptr<LpcServer> running = server.lock()) running->Stop();
+    onMessage.Reset();
+    onEnd.Reset();
+    closeWaiters.clear();
+  }
+
+  std::weak_ptr<LpcServer> server;
   Napi::FunctionReference onMessage;
   Napi::FunctionReference onEnd;
   std::vector<Napi::Promise::Deferred> closeWaiters;
@@ -354,16 +373,16 @@ class EndJob : public CompletionQueue::Job {
 
 class ServerListener : public LpcServerListener {
  public:
-  explicit ServerListener(std::shared_ptr<ServerState> state) : state_(std::move(state)) {}
+  explicit ServerListener(std::shared_ptr<ServerState> state) : state_(std::move(state)), work_(state_->completions) {}
   void Received(LpcReceived received) override {
-    state_->completions->Post(std::make_unique<MessageJob>(state_, std::move(received)), false);
+    state_->completions->Post(std::make_unique<MessageJob>(state_, std::move(received)));
   }
-  void Ended(const Failure* failure) override {
-    state_->completions->Post(std::make_unique<EndJob>(state_, failure), false);
-  }
+  void Ended(const Failure* failure) override { state_->completions->Post(std::make_unique<EndJob>(state_, failure)); }
 
  private:
   std::shared_ptr<ServerState> state_;
+  // Released when the receiving thread lets go of the listener, after it closed the port.
+  CompletionQueue::WorkHold work_;
 };
 
 class AcceptJob : public PoolJob {
@@ -459,6 +478,8 @@ class LpcServerHandle : public Napi::ObjectWrap<LpcServerHandle> {
     server_ = std::move(server);
     state_ = std::make_shared<ServerState>(GetAddonData(env)->completions);
     state_->maxMessageLength = server_->MaxMessageLength();
+    state_->server = server_;
+    GetAddonData(env)->Track(state_);
   }
 
   // Garbage collected without close(): stop the thread; nobody is left to hear of its end.

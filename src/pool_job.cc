@@ -19,7 +19,7 @@ void PoolJob::Init(Napi::Env env) {
 
 Napi::Promise PoolJob::Submit(Napi::Env env, std::unique_ptr<PoolJob> job) {
   Napi::Promise promise = job->deferred_.Promise();
-  job->completions_->KeepAlive(env);
+  job->Started(env);
   AddonData* data = GetAddonData(env);
   data->stagedJobs.push_back(job.release());
   if (data->turnStarted) return promise;  // the reaction queued by the first one submits it
@@ -46,14 +46,18 @@ Napi::Value PoolJob::SubmitStaged(const Napi::CallbackInfo& info) {
 void PoolJob::SubmitStaged(Napi::Env env) {
   AddonData* data = GetAddonData(env);
   if (data->stagedJobs.empty()) return;
-  std::vector<WorkItem*> items(data->stagedJobs.begin(), data->stagedJobs.end());
+  std::vector<WorkItem*> blocking;
+  std::vector<WorkItem*> quick;
+  for (PoolJob* job : data->stagedJobs) (job->MayBlock() ? blocking : quick).push_back(job);
   data->stagedJobs.clear();
-  if (WorkQueue::Shared().Submit(items)) return;
-  Failure failure = Failure::FromLastError("CreateThreadpoolWork");
-  for (WorkItem* item : items) {
-    std::unique_ptr<PoolJob> job(static_cast<PoolJob*>(item));
-    job->completions_->LetGo(env);
-    job->deferred_.Reject(FailureToJs(env, failure).Value());
+  for (auto [queue, items] : {std::make_pair(&WorkQueue::Blocking(), &blocking), std::make_pair(&WorkQueue::Quick(), &quick)}) {
+    if (queue->Submit(*items)) continue;
+    Failure failure = Failure::FromLastError("CreateThreadpoolWork");
+    for (WorkItem* item : *items) {
+      std::unique_ptr<PoolJob> job(static_cast<PoolJob*>(item));
+      job->Finished(env);
+      job->deferred_.Reject(FailureToJs(env, failure).Value());
+    }
   }
 }
 

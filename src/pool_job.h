@@ -1,5 +1,5 @@
 // A blocking Windows call run on Windows thread-pool threads (not libuv's four shared threads)
-// through the WorkQueue, settling a promise on the JS thread through the CompletionQueue.
+// through a WorkQueue, settling a promise on the JS thread through the CompletionQueue.
 #pragma once
 
 #include <napi.h>
@@ -33,10 +33,17 @@ class PoolJob : public CompletionQueue::Job, public WorkItem {
   static void Init(Napi::Env env);
 
   void Settle(Napi::Env env) final {
-    if (succeeded_) {
-      deferred_.Resolve(Result(env));
-    } else {
+    Finished(env);
+    if (!succeeded_) {
       deferred_.Reject(FailureToJs(env, failure_).Value());
+      return;
+    }
+    Napi::Value result = Result(env);
+    // Result() failed (out of memory, say): the promise carries that failure.
+    if (env.IsExceptionPending()) {
+      deferred_.Reject(env.GetAndClearPendingException().Value());
+    } else {
+      deferred_.Resolve(result);
     }
   }
 
@@ -45,6 +52,12 @@ class PoolJob : public CompletionQueue::Job, public WorkItem {
   virtual bool Call(Failure* failure) = 0;
   // On the JS thread after Call() succeeded.
   virtual Napi::Value Result(Napi::Env env) { return env.Undefined(); }
+  // True for a call that waits as long as the other side wants (it runs on WorkQueue::Blocking).
+  virtual bool MayBlock() const { return false; }
+  // JS thread: the job was submitted / is settling. By default it holds the event loop while in
+  // flight; a port's calls count towards the port's ref()/unref() instead.
+  virtual void Started(Napi::Env env) { completions_->KeepAlive(env); }
+  virtual void Finished(Napi::Env env) { completions_->LetGo(env); }
 
   // For calls that return an HRESULT (fltlib).
   static bool Succeeded(HRESULT hr, const char* syscall, Failure* failure) {
@@ -57,11 +70,20 @@ class PoolJob : public CompletionQueue::Job, public WorkItem {
   static Napi::Value SubmitStaged(const Napi::CallbackInfo& info);
   static void SubmitStaged(Napi::Env env);
 
-  void Run() final {
+  void Run() noexcept final {
     std::unique_ptr<PoolJob> job(this);
-    succeeded_ = Call(&failure_);
+    // The environment has ended: the call is not made, and Post() releases the job.
+    if (!completions_->Closed()) {
+      // A pool thread: nothing may leave it. Only allocation can throw in a Call().
+      try {
+        succeeded_ = Call(&failure_);
+      } catch (...) {
+        succeeded_ = false;
+        failure_ = Failure::FromHResult("a thread-pool call of fltport", E_OUTOFMEMORY);
+      }
+    }
     std::shared_ptr<CompletionQueue> completions = completions_;
-    completions->Post(std::move(job), true);
+    completions->Post(std::move(job));
   }
 
   Napi::Promise::Deferred deferred_;

@@ -33,6 +33,10 @@
  *   DROP_OVERSIZED arg0 != 0: from now on a message that meets a read too small for it is dropped
  *              (its sender counts a failure) instead of waiting for a read that fits; for every
  *              connection of this kernel (FltEmuDropOversizedMessages).
+ *   DELAY      MessageNotify returns after arg0 ms, or when the kernel stops: a send blocked in
+ *              the kernel
+ *   BLOCKED    waits until at least arg0 DELAY calls of this connection are in MessageNotify at
+ *              once (or the kernel stops); output = UINT32 that count
  *
  *   stats = { UINT32 sent, replied, matched, timeouts, failures; INT32 lastStatus;
  *             UINT32 replyBytesLast, connections }  (32 bytes; connections = open right now)
@@ -60,7 +64,9 @@ enum {
     OP_FLOOD = 8,
     OP_LATENCY = 9,
     OP_RAW = 10,
-    OP_DROP_OVERSIZED = 11
+    OP_DROP_OVERSIZED = 11,
+    OP_DELAY = 12,
+    OP_BLOCKED = 13
 };
 
 #define RAW_ID_BASE 0x10000000000ull
@@ -93,6 +99,7 @@ typedef struct Connection {
     UINT32 *histogram;
     UINT64 latencyCount, latencySumNs, latencyMinNs, latencyMaxNs;
     LONGLONG floodStart, floodEnd;
+    volatile LONG delaying; /* DELAY calls in MessageNotify */
 } Connection;
 
 typedef struct Flood {
@@ -121,6 +128,7 @@ typedef struct Sender {
 
 static PFLT_FILTER g_filter;
 static volatile LONG g_connections;
+static HANDLE g_stopping; /* set when standard input closes: DELAY and BLOCKED return */
 
 static NTSTATUS FLTAPI OnConnect(PFLT_PORT clientPort, PVOID serverCookie, PVOID context, ULONG contextBytes,
                                  PVOID *connectionCookie) {
@@ -554,6 +562,18 @@ static NTSTATUS FLTAPI OnMessage(PVOID connectionCookie, PVOID input, ULONG inpu
             *returned = CopyOut(output, outputBytes, &latency, sizeof(latency));
             return STATUS_SUCCESS;
         }
+        case OP_DELAY:
+            InterlockedIncrement(&connection->delaying);
+            WaitForSingleObject(g_stopping, command[1]);
+            InterlockedDecrement(&connection->delaying);
+            return STATUS_SUCCESS;
+        case OP_BLOCKED: {
+            UINT32 count;
+            while ((count = (UINT32)connection->delaying) < command[1] && WaitForSingleObject(g_stopping, 10) == WAIT_TIMEOUT) {
+            }
+            *returned = CopyOut(output, outputBytes, &count, sizeof(count));
+            return STATUS_SUCCESS;
+        }
         default:
             return STATUS_INVALID_PARAMETER;
     }
@@ -566,6 +586,11 @@ int wmain(int argc, wchar_t **argv) {
     }
     LONG maxConnections = argc > 2 ? (LONG)_wtoi(argv[2]) : 8;
     QueryPerformanceFrequency(&g_qpcFrequency);
+    g_stopping = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (g_stopping == NULL) {
+        fprintf(stderr, "CreateEventW failed: %lu\n", (unsigned long)GetLastError());
+        return 1;
+    }
     NTSTATUS status = FltEmuCreateFilter(&g_filter);
     if (!NT_SUCCESS(status)) {
         fprintf(stderr, "FltEmuCreateFilter failed: 0x%08lX\n", (unsigned long)status);
@@ -597,6 +622,7 @@ int wmain(int argc, wchar_t **argv) {
     HANDLE input = GetStdHandle(STD_INPUT_HANDLE);
     while (ReadFile(input, sink, sizeof(sink), &read, NULL) && read > 0) {
     }
+    SetEvent(g_stopping);
     FltCloseCommunicationPort(serverPort);
     FltEmuUnregisterFilter(g_filter);
     return 0;

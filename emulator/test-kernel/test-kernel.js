@@ -5,7 +5,7 @@
 const { spawn } = require('node:child_process');
 const { once } = require('node:events');
 
-const OP = { ECHO: 1, FAIL: 2, NOTIFY: 3, STATS: 4, WAIT: 5, DISCONNECT: 6, CONTEXT: 7, FLOOD: 8, LATENCY: 9, RAW: 10, DROP_OVERSIZED: 11 };
+const OP = { ECHO: 1, FAIL: 2, NOTIFY: 3, STATS: 4, WAIT: 5, DISCONNECT: 6, CONTEXT: 7, FLOOD: 8, LATENCY: 9, RAW: 10, DROP_OVERSIZED: 11, DELAY: 12, BLOCKED: 13 };
 /** MessageId of a RAW message = RAW_ID_BASE + its sequence number (unless zeroId). */
 const RAW_ID_BASE = 0x10000000000n;
 const NO_REPLY_BUFFER = 0xffffffff;
@@ -76,12 +76,12 @@ const kernel = {
   disconnect: (port, delayMs = 0) => port.send(command(OP.DISCONNECT, [delayMs])),
   context: (port) => port.send(command(OP.CONTEXT), { replyBytes: 0x10000 }),
   latency: async (port) => parseLatency(await port.send(command(OP.LATENCY), { replyBytes: 64 })),
+  /** A message meeting a read too small for it is dropped (the sender fails) instead of kept. */
+  dropOversized: (port, drop = true) => port.send(command(OP.DROP_OVERSIZED, [drop ? 1 : 0])),
   /**
    * Messages with headers written verbatim: `messages` = [{ payloadBytes, replyLength }], sent in
    * order by one kernel thread, sequence numbers from `firstSequence`.
    */
-  /** A message meeting a read too small for it is dropped (the sender fails) instead of kept. */
-  dropOversized: (port, drop = true) => port.send(command(OP.DROP_OVERSIZED, [drop ? 1 : 0])),
   raw: (port, messages, { firstSequence = 0, zeroId = false, timeoutMs = 0 } = {}) => {
     const script = Buffer.alloc(messages.length * 8);
     messages.forEach(({ payloadBytes, replyLength }, i) => {
@@ -90,6 +90,10 @@ const kernel = {
     });
     return port.send(command(OP.RAW, [timeoutMs, firstSequence, zeroId ? 1 : 0], script));
   },
+  /** A send that stays blocked in the kernel for `ms`, or until the kernel stops. */
+  delay: (port, ms, options) => port.send(command(OP.DELAY, [ms]), options),
+  /** Resolves once `count` delay() calls of this connection are in the kernel at once. */
+  blocked: async (port, count) => (await port.send(command(OP.BLOCKED, [count]), { replyBytes: 4 })).readUInt32LE(0),
 };
 
 /** The sequence number the test kernel puts in the first 8 bytes of every notification. */

@@ -2,23 +2,37 @@
 
 namespace fltport {
 
-// The Windows thread pool's own default maximum: blocking calls (a FilterSendMessage waiting
-// for MessageNotify, an LPC request waiting for its reply) each hold a thread, so the cap must
-// be far above any sane number of calls in flight.
-constexpr uint32_t kMaxDrainers = 500;
+// Replies and other prompt calls: drainers return quickly, so the cap is never what limits them.
+constexpr uint32_t kMaxQuickDrainers = 500;
 
-WorkQueue& WorkQueue::Shared() {
-  static WorkQueue* shared = new WorkQueue();
-  return *shared;
+WorkQueue& WorkQueue::Quick() {
+  static WorkQueue* quick = new WorkQueue(nullptr, kMaxQuickDrainers, false);
+  return *quick;
 }
 
-WorkQueue::WorkQueue() {
-  work_ = CreateThreadpoolWork(&WorkQueue::Drain, this, nullptr);
+WorkQueue& WorkQueue::Blocking() {
+  static WorkQueue* blocking = [] {
+    PTP_POOL pool = CreateThreadpool(nullptr);
+    if (pool != nullptr) SetThreadpoolThreadMaximum(pool, kMaxBlockingCalls);
+    return new WorkQueue(pool, kMaxBlockingCalls, true);
+  }();
+  return *blocking;
+}
+
+WorkQueue::WorkQueue(PTP_POOL pool, uint32_t maxDrainers, bool runsLong) : maxDrainers_(maxDrainers) {
+  // The environment only names the pool; a work object keeps what it needs of it.
+  TP_CALLBACK_ENVIRON environment;
+  InitializeThreadpoolEnvironment(&environment);
+  if (pool != nullptr) SetThreadpoolCallbackPool(&environment, pool);
+  // The pool then starts another thread for waiting work instead of waiting for this one.
+  if (runsLong) SetThreadpoolCallbackRunsLong(&environment);
+  work_ = CreateThreadpoolWork(&WorkQueue::Drain, this, &environment);
   if (work_ == nullptr) createError_ = GetLastError();
+  DestroyThreadpoolEnvironment(&environment);
 }
 
 bool WorkQueue::NeedsDrainerLocked(size_t waiting) const {
-  return drainers_ - busy_ < waiting && drainers_ < kMaxDrainers;
+  return drainers_ - busy_ < waiting && drainers_ < maxDrainers_;
 }
 
 bool WorkQueue::Submit(const std::vector<WorkItem*>& items) {

@@ -25,19 +25,32 @@ class WorkItem {
 // among themselves, one more thread per item still waiting while all of them are busy.
 class WorkQueue {
  public:
-  // The process-wide queue, never destroyed: pool threads may still be draining at exit.
-  static WorkQueue& Shared();
+  // For calls that return promptly (replies, LPC answers), on the process's default thread
+  // pool. Never destroyed: pool threads may still be draining at exit.
+  static WorkQueue& Quick();
+
+  // For calls that wait as long as the other side wants (FilterSendMessage, LPC requests, the
+  // connects), on a thread pool of their own with at most kMaxBlockingCalls threads: however
+  // many of them wait, the default pool's threads stay free for the read completions, replies
+  // and timers that may be what they wait for. Past that many, further calls wait their turn
+  // here. Never destroyed.
+  static WorkQueue& Blocking();
+
+  // Blocking calls inside the kernel at once: the default pool's own maximum (512 on Windows).
+  static constexpr uint32_t kMaxBlockingCalls = 512;
 
   // Takes `items` and returns true, or, only when the queue has no thread-pool work object
-  // (CreateThreadpoolWork failed at start; GetLastError tells why), takes none and returns false.
+  // (creating it failed at start; GetLastError tells why), takes none and returns false.
   bool Submit(const std::vector<WorkItem*>& items);
 
  private:
-  WorkQueue();
+  // `pool` null: the default pool.
+  WorkQueue(PTP_POOL pool, uint32_t maxDrainers, bool runsLong);
   static void CALLBACK Drain(PTP_CALLBACK_INSTANCE, void* context, PTP_WORK) noexcept;
   // Under the lock: whether another drainer must start so that `waiting` items each have one.
   bool NeedsDrainerLocked(size_t waiting) const;
 
+  const uint32_t maxDrainers_;
   // One work object for every drainer: SubmitThreadpoolWork cannot fail, so no item is ever
   // left queued without a drainer to take it.
   PTP_WORK work_ = nullptr;

@@ -1079,33 +1079,6 @@ describe('a port in a process of its own', () => {
     });
   }
 
-  it('keeps the process alive after unref() while a send() is blocked in the kernel (as documented)', async () => {
-    const child = spawn(process.execPath, ['-e', `
-      const { FilterPort } = require('fltport');
-      const { kernel } = require('./emulator/test-kernel/test-kernel.js');
-      FilterPort.connect(${JSON.stringify(host.portName)}).then(async (port) => {
-        // The kernel's sender waits for a reply nobody reads; WAIT waits for that sender.
-        await kernel.notify(port, { count: 1, replyLength: 8 });
-        kernel.wait(port).catch(() => {});
-        port.unref();
-        console.log('waiting');
-      });`], { cwd: path.resolve(__dirname, '..', '..'), stdio: ['ignore', 'pipe', 'inherit'] });
-    try {
-      let output = '';
-      await new Promise((resolve, reject) => {
-        child.stdout.on('data', (chunk) => {
-          output += chunk;
-          if (output.includes('waiting')) resolve();
-        });
-        child.once('exit', (code) => reject(new Error(`the child exited (${code}) although a send was blocked: ${output}`)));
-      });
-      await delay(1500);
-      assert.equal(child.exitCode, null, 'the child exited although a send was blocked in the kernel');
-    } finally {
-      child.kill();
-    }
-  });
-
   it('keeps a dropped port with a pending receive() or a running messages() loop alive: both still deliver', async () => {
     const { code, output } = await runChild(`
       const { FilterPort } = require('fltport');

@@ -26,6 +26,7 @@ const badConnects = [
   ['a context over the limit', ['\\P', { context: new Uint8Array(MAX_CONTEXT_BYTES + 1) }], RangeError, 'ERR_OUT_OF_RANGE', /65512/],
   ['a syncHandle that is not boolean', ['\\P', { syncHandle: 1 }], TypeError, 'ERR_INVALID_ARG_TYPE', /options\.syncHandle/],
   ['an inheritHandle that is not boolean', ['\\P', { inheritHandle: 'no' }], TypeError, 'ERR_INVALID_ARG_TYPE', /options\.inheritHandle/],
+  ['inheritHandle without syncHandle', ['\\P', { inheritHandle: true }], TypeError, 'ERR_INVALID_ARG_VALUE', /options\.inheritHandle requires options\.syncHandle/],
   ['a signal that is not an AbortSignal', ['\\P', { signal: {} }], TypeError, 'ERR_INVALID_ARG_TYPE', /options\.signal/],
 ];
 

@@ -85,6 +85,7 @@ describe('bad input reaching the addon directly', () => {
     ['a context over the limit', ['\\P', new Uint8Array(MAX_CONTEXT_BYTES + 1), false, false], RangeError],
     ['a missing syncHandle', ['\\P', null], TypeError],
     ['a string inheritHandle', ['\\P', null, false, 'yes'], TypeError],
+    ['inheritHandle without syncHandle', ['\\P', null, false, true], TypeError],
   ];
   for (const [title, args, type] of cases) {
     it(`throws a ${type.name} for ${title}`, () => {
