@@ -45,8 +45,8 @@ const suites = [
   ['windows with the emulator', () => runWindowsSuite('test/windows', { emulator: true })],
   ['filter-port', () => runWindowsSuite('test/filter-port', { emulator: true })],
   ['integration (sample on the emulator)', () => runWindowsSuite('test/integration', { emulator: true })],
-  // Skips itself, saying why, unless it runs on real Windows.
-  ['windows-native (LPC)', () => runWindowsSuite('test/windows-native')],
+  // Real ntdll on Windows; under Wine against the LPC stand-in (emulator/lpc/README.md).
+  ['windows-native (LPC)', () => runWindowsSuite('test/windows-native', { lpcStandIn: true })],
   ['pack (npm pack, install, load)', () => runLocalMocha('test/pack')],
 ];
 

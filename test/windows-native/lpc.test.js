@@ -2,8 +2,10 @@
 // LPC ports end to end: server and client in one process and across two processes.
 //
 // UNVERIFIED: written against the documented and ReactOS semantics; it has not yet run on real
-// Windows (it skips itself under Wine and off Windows). Expectations marked UNCONFIRMED pin the
-// behaviour fltport picked; adjust them, and the README, once this suite has run on Windows.
+// Windows. Under Wine it runs against the LPC stand-in (emulator/lpc/, which follows ReactOS) when
+// the test runner preloads it (scripts/test-windows.mjs --lpc-stand-in), and skips itself
+// otherwise. Expectations marked UNCONFIRMED pin the behaviour fltport picked; adjust them, and
+// the README, once this suite has run on Windows.
 //
 // Run on Windows: npx mocha --config test/windows-native/.mocharc.json
 // This file is also the child process of the cross-process tests (argv[2] === '--lpc-child').
@@ -96,7 +98,7 @@ function spawnChild(role, name) {
 }
 
 function suite() {
-  describe('LPC ports end to end (real Windows only; UNVERIFIED until run there)', function () {
+  describe('LPC ports end to end (real ntdll on Windows, the LPC stand-in under Wine; UNVERIFIED on Windows until run there)', function () {
     before(function () {
       let reason;
       if (process.platform !== 'win32') {
@@ -104,7 +106,10 @@ function suite() {
       } else {
         const { runtimeInfo } = require('fltport');
         const wine = runtimeInfo().wineVersion;
-        if (wine !== null) reason = `running under Wine ${wine}, whose ntdll LPC calls return STATUS_NOT_IMPLEMENTED`;
+        // The test runner's preload sets FLTPORT_LPC once the LPC stand-in is installed.
+        if (wine !== null && process.env.FLTPORT_LPC !== 'stand-in') {
+          reason = `running under Wine ${wine}, whose ntdll LPC calls return STATUS_NOT_IMPLEMENTED (run with the LPC stand-in: scripts/test-windows.mjs --lpc-stand-in)`;
+        }
       }
       if (reason !== undefined) {
         console.log(`  skipping the LPC end-to-end suite: ${reason}`);
