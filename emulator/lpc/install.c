@@ -174,21 +174,75 @@ LPCEMU_API DWORD LpcEmuInstall(void)
     return install_error;
 }
 
-/* Node-API module entry: `process.dlopen(module, 'lpcemu.dll')` from a test-only preload script
- * installs the stand-in before anything else in the process looks up ntdll's LPC calls. It uses
- * no Node-API function, so the DLL imports nothing from node.exe. A failed install ends the
- * process: a test run must not silently fall back to Wine's unimplemented calls. */
-LPCEMU_API void *napi_register_module_v1(void *env, void *exports)
+/* Node-API, resolved from the host executable (node.exe exports it) at run time so that the DLL
+ * imports nothing from node.exe and still loads in programs that are not node. */
+typedef struct napi_env__ *napi_env;
+typedef struct napi_value__ *napi_value;
+typedef struct napi_callback_info__ *napi_callback_info;
+typedef napi_value (*napi_callback)(napi_env, napi_callback_info);
+typedef int (*napi_create_function_fn)(napi_env, const char *, size_t, napi_callback, void *, napi_value *);
+typedef int (*napi_create_object_fn)(napi_env, napi_value *);
+typedef int (*napi_create_int64_fn)(napi_env, long long, napi_value *);
+typedef int (*napi_set_named_property_fn)(napi_env, napi_value, const char *, napi_value);
+
+static struct {
+    napi_create_function_fn create_function;
+    napi_create_object_fn create_object;
+    napi_create_int64_fn create_int64;
+    napi_set_named_property_fn set_named_property;
+} napi;
+
+static void set_count(napi_env env, napi_value object, const char *name, long long value)
 {
+    napi_value number;
+    if (napi.create_int64(env, value, &number) == 0) napi.set_named_property(env, object, name, number);
+}
+
+/* counts(): { ports, views, handles }: stand-in ports open and views mapped in this process, and
+ * the process's handle count, for the leak checks of fltport's LPC suite. */
+static napi_value counts(napi_env env, napi_callback_info info)
+{
+    napi_value result;
+    LONG ports, views;
+    DWORD handles = 0;
+    (void)info;
+    if (napi.create_object(env, &result) != 0) return NULL;
+    LpcEmuCounts(&ports, &views);
+    GetProcessHandleCount(GetCurrentProcess(), &handles);
+    set_count(env, result, "ports", ports);
+    set_count(env, result, "views", views);
+    set_count(env, result, "handles", handles);
+    return result;
+}
+
+static void fail(const char *what, DWORD error)
+{
+    char text[128];
+    DWORD written;
+    wsprintfA(text, "lpcemu.dll: could not install the LPC stand-in: %s (error %lu)\r\n", what, error);
+    WriteFile(GetStdHandle(STD_ERROR_HANDLE), text, (DWORD)strlen(text), &written, NULL);
+    ExitProcess(70);
+}
+
+/* Node-API module entry: `process.dlopen(module, 'lpcemu.dll')` from the test-only preload script
+ * installs the stand-in before anything else in the process looks up ntdll's LPC calls, and
+ * exports counts(). A failed install ends the process: a test run must not silently fall back to
+ * Wine's unimplemented calls. */
+LPCEMU_API napi_value napi_register_module_v1(napi_env env, napi_value exports)
+{
+    HMODULE host = GetModuleHandleW(NULL);
+    napi_value function;
     DWORD error = LpcEmuInstall();
-    (void)env;
-    if (error != 0) {
-        char text[96];
-        DWORD written;
-        wsprintfA(text, "lpcemu.dll: could not install the LPC stand-in (error %lu)\r\n", error);
-        WriteFile(GetStdHandle(STD_ERROR_HANDLE), text, (DWORD)strlen(text), &written, NULL);
-        ExitProcess(70);
-    }
+    if (error != 0) fail("LpcEmuInstall", error);
+    napi.create_function = (napi_create_function_fn)(void *)GetProcAddress(host, "napi_create_function");
+    napi.create_object = (napi_create_object_fn)(void *)GetProcAddress(host, "napi_create_object");
+    napi.create_int64 = (napi_create_int64_fn)(void *)GetProcAddress(host, "napi_create_int64");
+    napi.set_named_property = (napi_set_named_property_fn)(void *)GetProcAddress(host, "napi_set_named_property");
+    if (!napi.create_function || !napi.create_object || !napi.create_int64 || !napi.set_named_property)
+        fail("the host exports no Node-API", ERROR_PROC_NOT_FOUND);
+    if (napi.create_function(env, "counts", (size_t)-1, counts, NULL, &function) != 0 ||
+        napi.set_named_property(env, exports, "counts", function) != 0)
+        fail("napi_create_function", ERROR_INVALID_FUNCTION);
     return exports;
 }
 
