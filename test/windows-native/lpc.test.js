@@ -302,6 +302,14 @@ function suite() {
         while (!condition()) await new Promise((resolve) => setTimeout(resolve, 10));
       }
 
+      it('answers 1,000 concurrent requests from 10 clients, each with its own reply', async () => {
+        const { name } = await echoServer();
+        const clients = await Promise.all(Array.from({ length: 10 }, () => LpcPort.connect(name)));
+        track(...clients);
+        const replies = await Promise.all(Array.from({ length: 1000 }, (_, i) => clients[i % 10].request(Buffer.from(`request ${i}`))));
+        replies.forEach((reply, i) => assert.equal(reply.toString(), `request ${i}`));
+      });
+
       it('requests racing client.close() settle once each: their reply or ERR_FLTPORT_CLOSED', async () => {
         const { name } = await echoServer();
         for (let round = 0; round < 20; round += 1) {
