@@ -421,7 +421,8 @@ function suite() {
         for (const bytes of [0, MAX_LPC_VIEW_BYTES + 1, 1.5]) {
           await assert.rejects(async () => LpcPort.connect(uniqueName('view'), { view: { bytes } }), RangeError);
         }
-        const { client, connection } = await connectedPair({ client: { view: { bytes: 4096 } }, accept: { view: { bytes: 8192 } } });
+        const { server, client, connection } = await connectedPair({ client: { view: { bytes: 4096 } }, accept: { view: { bytes: 8192 } } });
+        track(client, server);
         for (const view of [client.view, client.serverView, connection.view, connection.clientView]) {
           const size = view.bytes;
           assert.throws(() => view.read(-1, 1), RangeError);
