@@ -10,9 +10,11 @@
  * real (unnamed event) handle, so its value can never collide with another handle; NtClose looks
  * it up in the table and passes every other handle to ntdll's NtClose.
  *
- * Pipe handles: only an end's reader thread closes its pipe, under the end's lock; writers write
- * under the same lock, and whoever ends the pipe sets `stopping` and cancels the reader's read
- * under it. So no thread ever passes a closed (or reused) handle value to the system. */
+ * Pipe handles: only an end's reader thread closes its pipe, holding the end's write lock and then
+ * its lock; writers write holding the write lock only (never the lock, which the reader needs to
+ * deliver what it reads: a writer waiting for pipe space must not stop the reader that makes
+ * room), and whoever ends the pipe sets `stopping` and cancels its I/O under the lock. So no
+ * thread ever passes a closed (or reused) handle value to the system. */
 #define LPCEMU_BUILD
 #include "lpcemu.h"
 
@@ -87,6 +89,7 @@ typedef struct port {
     HANDLE handle;              /* NULL until the port has a handle */
     LONG refs;
     enum port_kind kind;
+    CRITICAL_SECTION write_lock; /* taken before `lock`, never while holding it */
     CRITICAL_SECTION lock;
     CONDITION_VARIABLE changed; /* under lock: queue, replies, MAPPED */
     BOOL closed;                /* NtClose ran */
@@ -169,6 +172,7 @@ static void port_release(port *p)
     if (p->connection) port_release(p->connection);
     free(p->pipe_name);
     DeleteCriticalSection(&p->lock);
+    DeleteCriticalSection(&p->write_lock);
     free(p);
 }
 
@@ -178,6 +182,7 @@ static port *port_new(enum port_kind kind)
     if (!p) return NULL;
     p->refs = 1;
     p->kind = kind;
+    InitializeCriticalSection(&p->write_lock);
     InitializeCriticalSection(&p->lock);
     InitializeConditionVariable(&p->changed);
     return p;
@@ -299,7 +304,7 @@ static HANDLE claim_name(const UNICODE_STRING *name)
     return claim;
 }
 
-/* One overlapped pipe write, waited for. Callers hold the end's lock (the pipe stays open). */
+/* One overlapped pipe write, waited for. Callers hold the end's write lock (the pipe stays open). */
 static BOOL pipe_write(HANDLE pipe, const frame *f)
 {
     OVERLAPPED ov;
@@ -332,10 +337,14 @@ static BOOL pipe_read(HANDLE pipe, frame *f)
 /* Sends a frame on an end, unless its pipe is gone. */
 static BOOL end_send(port *p, const frame *f)
 {
+    HANDLE pipe;
     BOOL ok;
+    EnterCriticalSection(&p->write_lock);
     EnterCriticalSection(&p->lock);
-    ok = p->pipe && !p->stopping && pipe_write(p->pipe, f);
+    pipe = p->stopping ? NULL : p->pipe;
     LeaveCriticalSection(&p->lock);
+    ok = pipe && pipe_write(pipe, f);
+    LeaveCriticalSection(&p->write_lock);
     return ok;
 }
 
@@ -563,11 +572,13 @@ static DWORD WINAPI reader_main(void *arg)
         else client_frame(p, f);
     }
 ended:
+    EnterCriticalSection(&p->write_lock);
     EnterCriticalSection(&p->lock);
     CloseHandle(p->pipe);
     p->pipe = NULL;
     p->disconnected = TRUE;
     LeaveCriticalSection(&p->lock);
+    LeaveCriticalSection(&p->write_lock);
     if (p->kind == K_SERVER) server_ended(p);
     else client_ended(p);
     if (event) CloseHandle(event);
@@ -597,11 +608,13 @@ static void end_pipe(port *p)
         CloseHandle(p->reader);
         p->reader = NULL;
     } else {
+        EnterCriticalSection(&p->write_lock);
         EnterCriticalSection(&p->lock);
         if (p->pipe) CloseHandle(p->pipe);
         p->pipe = NULL;
         p->disconnected = TRUE;
         LeaveCriticalSection(&p->lock);
+        LeaveCriticalSection(&p->write_lock);
     }
 }
 
@@ -1267,10 +1280,13 @@ static NTSTATUS client_send(HANDLE PortHandle, LPCEMU_PORT_MESSAGE *message, LPC
     NTSTATUS status;
     waiter w;
     frame *f;
+    BOOL registered = FALSE;
     if (!p) return STATUS_INVALID_HANDLE;
     if (p->kind != K_CLIENT) {
+        /* sending from the server side (callbacks) is not emulated */
+        status = p->kind == K_SERVER ? STATUS_NOT_IMPLEMENTED : STATUS_INVALID_PORT_HANDLE;
         port_release(p);
-        return p->kind == K_SERVER ? STATUS_NOT_IMPLEMENTED : STATUS_INVALID_PORT_HANDLE;
+        return status;
     }
     status = check_request(message, p->max_message);
     f = status == STATUS_SUCCESS ? (frame *)malloc(sizeof *f) : NULL;
@@ -1287,25 +1303,26 @@ static NTSTATUS client_send(HANDLE PortHandle, LPCEMU_PORT_MESSAGE *message, LPC
     EnterCriticalSection(&p->lock);
     if (p->disconnected || p->stopping || !p->pipe) {
         status = STATUS_PORT_DISCONNECTED;
-    } else {
-        if (reply) {
-            w.tag = f->tag = ++p->next_tag;
-            w.next = p->waiters;
-            p->waiters = &w;
-        }
-        if (!pipe_write(p->pipe, f)) {
-            status = STATUS_PORT_DISCONNECTED;
-            w.done = TRUE;
-        }
-        if (reply) {
-            waiter **link;
-            while (!w.done) SleepConditionVariableCS(&p->changed, &p->lock, INFINITE);
-            if (status == STATUS_SUCCESS) status = w.status;
-            for (link = &p->waiters; *link != &w; link = &(*link)->next) {}
-            *link = w.next;
-        }
+    } else if (reply) {
+        /* Registered before the request goes out: its reply may come back at once. */
+        w.tag = f->tag = ++p->next_tag;
+        w.next = p->waiters;
+        p->waiters = &w;
+        registered = TRUE;
     }
     LeaveCriticalSection(&p->lock);
+    if (status == STATUS_SUCCESS && !end_send(p, f)) status = STATUS_PORT_DISCONNECTED;
+    if (registered) {
+        waiter **link;
+        EnterCriticalSection(&p->lock);
+        if (status == STATUS_SUCCESS) {
+            while (!w.done) SleepConditionVariableCS(&p->changed, &p->lock, INFINITE);
+            status = w.status;
+        }
+        for (link = &p->waiters; *link != &w; link = &(*link)->next) {}
+        *link = w.next;
+        LeaveCriticalSection(&p->lock);
+    }
     free(f);
     port_release(p);
     return status;
