@@ -1,5 +1,5 @@
 // Configures and builds the filter-manager emulator (emulator/): fltlib.dll, the fltemu kernel-side
-// library and the conformance program. Cross-compiles with mingw-w64 on Linux/macOS, uses CMake's
+// library and the conformance program, and the LPC stand-in (emulator/lpc/) with its own. Cross-compiles with mingw-w64 on Linux/macOS, uses CMake's
 // default generator (Visual Studio / MSVC) on Windows. Cheap when everything is up to date.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -23,6 +23,8 @@ export function buildEmulator() {
     includeDir: path.join(sourceDir, 'include'),
     conformanceExe: path.join(buildDir, 'emulator-conformance.exe'),
     testKernelExe: path.join(buildDir, 'test-kernel.exe'),
+    lpcStandInDll: path.join(buildDir, 'lpcemu.dll'),
+    lpcConformanceExe: path.join(buildDir, 'lpc-conformance.exe'),
   };
   for (const [name, file] of Object.entries(outputs)) {
     if (!fs.existsSync(file)) throw new Error(`emulator build did not produce ${name}: ${file}`);

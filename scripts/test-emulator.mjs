@@ -1,5 +1,6 @@
 // Builds the filter-manager emulator and runs its conformance program (under Wine on Linux, natively
-// on Windows). Exits with the program's exit code; the last output line is `N passed, N failed`.
+// on Windows); with --lpc, the LPC stand-in's (emulator/lpc/). Exits with the program's exit code;
+// the last output line is `N passed, N failed`.
 import path from 'node:path';
 import { buildEmulator } from './build-emulator.mjs';
 import { emulatedFltlibEnv, runWindowsProgram } from './windows-runtime.mjs';
@@ -7,9 +8,11 @@ import { emulatedFltlibEnv, runWindowsProgram } from './windows-runtime.mjs';
 const SUMMARY = /^(\d+) passed, (\d+) failed\s*$/;
 
 async function main() {
+  const lpc = process.argv.includes('--lpc');
   let conformanceExe;
   try {
-    ({ conformanceExe } = buildEmulator());
+    const built = buildEmulator();
+    conformanceExe = lpc ? built.lpcConformanceExe : built.conformanceExe;
   } catch (error) {
     console.log(`not ok - build the emulator: ${error.message.split('\n')[0]}`);
     console.error(error.message);
@@ -18,16 +21,16 @@ async function main() {
   }
   // The override makes Wine take the fltlib.dll beside the program instead of its builtin stub.
   const { code, output } = await runWindowsProgram(conformanceExe, [], {
-    env: emulatedFltlibEnv,
+    env: lpc ? {} : emulatedFltlibEnv,
     cwd: path.dirname(conformanceExe),
   });
   const lines = output.split(/\r?\n/).filter((line) => line.trim() !== '');
   const last = lines.at(-1) ?? '';
   if (!SUMMARY.test(last)) {
     // The program died before its summary: count what it printed and add the crash as a failure.
-    const passed = lines.filter((line) => line.startsWith('ok - ')).length;
-    const failed = lines.filter((line) => line.startsWith('not ok - ')).length;
-    console.log(`not ok - emulator-conformance.exe ended without a summary (exit code ${code})`);
+    const passed = lines.filter((line) => /^ok\b/.test(line)).length;
+    const failed = lines.filter((line) => /^not ok\b/.test(line)).length;
+    console.log(`not ok - ${path.basename(conformanceExe)} ended without a summary (exit code ${code})`);
     console.log(`${passed} passed, ${failed + 1} failed`);
     return code === 0 ? 1 : code;
   }
