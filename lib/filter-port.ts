@@ -508,7 +508,8 @@ export class FilterPort {
     if (this.#endError !== undefined) throw failureOf(this.#endError, 'FilterGetMessage');
 
     // Messages others left (#unclaimed, #adopt) come first; only the stream's own count as consumed.
-    const handedOver: NativeMessage[] = this.#unclaimed.splice(0);
+    // They are taken once the stream is open: a stream that cannot open must leave them where they are.
+    const handedOver: NativeMessage[] = [];
     // The stream's own messages, in the batches they came in: no copy into a queue of our own.
     const batches: NativeMessage[][] = [];
     let position = 0; // in batches[0]
@@ -547,6 +548,7 @@ export class FilterPort {
       },
       MESSAGE_HEADER_BYTES + maxBufferBytes,
     );
+    handedOver.push(...this.#unclaimed.splice(0));
     this.#readers.add(adopt);
     this.#pending.add(ending);
     signal?.addEventListener('abort', notify);

@@ -6,7 +6,7 @@ const { spawn } = require('node:child_process');
 const { once } = require('node:events');
 const path = require('node:path');
 const { FilterPort } = require('fltport');
-const { startKernel, kernel, NO_REPLY_BUFFER } = require('../../emulator/test-kernel/test-kernel.js');
+const { startKernel, kernel, NO_REPLY_BUFFER, sequenceOf } = require('../../emulator/test-kernel/test-kernel.js');
 
 const MiB = 1024 * 1024;
 const ignore = () => {};
@@ -54,6 +54,20 @@ describe('port limits', function () {
       await kernel.notify(port, { count: 1, replyLength: NO_REPLY_BUFFER });
       const first = await Promise.race(reads);
       assert.equal(first.data.length, 16);
+    });
+    it('counts a loop at pending x maxBufferBytes, and a loop refused for it leaves the messages others left to the next reader', async () => {
+      const port = await connect();
+      await kernel.notify(port, { count: 2, replyLength: NO_REPLY_BUFFER });
+      const loop = port.messages({ pending: 4 });
+      assert.equal(sequenceOf((await loop.next()).value), 0n);
+      await kernel.wait(port);
+      // Time for the second message to reach the loop, which leaves it to the next reader.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await loop.return();
+      // 1,024 reads that may each grow to 1 MiB: over the budget, although each holds 16 KiB now.
+      await assert.rejects(port.messages({ pending: 1024 }).next(), isBudgetError);
+      const second = await port.receive({ signal: AbortSignal.timeout(30000) });
+      assert.equal(sequenceOf(second), 1n);
     });
   });
 
