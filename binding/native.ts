@@ -26,9 +26,10 @@ export interface NativeFilterPort {
   cancelRead(readId: number): void;
   /**
    * Keeps `pending` reads of `bufferBytes` (header included) outstanding, re-armed off the JS
-   * thread while fewer than 2 x `pending` delivered messages are unconsumed. Messages come in non-empty
-   * batches; onEnd comes once, with null after stop() or close(), else the failure. Throws the
-   * RangeError of read() when pending x payload bytes would pass the port's budget.
+   * thread while fewer than 2 x `pending` delivered messages are unconsumed. Messages come in
+   * batches, each with the errors of the messages that could not be read (either list may be
+   * empty); onEnd comes once, with null after stop() or close(), else the failure. Throws the
+   * RangeError of read() when pending x maxBufferBytes payload bytes would pass the port's budget.
    */
   stream(
     bufferBytes: number,

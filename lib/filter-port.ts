@@ -210,6 +210,7 @@ export class FilterPort {
   /** One FilterGetMessage. */
   async receive<T = unknown>(options?: ReceiveOptions): Promise<FilterMessage<T>> {
     const { bufferBytes, type, signal } = checkReceiveOptions(options);
+    if (signal?.aborted) throw abortErrorFor(signal);
     const unclaimed = this.#unclaimed.shift();
     if (unclaimed !== undefined) return this.#message<T>(unclaimed, type);
     const handedOver = new AbortController();
@@ -223,8 +224,10 @@ export class FilterPort {
       const readSignal = signal === undefined ? handedOver.signal : AbortSignal.any([signal, handedOver.signal]);
       this.#read(bufferBytes, readSignal).then(
         (message) => {
-          this.#readers.delete(adopt);
-          resolve(message);
+          // Another reader's message may have been handed to us first (its completion came in the
+          // same batch as ours): then our own goes to the next reader.
+          if (this.#readers.delete(adopt)) resolve(message);
+          else this.#adopt(message);
         },
         (error: unknown) => {
           this.#readers.delete(adopt);
@@ -371,7 +374,15 @@ export class FilterPort {
       const payload = Buffer.alloc(message.replyBytes);
       if (failureReply === undefined) return payload;
       try {
-        const verdict = typeof failureReply === 'function' ? toPayload(failureReply(message, handlerError), replyType, 'the failureReply result') : failureReply;
+        let verdict: Uint8Array;
+        if (typeof failureReply === 'function') {
+          const result = failureReply(message, handlerError);
+          // The verdict is needed now; a promise would be encoded as an empty struct: failing open.
+          if (isThenable(result)) throw invalidReturnValue('options.failureReply must return the verdict itself, not a promise');
+          verdict = toPayload(result, replyType, 'the failureReply result');
+        } else {
+          verdict = failureReply;
+        }
         if (verdict.byteLength > payload.byteLength) {
           throw outOfRange('the failure reply', `at most ${payload.byteLength} bytes (the kernel's reply buffer)`, verdict.byteLength);
         }
@@ -540,7 +551,8 @@ export class FilterPort {
           for (const message of messages) this.#adopt(message);
           return;
         }
-        batches.push(messages);
+        // A batch may carry only messages that could not be read.
+        if (messages.length > 0) batches.push(messages);
         notify();
       },
       (nativeError) => {

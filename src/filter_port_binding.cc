@@ -74,7 +74,7 @@ struct PortState : EnvResource {
 // A read, or a stream's reads, asked for `bytes` more than the port's reads may hold.
 Napi::Error ReadBudgetError(Napi::Env env, const PortState& port, uint64_t bytes) {
   Napi::RangeError error = Napi::RangeError::New(
-      env, "bufferBytes: the reads of one port may hold at most " + std::to_string(kMaxReadBytesPerPort) +
+      env, "the reads of one port may hold at most " + std::to_string(kMaxReadBytesPerPort) +
                " bytes at once (a receive() its bufferBytes, a messages() or serve() loop pending x maxBufferBytes); "
                "this port's reads hold " + std::to_string(port.readBytes) + " and this call asks for " +
                std::to_string(bytes) + " more");
@@ -111,6 +111,8 @@ class ReadJob : public CompletionQueue::Job, public ReadOperation {
         bufferBytes_(bufferBytes) {}
 
   Napi::Promise Promise() const { return deferred_.Promise(); }
+  // A read that could not start: no completion follows.
+  void Reject(const Napi::Error& error) { deferred_.Reject(error.Value()); }
   HRESULT Start() {
     if (buffer_ == nullptr) return E_OUTOFMEMORY;
     return connection_->StartRead(this, buffer_.get(), bufferBytes_);
@@ -395,7 +397,10 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
     auto read = std::make_unique<ReadJob>(env, state_, readId, std::move(buffer), bufferBytes);
     Napi::Promise promise = read->Promise();
     HRESULT hr = read->Start();
-    if (FAILED(hr)) return RejectedPromise(env, FailureToJs(env, Failure::FromHResult("FilterGetMessage", hr)));
+    if (FAILED(hr)) {
+      read->Reject(FailureToJs(env, Failure::FromHResult("FilterGetMessage", hr)));
+      return promise;
+    }
     state_->reads.emplace(readId, read.release());  // the completion owns it now
     state_->readBytes += ReadBytesOf(bufferBytes);
     state_->UpdateKeepAlive(env);
@@ -540,6 +545,9 @@ class ConnectJob : public PoolJob {
 
   Napi::Value Result(Napi::Env env) override {
     Napi::Object wrapper = GetAddonData(env)->filterPortClass.New({});
+    // No wrapper (the environment is ending, say): the pending exception rejects the promise, and
+    // the connection closes with this job.
+    if (env.IsExceptionPending()) return env.Undefined();
     FilterPortHandle::Unwrap(wrapper)->Adopt(env, std::move(connection_));
     return wrapper;
   }

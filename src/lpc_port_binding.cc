@@ -231,6 +231,8 @@ class ConnectJob : public PoolJob {
   // { port, maxMessageLength, serverConnectionInfo, viewBytes, serverViewBytes }
   Napi::Value Result(Napi::Env env) override {
     Napi::Object port = classes_->client.New({});
+    // No wrapper (the environment is ending, say): the pending exception rejects the promise.
+    if (env.IsExceptionPending()) return env.Undefined();
     Napi::Object result = Napi::Object::New(env);
     result.Set("maxMessageLength", Napi::Number::New(env, static_cast<double>(client_->MaxMessageLength())));
     const std::vector<uint8_t>& info = client_->ServerConnectionInfo();
@@ -644,6 +646,7 @@ class CreateServerJob : public PoolJob {
 
   Napi::Value Result(Napi::Env env) override {
     Napi::Object wrapper = classes_->server.New({});
+    if (env.IsExceptionPending()) return env.Undefined();  // as for a client, above
     LpcServerHandle::Unwrap(wrapper)->Adopt(env, std::move(server_));
     return wrapper;
   }

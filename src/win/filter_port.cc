@@ -53,7 +53,8 @@ HRESULT FilterConnection::StartRead(ReadOperation* operation, uint8_t* buffer, D
   // A read that completes at once still queues its completion (the port is not set to skip it),
   // and so does one that completes at once with a warning: STATUS_BUFFER_OVERFLOW, which user
   // mode sees as ERROR_MORE_DATA, is not an NT error, so the I/O manager still posts the packet
-  // (as for a message-mode pipe; for fltmgr unverified on Windows: the emulator always pends).
+  // (as for a message-mode pipe, which is how the emulator gets here; for fltmgr unverified on
+  // Windows).
   // Only an error status means that no completion follows.
   if (hr == S_OK || hr == HRESULT_FROM_WIN32(ERROR_IO_PENDING) || hr == HRESULT_FROM_WIN32(ERROR_MORE_DATA)) return S_OK;
   CancelThreadpoolIo(io_);

@@ -117,12 +117,19 @@ void MessageStream::Consumed(uint32_t count) {
 
 void MessageStream::Stop() {
   bool notify;
+  std::shared_ptr<MessageStream> retryHold;
   {
     std::lock_guard<SrwMutex> lock(mutex_);
     if (stopping_) return;
     stopping_ = true;
     notify = TakeNotifyLocked();
+    // A back-off would keep the stream, and so the connection, for up to a second after its end:
+    // close() must not resolve while the handle is still open.
+    retryHold = std::move(retryHold_);
+    SetThreadpoolTimer(retryTimer_, nullptr, 0, 0);
   }
+  // A RetryDue already running finds no hold and stopping_ set; wait for it before letting go.
+  WaitForThreadpoolTimerCallbacks(retryTimer_, TRUE);
   CancelOutstanding();
   if (notify) Notify();
 }
@@ -135,7 +142,6 @@ void MessageStream::Completed(Read* read, ULONG error, ULONG bytes) noexcept {
   bool rearm;
   bool cancel = false;
   bool notify;
-  DWORD retryDelayMs = 0;
   {
     std::lock_guard<SrwMutex> lock(mutex_);
     --outstanding_;
@@ -149,17 +155,15 @@ void MessageStream::Completed(Read* read, ULONG error, ULONG bytes) noexcept {
     if (!armable && !stopping_ && retryHold_ == nullptr) {
       retryHold_ = self;
       retryDelayMs_ = retryDelayMs_ == 0 ? kFirstRetryDelayMs : std::min(2 * retryDelayMs_, kMaxRetryDelayMs);
-      retryDelayMs = retryDelayMs_;
+      // Under the lock, so that Stop() cannot cancel the timer in between.
+      ULARGE_INTEGER relative;
+      relative.QuadPart = static_cast<ULONGLONG>(-static_cast<LONGLONG>(retryDelayMs_) * 10000);
+      FILETIME due;
+      due.dwLowDateTime = relative.LowPart;
+      due.dwHighDateTime = relative.HighPart;
+      SetThreadpoolTimer(retryTimer_, &due, 0, 0);
     }
     notify = TakeNotifyLocked();
-  }
-  if (retryDelayMs != 0) {
-    ULARGE_INTEGER relative;
-    relative.QuadPart = static_cast<ULONGLONG>(-static_cast<LONGLONG>(retryDelayMs) * 10000);
-    FILETIME due;
-    due.dwLowDateTime = relative.LowPart;
-    due.dwHighDateTime = relative.HighPart;
-    SetThreadpoolTimer(retryTimer_, &due, 0, 0);
   }
   if (cancel) CancelOutstanding();
   if (notify) Notify();

@@ -174,7 +174,8 @@ describe('FilterPort against the emulator', function () {
     it('rejects after a disconnect with a WinError naming FilterSendMessage, not the read that saw it', async () => {
       const port = await connect();
       const read = port.receive();
-      await kernel.disconnect(port);
+      // The kernel closes the port from another thread, 100 ms after this send has returned.
+      await kernel.disconnect(port, 100);
       await assert.rejects(read, { name: 'WinError', code: 'ERROR_INVALID_HANDLE', syscall: 'FilterGetMessage' });
       await assert.rejects(port.send(new Uint8Array(24)), (error) => {
         assert.ok(error instanceof WinError);
@@ -256,6 +257,31 @@ describe('FilterPort against the emulator', function () {
       await assert.rejects(port.receive({ bufferBytes: 50 }), { code: 'ERROR_INSUFFICIENT_BUFFER', syscall: 'FilterGetMessage' });
       const message = await port.receive({ bufferBytes: 100 });
       assert.equal(message.data.length, 100);
+    });
+    it("keeps both messages when another reader's message is handed to a read whose own completed in the same batch", async () => {
+      const port = await connect();
+      const first = port.receive();
+      const abortSecond = new AbortController();
+      port.receive({ signal: abortSecond.signal }).catch(() => {});
+      await kernel.notify(port, { count: 2, replyLength: NO_REPLY_BUFFER });
+      // The JS thread is held while both reads complete, so that their completions reach it in one
+      // batch; the second reader gives up before it sees its message, which goes to the first.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2000);
+      abortSecond.abort();
+      const taken = [await first, await port.receive({ signal: AbortSignal.timeout(30000) })];
+      assert.deepEqual(taken.map(sequenceOf).sort(), [0n, 1n]);
+    });
+
+    it('rejects with an AbortError when its signal has aborted, even with a message waiting', async () => {
+      const port = await connect();
+      await kernel.notify(port, { count: 2, replyLength: NO_REPLY_BUFFER });
+      const loop = port.messages({ pending: 4 });
+      assert.equal(sequenceOf((await loop.next()).value), 0n);
+      await kernel.wait(port);
+      await delay(300); // the second message reaches the loop, which leaves it to the next reader
+      await loop.return();
+      await assert.rejects(port.receive({ signal: AbortSignal.abort() }), AbortError);
+      assert.equal(sequenceOf(await port.receive({ signal: AbortSignal.timeout(30000) })), 1n);
     });
   });
 
@@ -782,6 +808,24 @@ describe('FilterPort against the emulator', function () {
       assert.equal(kernelStats.replied, 4);
       assert.equal(kernelStats.matched, 1);
       assert.equal(kernelStats.replyBytesLast, 8);
+    });
+
+    it('does not encode a promise as a verdict: a failureReply that returns one gives zeros and is reported', async () => {
+      const Verdict = koffi.struct('FltportTestAsyncVerdict', { sequence: 'uint64_t' });
+      const port = await connect();
+      const { stats, errors, kernelStats } = await serveNotifications(
+        port,
+        1,
+        () => {
+          throw new Error('no verdict');
+        },
+        { replyType: Verdict, failureReply: async (message) => ({ sequence: sequenceOf(message) + 0xffn }) },
+      );
+      assert.equal(stats.failed, 1);
+      const [failureReplyError] = errors.filter(([error]) => error.code === 'ERR_FLTPORT_FAILURE_REPLY');
+      assert.equal(failureReplyError[0].cause.code, 'ERR_INVALID_RETURN_VALUE');
+      assert.deepEqual(sentReplies, [{ status: STATUS_UNSUCCESSFUL, payload: Buffer.alloc(8) }]);
+      assert.equal(kernelStats.replied, 1);
     });
 
     it('refuses a failureReply that cannot be a verdict before any call', async () => {

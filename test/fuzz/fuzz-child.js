@@ -81,9 +81,16 @@ function randomAbort(ms) {
 
 async function abortsPhase(port, ledger) {
   const counts = { receive: 0, messages: 0, serve: 0, aborted: 0, lateReplies: 0 };
+  // Whatever a loop reports (a message it could not read, a reply it could not send) is a failure here.
+  const reported = [];
+  const onError = (error) => reported.push(error);
   const deadline = Date.now() + 150000;
   while (!ledger.complete) {
-    assert.ok(Date.now() < deadline, `only ${ledger.seen.size} of ${ledger.script.length} messages arrived`);
+    assert.deepEqual(reported, []);
+    if (Date.now() >= deadline) {
+      const missing = ledger.script.map((_, sequence) => sequence).filter((sequence) => !ledger.seen.has(sequence));
+      assert.fail(`only ${ledger.seen.size} of ${ledger.script.length} messages arrived; missing: ${missing.slice(0, 20).join(', ')}`);
+    }
     const signal = randomAbort(3);
     const reader = below(3);
     try {
@@ -94,7 +101,7 @@ async function abortsPhase(port, ledger) {
         counts.messages += 1;
         const limit = 1 + below(40);
         let taken = 0;
-        for await (const message of port.messages({ bufferBytes: BUFFER_BYTES, pending: 1 + below(8), signal })) {
+        for await (const message of port.messages({ bufferBytes: BUFFER_BYTES, pending: 1 + below(8), signal, onError })) {
           ledger.take(message);
           if (++taken === limit || ledger.complete) break;
         }
@@ -104,11 +111,10 @@ async function abortsPhase(port, ledger) {
           bufferBytes: BUFFER_BYTES,
           pending: 1 + below(8),
           signal,
-          onError: (error) => {
-            throw error;
-          },
+          onError,
         });
         assert.equal(stats.failed, 0);
+        assert.equal(stats.unsentReplies, 0);
         counts.lateReplies += stats.lateReplies;
       }
     } catch (error) {
@@ -116,6 +122,7 @@ async function abortsPhase(port, ledger) {
       counts.aborted += 1;
     }
   }
+  assert.deepEqual(reported, []);
   return counts;
 }
 
