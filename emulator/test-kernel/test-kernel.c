@@ -177,6 +177,22 @@ static VOID FLTAPI OnDisconnect(PVOID connectionCookie) {
     free(connection);
 }
 
+/* Counts one FltSendMessage outcome in the connection's stats (caller holds its lock); TRUE when
+ * the message was sent. */
+static BOOL CountSendLocked(Connection *connection, NTSTATUS status) {
+    connection->stats.lastStatus = status;
+    if (status == STATUS_TIMEOUT) {
+        connection->stats.timeouts++;
+        return FALSE;
+    }
+    if (!NT_SUCCESS(status)) {
+        connection->stats.failures++;
+        return FALSE;
+    }
+    connection->stats.sent++;
+    return TRUE;
+}
+
 static DWORD WINAPI SendNotifications(LPVOID parameter) {
     Sender *sender = (Sender *)parameter;
     Connection *connection = sender->connection;
@@ -196,20 +212,12 @@ static DWORD WINAPI SendNotifications(LPVOID parameter) {
                                          sender->replyLength == NO_REPLY_BUFFER ? NULL : &replyLength,
                                          sender->timeoutMs == 0 ? NULL : &timeout);
         EnterCriticalSection(&connection->lock);
-        connection->stats.lastStatus = status;
-        if (status == STATUS_TIMEOUT) {
-            connection->stats.timeouts++;
-        } else if (!NT_SUCCESS(status)) {
-            connection->stats.failures++;
-        } else {
-            connection->stats.sent++;
-            if (sender->replyLength != NO_REPLY_BUFFER) {
-                UINT64 echoed = 0;
-                memcpy(&echoed, reply, 8);
-                connection->stats.replied++;
-                connection->stats.replyBytesLast = replyLength;
-                if (replyLength >= 8 && echoed == seq64) connection->stats.matched++;
-            }
+        if (CountSendLocked(connection, status) && sender->replyLength != NO_REPLY_BUFFER) {
+            UINT64 echoed = 0;
+            memcpy(&echoed, reply, 8);
+            connection->stats.replied++;
+            connection->stats.replyBytesLast = replyLength;
+            if (replyLength >= 8 && echoed == seq64) connection->stats.matched++;
         }
         LeaveCriticalSection(&connection->lock);
         if (status == STATUS_PORT_DISCONNECTED) break;
@@ -253,14 +261,7 @@ static DWORD WINAPI SendRawMessages(LPVOID parameter) {
     for (UINT32 i = 0; message != NULL && i < sender->entries; ++i) {
         NTSTATUS status = SendRaw(sender, i, message);
         EnterCriticalSection(&connection->lock);
-        connection->stats.lastStatus = status;
-        if (status == STATUS_TIMEOUT) {
-            connection->stats.timeouts++;
-        } else if (!NT_SUCCESS(status)) {
-            connection->stats.failures++;
-        } else {
-            connection->stats.sent++;
-        }
+        CountSendLocked(connection, status);
         LeaveCriticalSection(&connection->lock);
         if (status == STATUS_PORT_DISCONNECTED) break;
     }
