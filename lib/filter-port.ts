@@ -22,6 +22,8 @@ import {
 const MESSAGE_HEADER_BYTES = 16;
 /** ERROR_INVALID_HANDLE as an HRESULT: how user mode sees STATUS_PORT_DISCONNECTED. */
 const HRESULT_INVALID_HANDLE = 0x80070006;
+/** ERROR_INSUFFICIENT_BUFFER as an HRESULT: a read too small for the message waiting. */
+const HRESULT_INSUFFICIENT_BUFFER = 0x8007007a;
 /**
  * STATUS_UNSUCCESSFUL: the reply status serve() sends, with the fail-safe verdict as payload, when a
  * handler throws or returns what cannot be a reply.
@@ -211,8 +213,14 @@ export class FilterPort {
   async receive<T = unknown>(options?: ReceiveOptions): Promise<FilterMessage<T>> {
     const { bufferBytes, type, signal } = checkReceiveOptions(options);
     if (signal?.aborted) throw abortErrorFor(signal);
-    const unclaimed = this.#unclaimed.shift();
-    if (unclaimed !== undefined) return this.#message<T>(unclaimed, type);
+    const unclaimed = this.#unclaimed[0];
+    if (unclaimed !== undefined) {
+      // As the kernel answers a read too small for the message it has: the read fails, and the
+      // message stays for one that fits.
+      if (unclaimed.data.length > bufferBytes) throw new WinError({ syscall: 'FilterGetMessage', hresult: HRESULT_INSUFFICIENT_BUFFER });
+      this.#unclaimed.shift();
+      return this.#message<T>(unclaimed, type);
+    }
     const handedOver = new AbortController();
     const native = await new Promise<NativeMessage>((resolve, reject) => {
       const adopt = (message: NativeMessage) => {

@@ -272,6 +272,20 @@ describe('FilterPort against the emulator', function () {
       assert.deepEqual(taken.map(sequenceOf).sort(), [0n, 1n]);
     });
 
+    it('fails with ERROR_INSUFFICIENT_BUFFER for a waiting message larger than its buffer, and keeps it', async () => {
+      const port = await connect();
+      await kernel.notify(port, { count: 2, payloadBytes: 64, replyLength: NO_REPLY_BUFFER });
+      const loop = port.messages({ pending: 4 });
+      const first = sequenceOf((await loop.next()).value);
+      await kernel.wait(port);
+      await delay(300); // the second message reaches the loop, which leaves it to the next reader
+      await loop.return();
+      await assert.rejects(port.receive({ bufferBytes: 16 }), { name: 'WinError', code: 'ERROR_INSUFFICIENT_BUFFER', syscall: 'FilterGetMessage' });
+      const second = await port.receive({ signal: AbortSignal.timeout(30000) });
+      assert.equal(sequenceOf(second), 1n - first);
+      assert.equal(second.data.length, 64);
+    });
+
     it('rejects with an AbortError when its signal has aborted, even with a message waiting', async () => {
       const port = await connect();
       await kernel.notify(port, { count: 2, replyLength: NO_REPLY_BUFFER });
