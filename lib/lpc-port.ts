@@ -4,7 +4,6 @@
 import { loadNative } from '../binding/loader';
 import type { NativeLpcClient, NativeLpcConnection, NativeLpcServer } from '../binding/native';
 import { settleOnce } from './abort';
-import { runWaitingCall } from './waiting-calls';
 import { FltportError, WinError, abortErrorFor, fromNative, invalidArgType, invalidArgValue, outOfRange } from './errors';
 import {
   type ClientId,
@@ -157,10 +156,12 @@ export class LpcPort {
     if (signal?.aborted) throw abortErrorFor(signal);
 
     const native = loadNative();
-    const started = runWaitingCall(
-      () => native.lpcConnect(name, connectionInfo ?? null, levelIndex, dynamicTracking, effectiveOnly, viewBytes, (raw.serverSid as string | undefined) ?? null),
-      () => (signal?.aborted ? abortErrorFor(signal) : undefined),
-    );
+    let started: ReturnType<typeof native.lpcConnect>;
+    try {
+      started = native.lpcConnect(name, connectionInfo ?? null, levelIndex, dynamicTracking, effectiveOnly, viewBytes, (raw.serverSid as string | undefined) ?? null);
+    } catch (error) {
+      throw fromNative(error);
+    }
     const connecting = started.then(
       (connection) => new LpcPort(name, connection),
       (error: unknown) => Promise.reject(fromNative(error)),
@@ -184,10 +185,7 @@ export class LpcPort {
   async request(payload?: Uint8Array, options?: LpcRequestOptions): Promise<Buffer> {
     const message = this.#message(payload);
     const signal = checkOptionalSignal(checkOptionsObject(options).signal);
-    const reply = await this.#calls.run(
-      () => runWaitingCall(() => this.#native.request(message), () => (signal?.aborted ? abortErrorFor(signal) : this.#calls.endError)),
-      signal,
-    );
+    const reply = await this.#calls.run(() => this.#native.request(message), signal);
     return decodePortMessage(reply).data;
   }
 

@@ -15,9 +15,9 @@ namespace fltport {
 namespace {
 
 // How long an ending environment waits for its cancelled reads to complete and its LPC
-// servers' threads to end. Windows completes a cancelled FilterGetMessage at once; the bound
-// only keeps a worker from hanging on a lower layer that never does, whose completions then
-// arrive later and touch only native state.
+// servers' threads to end. Windows is expected to complete a cancelled FilterGetMessage at once
+// (the emulator does; unverified on Windows); the bound only keeps a worker from hanging on a
+// lower layer that never does, whose completions then arrive later and touch only native state.
 constexpr DWORD kTeardownWaitMs = 10000;
 
 // Pinned for the life of the process: Node unloads an addon when the last environment that

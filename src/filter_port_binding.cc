@@ -25,8 +25,8 @@ namespace {
 // Reads one stream keeps in the kernel (lib/filter-port.ts MAX_PENDING).
 constexpr uint32_t kMaxPendingReads = 1024;
 // The read buffers one port may hold at once, counted as the API's bufferBytes (the header
-// aside): a receive() holds its bufferBytes, a messages() or serve() loop pending x bufferBytes.
-// A buffer is allocated whole when its read starts.
+// aside): a receive() holds its bufferBytes, a messages() or serve() loop pending x
+// maxBufferBytes (each of its reads may grow that far). A buffer is allocated whole.
 constexpr uint64_t kMaxReadBytesPerPort = 256 * 1024 * 1024;
 
 // The API's bufferBytes of a read buffer of `bufferBytes` (at least the header).

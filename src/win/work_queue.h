@@ -36,7 +36,8 @@ class WorkQueue {
   // here. Never destroyed.
   static WorkQueue& Blocking();
 
-  // Blocking calls inside the kernel at once: the default pool's own maximum (512 on Windows).
+  // Blocking calls inside the kernel at once: the default pool's documented maximum (512 on
+  // Windows; unverified there).
   static constexpr uint32_t kMaxBlockingCalls = 512;
 
   // Takes `items` and returns true, or, only when the queue has no thread-pool work object
