@@ -153,15 +153,30 @@ static NTSTATUS FLTAPI OnConnect(PFLT_PORT clientPort, PVOID serverCookie, PVOID
     return STATUS_SUCCESS;
 }
 
+/* Returns once every sender of the connection has ended. A running sender stays in the list while
+ * it is waited for (through a handle of the waiter's own), so that two WAITs at once both wait
+ * for it: one that took it out would let the other return early with stats not yet counted. */
 static void WaitForSenders(Connection *connection) {
     for (;;) {
-        HANDLE thread = NULL;
+        HANDLE running = NULL;
         EnterCriticalSection(&connection->lock);
-        if (connection->senderCount > 0) thread = connection->senders[--connection->senderCount];
+        while (connection->senderCount > 0 &&
+               WaitForSingleObject(connection->senders[connection->senderCount - 1], 0) == WAIT_OBJECT_0) {
+            CloseHandle(connection->senders[--connection->senderCount]);
+        }
+        if (connection->senderCount > 0) {
+            DuplicateHandle(GetCurrentProcess(), connection->senders[connection->senderCount - 1], GetCurrentProcess(),
+                            &running, SYNCHRONIZE, FALSE, 0);
+        }
+        BOOL done = connection->senderCount == 0;
         LeaveCriticalSection(&connection->lock);
-        if (thread == NULL) return;
-        WaitForSingleObject(thread, INFINITE);
-        CloseHandle(thread);
+        if (done) return;
+        if (running == NULL) {
+            Sleep(1); /* no handle to spare: look again */
+            continue;
+        }
+        WaitForSingleObject(running, INFINITE);
+        CloseHandle(running);
     }
 }
 
