@@ -116,7 +116,7 @@ typedef struct _FLTP_MESSAGE {
     PVOID ReplyBuffer;
     ULONG ReplyCapacity;
     ULONG ReplyLength;     /* bytes written to ReplyBuffer */
-    KEVENT Done;
+    HANDLE Done;           /* an auto-reset event from the pool (ports.c), set once State is FltpMessageDone */
 } FLTP_MESSAGE, *PFLTP_MESSAGE;
 
 /* ---- global state ------------------------------------------------------------------------ */

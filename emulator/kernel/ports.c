@@ -113,7 +113,49 @@ static VOID FltpFinishMessageLocked(PFLTP_MESSAGE Message, NTSTATUS Status)
 {
     Message->State = FltpMessageDone;
     Message->Status = Status;
-    KeSetEvent(&Message->Done, IO_NO_INCREMENT, FALSE);
+    ZwSetEvent(Message->Done, NULL);
+}
+
+/* Events for senders to wait on, kept for reuse: under Wine a KEVENT gets a new event handle for
+ * every wait (two more server round trips per message). Auto-reset; one returned to the pool is
+ * never signalled. */
+#define FLTP_MAX_POOLED_EVENTS 256
+
+static struct {
+    HANDLE Events[FLTP_MAX_POOLED_EVENTS]; /* under the lock */
+    ULONG Count;
+} FltpEventPool;
+
+static HANDLE FltpTakeEvent(VOID)
+{
+    OBJECT_ATTRIBUTES attributes;
+    HANDLE event = NULL;
+
+    FltpAcquireLock();
+    if (FltpEventPool.Count > 0) event = FltpEventPool.Events[--FltpEventPool.Count];
+    FltpReleaseLock();
+    if (event != NULL) return event;
+    InitializeObjectAttributes(&attributes, NULL, OBJ_KERNEL_HANDLE, NULL, NULL);
+    if (!NT_SUCCESS(ZwCreateEvent(&event, EVENT_ALL_ACCESS, &attributes, SynchronizationEvent, FALSE))) return NULL;
+    return event;
+}
+
+static VOID FltpReturnEvent(HANDLE Event)
+{
+    BOOLEAN pooled = FALSE;
+
+    FltpAcquireLock();
+    if (FltpEventPool.Count < FLTP_MAX_POOLED_EVENTS) {
+        FltpEventPool.Events[FltpEventPool.Count++] = Event;
+        pooled = TRUE;
+    }
+    FltpReleaseLock();
+    if (!pooled) ZwClose(Event);
+}
+
+static VOID FltpFreeEventPool(VOID)
+{
+    while (FltpEventPool.Count > 0) ZwClose(FltpEventPool.Events[--FltpEventPool.Count]);
 }
 
 /* IRPs taken off queues under the lock, completed after it is released. */
@@ -374,10 +416,12 @@ static NTSTATUS FltpSend(PFLT_PORT *ClientPort, PFLTP_MESSAGE Message, PLARGE_IN
     FLTP_COMPLETIONS completions;
     PFLTP_CONNECTION connection;
     NTSTATUS status;
+    NTSTATUS waited;
 
     FltpInitCompletions(&completions);
-    KeInitializeEvent(&Message->Done, NotificationEvent, FALSE);
     Message->State = FltpMessageQueued;
+    Message->Done = FltpTakeEvent();
+    if (Message->Done == NULL) return STATUS_INSUFFICIENT_RESOURCES;
 
     FltpAcquireLock();
     connection = *ClientPort == NULL || (*ClientPort)->Kind != FltpClientPort
@@ -385,6 +429,7 @@ static NTSTATUS FltpSend(PFLT_PORT *ClientPort, PFLTP_MESSAGE Message, PLARGE_IN
                      : CONTAINING_RECORD(*ClientPort, FLTP_CONNECTION, Header);
     if (connection == NULL || connection->State != FltpConnected) {
         FltpReleaseLock();
+        FltpReturnEvent(Message->Done);
         return STATUS_PORT_DISCONNECTED;
     }
     FltpReferenceConnectionLocked(connection);
@@ -393,7 +438,7 @@ static NTSTATUS FltpSend(PFLT_PORT *ClientPort, PFLTP_MESSAGE Message, PLARGE_IN
     FltpReleaseLock();
     FltpCompleteAll(&completions);
 
-    KeWaitForSingleObject(&Message->Done, Executive, KernelMode, FALSE, Timeout);
+    waited = ZwWaitForSingleObject(Message->Done, FALSE, Timeout);
 
     FltpAcquireLock();
     if (Message->State != FltpMessageDone) {
@@ -401,9 +446,18 @@ static NTSTATUS FltpSend(PFLT_PORT *ClientPort, PFLTP_MESSAGE Message, PLARGE_IN
         RemoveEntryList(&Message->Links);
         Message->State = FltpMessageDone;
         Message->Status = STATUS_TIMEOUT;
+        waited = STATUS_SUCCESS; /* nothing will set the event now */
     }
     status = Message->Status;
     FltpReleaseLock();
+    if (waited != STATUS_SUCCESS) {
+        /* The outcome came between the timeout and the look above: take the signal back before
+         * the event is reused. */
+        LARGE_INTEGER now;
+        now.QuadPart = 0;
+        ZwWaitForSingleObject(Message->Done, FALSE, &now);
+    }
+    FltpReturnEvent(Message->Done);
     FltpReleaseConnection(connection);
     return status;
 }
@@ -606,6 +660,7 @@ VOID FltpStopWorkers(VOID)
         ZwClose(FltpWorkers.Threads[i]);
         FltpWorkers.Threads[i] = NULL;
     }
+    FltpFreeEventPool();
 }
 
 /* Hands a SEND to the pool (the connection and filter are already referenced for it). */
