@@ -25,6 +25,8 @@ export function buildEmulator() {
     testKernelExe: path.join(buildDir, 'test-kernel.exe'),
     lpcStandInDll: path.join(buildDir, 'lpcemu.dll'),
     lpcConformanceExe: path.join(buildDir, 'lpc-conformance.exe'),
+    // The WDM driver of the loader suite (test/drivers): built for Wine only.
+    ...(isWindows ? {} : { loaderDriverSys: path.join(buildDir, 'loader-driver.sys') }),
   };
   for (const [name, file] of Object.entries(outputs)) {
     if (!fs.existsSync(file)) throw new Error(`emulator build did not produce ${name}: ${file}`);
