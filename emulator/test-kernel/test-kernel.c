@@ -95,12 +95,20 @@ typedef struct STATS {
     UINT32 replyBytesLast, connections;
 } STATS;
 
+/* A thread the driver started. Waited for through a kernel handle (Wine 8 mishandles references
+ * to thread objects: ObReferenceObjectByHandle on a thread handle leads to a crash once the
+ * thread ends); shared by the connection's list and whoever waits for it. */
+typedef struct SENDER_THREAD {
+    HANDLE handle;
+    volatile LONG references;
+} SENDER_THREAD;
+
 typedef struct CONNECTION {
     PFLT_PORT clientPort;
-    FAST_MUTEX lock;
-    KEVENT closing; /* set by DisconnectNotify: a pending DISCONNECT ends at once */
+    FAST_MUTEX lock; /* taken with LockConnection(): stays at PASSIVE_LEVEL for the Zw calls */
+    KEVENT closing;  /* set by DisconnectNotify: a pending DISCONNECT ends at once */
     STATS stats;
-    PVOID senders[MAX_SENDERS]; /* referenced thread objects */
+    SENDER_THREAD *senders[MAX_SENDERS];
     int senderCount;
     UCHAR *context;
     ULONG contextBytes;
@@ -148,6 +156,16 @@ static LARGE_INTEGER g_qpcFrequency;
 static volatile LONG g_connections;
 static KEVENT g_stopping; /* set when the driver unloads: DELAY and BLOCKED return */
 
+static VOID LockConnection(CONNECTION *connection) {
+    KeEnterCriticalRegion();
+    ExAcquireFastMutexUnsafe(&connection->lock);
+}
+
+static VOID UnlockConnection(CONNECTION *connection) {
+    ExReleaseFastMutexUnsafe(&connection->lock);
+    KeLeaveCriticalRegion();
+}
+
 static PVOID Allocate(SIZE_T bytes) {
     return ExAllocatePoolZero(NonPagedPoolNx, bytes, TEST_KERNEL_TAG);
 }
@@ -186,10 +204,19 @@ static NTSTATUS FLTAPI OnConnect(PFLT_PORT clientPort, PVOID serverCookie, PVOID
     return STATUS_SUCCESS;
 }
 
-/* TRUE once the thread object has ended. */
-static BOOLEAN ThreadEnded(PVOID thread) {
+static BOOLEAN ThreadEnded(SENDER_THREAD *thread) {
     LARGE_INTEGER now = {0};
-    return KeWaitForSingleObject(thread, Executive, KernelMode, FALSE, &now) == STATUS_SUCCESS;
+    return ZwWaitForSingleObject(thread->handle, FALSE, &now) == STATUS_SUCCESS;
+}
+
+static VOID WaitForThread(SENDER_THREAD *thread) {
+    ZwWaitForSingleObject(thread->handle, FALSE, NULL);
+}
+
+static VOID ReleaseThread(SENDER_THREAD *thread) {
+    if (InterlockedDecrement(&thread->references) != 0) return;
+    ZwClose(thread->handle);
+    Free(thread);
 }
 
 /* Returns once every sender of the connection has ended. A running sender stays in the list while
@@ -197,19 +224,19 @@ static BOOLEAN ThreadEnded(PVOID thread) {
  * for it: one that took it out would let the other return early with stats not yet counted. */
 static VOID WaitForSenders(CONNECTION *connection) {
     for (;;) {
-        PVOID running = NULL;
-        ExAcquireFastMutex(&connection->lock);
+        SENDER_THREAD *running = NULL;
+        LockConnection(connection);
         while (connection->senderCount > 0 && ThreadEnded(connection->senders[connection->senderCount - 1])) {
-            ObDereferenceObject(connection->senders[--connection->senderCount]);
+            ReleaseThread(connection->senders[--connection->senderCount]);
         }
         if (connection->senderCount > 0) {
             running = connection->senders[connection->senderCount - 1];
-            ObReferenceObject(running);
+            InterlockedIncrement(&running->references);
         }
-        ExReleaseFastMutex(&connection->lock);
+        UnlockConnection(connection);
         if (running == NULL) return;
-        KeWaitForSingleObject(running, Executive, KernelMode, FALSE, NULL);
-        ObDereferenceObject(running);
+        WaitForThread(running);
+        ReleaseThread(running);
     }
 }
 
@@ -262,7 +289,7 @@ static VOID SendNotifications(PVOID parameter) {
         NTSTATUS status = FltSendMessage(g_filter, &connection->clientPort, message, sender->payloadBytes,
                                          noReply ? NULL : reply, noReply ? NULL : &replyLength,
                                          sender->timeoutMs == 0 ? NULL : &timeout);
-        ExAcquireFastMutex(&connection->lock);
+        LockConnection(connection);
         if (CountSendLocked(connection, status) && !noReply) {
             UINT64 echoed = 0;
             RtlCopyMemory(&echoed, reply, 8);
@@ -270,7 +297,7 @@ static VOID SendNotifications(PVOID parameter) {
             connection->stats.replyBytesLast = replyLength;
             if (replyLength >= 8 && echoed == seq64) connection->stats.matched++;
         }
-        ExReleaseFastMutex(&connection->lock);
+        UnlockConnection(connection);
         if (status == STATUS_PORT_DISCONNECTED) break;
     }
     Free(message);
@@ -304,9 +331,9 @@ static VOID SendRawMessages(PVOID parameter) {
     UCHAR *message = (UCHAR *)Allocate(sizeof(FILTER_MESSAGE_HEADER) + (SIZE_T)largest);
     for (UINT32 i = 0; message != NULL && i < sender->entries; ++i) {
         NTSTATUS status = SendRaw(sender, i, message);
-        ExAcquireFastMutex(&connection->lock);
+        LockConnection(connection);
         CountSendLocked(connection, status);
-        ExReleaseFastMutex(&connection->lock);
+        UnlockConnection(connection);
         if (status == STATUS_PORT_DISCONNECTED) break;
     }
     Free(message);
@@ -343,9 +370,9 @@ static VOID FinishFlood(FLOOD *flood) {
     if (InterlockedDecrement(&flood->remaining) != 0) return;
     CONNECTION *connection = flood->connection;
     LARGE_INTEGER now = KeQueryPerformanceCounter(NULL);
-    ExAcquireFastMutex(&connection->lock);
+    LockConnection(connection);
     connection->floodEnd = now.QuadPart;
-    ExReleaseFastMutex(&connection->lock);
+    UnlockConnection(connection);
     Free(flood);
 }
 
@@ -389,7 +416,7 @@ static VOID FloodSender(PVOID parameter) {
             if (replyLength >= 8 && echoed == seq64) local.matched++;
         }
     }
-    ExAcquireFastMutex(&connection->lock);
+    LockConnection(connection);
     connection->stats.sent += local.sent;
     connection->stats.replied += local.replied;
     connection->stats.matched += local.matched;
@@ -403,7 +430,7 @@ static VOID FloodSender(PVOID parameter) {
     connection->latencySumNs += sumNs;
     if (timed > 0 && minNs < connection->latencyMinNs) connection->latencyMinNs = minNs;
     if (maxNs > connection->latencyMaxNs) connection->latencyMaxNs = maxNs;
-    ExReleaseFastMutex(&connection->lock);
+    UnlockConnection(connection);
     Free(histogram);
     Free(message);
     Free(reply);
@@ -412,15 +439,15 @@ static VOID FloodSender(PVOID parameter) {
     PsTerminateSystemThread(STATUS_SUCCESS);
 }
 
-/* Adds a referenced thread object to the connection's senders; FALSE when the list is full. */
-static BOOLEAN TrackSender(CONNECTION *connection, PVOID thread) {
+/* Adds a thread to the connection's senders; FALSE when the list is full. */
+static BOOLEAN TrackSender(CONNECTION *connection, SENDER_THREAD *thread) {
     BOOLEAN tracked = FALSE;
-    ExAcquireFastMutex(&connection->lock);
+    LockConnection(connection);
     if (connection->senderCount < MAX_SENDERS) {
         connection->senders[connection->senderCount++] = thread;
         tracked = TRUE;
     }
-    ExReleaseFastMutex(&connection->lock);
+    UnlockConnection(connection);
     return tracked;
 }
 
@@ -428,19 +455,24 @@ static BOOLEAN TrackSender(CONNECTION *connection, PVOID thread) {
  * thread is one of the connection's senders, so that DisconnectNotify (and so unloading) waits
  * for it; with MAX_SENDERS running, the caller waits for this one. */
 static NTSTATUS StartThread(CONNECTION *connection, PKSTART_ROUTINE routine, PVOID parameter) {
-    HANDLE handle;
-    NTSTATUS status = PsCreateSystemThread(&handle, THREAD_ALL_ACCESS, NULL, NULL, NULL, routine, parameter);
+    SENDER_THREAD *thread = (SENDER_THREAD *)Allocate(sizeof(SENDER_THREAD));
+    if (thread == NULL) {
+        Free(parameter);
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
+    /* A kernel handle: MessageNotify may run in the client's process (Windows). */
+    OBJECT_ATTRIBUTES attributes;
+    InitializeObjectAttributes(&attributes, NULL, OBJ_KERNEL_HANDLE, NULL, NULL);
+    NTSTATUS status = PsCreateSystemThread(&thread->handle, SYNCHRONIZE, &attributes, NULL, NULL, routine, parameter);
     if (!NT_SUCCESS(status)) {
+        Free(thread);
         Free(parameter);
         return status;
     }
-    PVOID thread = NULL;
-    status = ObReferenceObjectByHandle(handle, SYNCHRONIZE, *PsThreadType, KernelMode, &thread, NULL);
-    ZwClose(handle);
-    if (!NT_SUCCESS(status)) return status;
+    thread->references = 1;
     if (!TrackSender(connection, thread)) {
-        KeWaitForSingleObject(thread, Executive, KernelMode, FALSE, NULL);
-        ObDereferenceObject(thread);
+        WaitForThread(thread);
+        ReleaseThread(thread);
     }
     return STATUS_SUCCESS;
 }
@@ -448,7 +480,7 @@ static NTSTATUS StartThread(CONNECTION *connection, PKSTART_ROUTINE routine, PVO
 static NTSTATUS StartFlood(CONNECTION *connection, const UINT32 *command) {
     UINT32 threads = command[4];
     if (threads < 1 || threads > MAX_FLOOD_THREADS) return STATUS_INVALID_PARAMETER;
-    ExAcquireFastMutex(&connection->lock);
+    LockConnection(connection);
     BOOLEAN room = connection->senderCount + (int)threads <= MAX_SENDERS;
     if (room) {
         if (connection->histogram == NULL) connection->histogram = (UINT32 *)Allocate(HIST_BUCKETS * sizeof(UINT32));
@@ -457,7 +489,7 @@ static NTSTATUS StartFlood(CONNECTION *connection, const UINT32 *command) {
         connection->latencyMinNs = MAXUINT64;
         connection->floodStart = connection->floodEnd = 0;
     }
-    ExReleaseFastMutex(&connection->lock);
+    UnlockConnection(connection);
     if (!room) return STATUS_INSUFFICIENT_RESOURCES;
     FLOOD *flood = (FLOOD *)Allocate(sizeof(FLOOD));
     if (flood == NULL) return STATUS_INSUFFICIENT_RESOURCES;
@@ -476,9 +508,9 @@ static NTSTATUS StartFlood(CONNECTION *connection, const UINT32 *command) {
         if (!NT_SUCCESS(StartThread(connection, FloodSender, self))) break;
     }
     LARGE_INTEGER now = KeQueryPerformanceCounter(NULL);
-    ExAcquireFastMutex(&connection->lock);
+    LockConnection(connection);
     connection->floodStart = now.QuadPart;
-    ExReleaseFastMutex(&connection->lock);
+    UnlockConnection(connection);
     if (started < threads) {
         flood->abandon = 1;
         KeSetEvent(&flood->start, IO_NO_INCREMENT, FALSE);
@@ -492,7 +524,7 @@ static NTSTATUS StartFlood(CONNECTION *connection, const UINT32 *command) {
 
 static LATENCY LatencyOf(CONNECTION *connection) {
     LATENCY latency = {0};
-    ExAcquireFastMutex(&connection->lock);
+    LockConnection(connection);
     latency.count = connection->latencyCount;
     if (connection->floodEnd > connection->floodStart) latency.elapsedNs = TicksToNs(connection->floodEnd - connection->floodStart);
     if (latency.count > 0 && connection->histogram != NULL) {
@@ -514,7 +546,7 @@ static LATENCY LatencyOf(CONNECTION *connection) {
             }
         }
     }
-    ExReleaseFastMutex(&connection->lock);
+    UnlockConnection(connection);
     return latency;
 }
 
@@ -621,9 +653,9 @@ static NTSTATUS FLTAPI OnMessage(PVOID connectionCookie, PVOID input, ULONG inpu
             case OP_WAIT:
             case OP_STATS:
                 if (command[0] == OP_WAIT) WaitForSenders(connection);
-                ExAcquireFastMutex(&connection->lock);
+                LockConnection(connection);
                 snapshot = connection->stats;
-                ExReleaseFastMutex(&connection->lock);
+                UnlockConnection(connection);
                 snapshot.connections = (UINT32)g_connections;
                 *returned = CopyOut(output, outputBytes, &snapshot, sizeof(snapshot));
                 break;
