@@ -33,7 +33,11 @@ export function buildEmulator() {
           fltmgrSys: path.join(buildDir, 'fltmgr.sys'),
           testKernelSys: path.join(buildDir, 'test-kernel.sys'),
           loaderDriverSys: path.join(buildDir, 'loader-driver.sys'),
+          conformanceDriverSys: path.join(buildDir, 'fltemu-conformance.sys'),
         }),
+    // The previous fltlib.dll over named pipes, for the sample host (user mode) until the
+    // integration suite moves to fltportsample.sys.
+    pipeFltlibDll: path.join(buildDir, 'pipes', 'fltlib.dll'),
   };
   for (const [name, file] of Object.entries(outputs)) {
     if (!fs.existsSync(file)) throw new Error(`emulator build did not produce ${name}: ${file}`);

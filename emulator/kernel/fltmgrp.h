@@ -3,10 +3,11 @@
  * devices and dispatch; ports.c: communication ports; filters.c: the filter-callback side). Not
  * for drivers.
  *
- * Locking: FltpGlobals.Lock (a spin lock: Wine implements them in user space, no server call)
- * guards the filter list, each filter's port and connection lists and every connection's queues.
- * Nothing that can block, and no IoCompleteRequest (a server call under Wine), runs under it:
- * IRPs to complete are collected on a local list and completed after the lock is released.
+ * Locking: one lock (FltpAcquireLock) guards the filter list, each filter's port and connection
+ * lists and every connection's queues. It is fltmgr's own (pushlock.c), not a KSPIN_LOCK: Wine 8's
+ * KeAcquireSpinLock returns at once when the lock is held by another thread. Nothing that can
+ * block, and no IoCompleteRequest (a server call under Wine), runs under it: IRPs to complete are
+ * collected on a local list and completed after the lock is released.
  */
 #ifndef FLTEMU_KERNEL_FLTMGRP_H
 #define FLTEMU_KERNEL_FLTMGRP_H
@@ -26,7 +27,7 @@ typedef struct _FLT_FILTER {
     PDRIVER_OBJECT DriverObject;
     const FLT_REGISTRATION *Registration; /* the driver's own structure, kept as given */
     LIST_ENTRY ServerPorts;               /* FLTP_SERVER_PORT.FilterLinks, open ones */
-    LIST_ENTRY Connections;               /* FLTP_CONNECTION.FilterLinks, not yet disconnect-notified */
+    LIST_ENTRY Connections;               /* FLTP_CONNECTION.FilterLinks: accepted, file object open */
     BOOLEAN Unregistering;
     BOOLEAN DropOversizedMessages;        /* FltEmuDropOversizedMessages */
     volatile LONG Busy;                   /* port callbacks of this filter running right now */
@@ -81,16 +82,17 @@ typedef struct _FLTP_CONNECTION {
     FLT_PORT Header;
     PFLTP_SERVER_PORT ServerPort;
     PFLT_FILTER Filter;    /* NULL once the filter is unregistered */
-    LIST_ENTRY FilterLinks;
+    LIST_ENTRY FilterLinks;  /* Filter->Connections, from acceptance until the file object closes */
     PFILE_OBJECT FileObject;
     PVOID Cookie;          /* ConnectNotify's ConnectionPortCookie */
     FLTP_CONNECTION_STATE State;
+    BOOLEAN Accepted;           /* ConnectNotify accepted it: DisconnectNotify is owed */
     BOOLEAN DisconnectNotified;
+    BOOLEAN HoldsSlot;          /* counts in ServerPort->Connections (MaxConnections) */
     LIST_ENTRY Reads;      /* pending GET_MESSAGE IRPs, oldest first (Tail.Overlay.ListEntry) */
     LIST_ENTRY Messages;   /* FLTP_MESSAGE.Links: not yet delivered, oldest first */
     LIST_ENTRY Waiters;    /* FLTP_MESSAGE.Links: delivered, waiting for a reply */
     LONG References;       /* the file object + every FltSendMessage / MessageNotify using it */
-    volatile LONG Busy;    /* MessageNotify calls running for it */
 } FLTP_CONNECTION, *PFLTP_CONNECTION;
 
 /* ---- messages ---------------------------------------------------------------------------- */
@@ -114,7 +116,7 @@ typedef struct _FLTP_MESSAGE {
     PVOID ReplyBuffer;
     ULONG ReplyCapacity;
     ULONG ReplyLength;     /* bytes written to ReplyBuffer */
-    KEVENT Done;
+    HANDLE Done;           /* an auto-reset event from the pool (ports.c), set once State is FltpMessageDone */
 } FLTP_MESSAGE, *PFLTP_MESSAGE;
 
 /* ---- global state ------------------------------------------------------------------------ */
@@ -123,7 +125,7 @@ typedef struct _FLTP_GLOBALS {
     BOOLEAN Initialized;          /* fltmgr's DriverEntry succeeded: FltRegisterFilter works */
     PDRIVER_OBJECT DriverObject;  /* fltmgr's own; owns every device */
     PDEVICE_OBJECT ControlDevice; /* \FileSystem\Filters\FltMgr */
-    KSPIN_LOCK Lock;
+    volatile LONG Lock;           /* FltpAcquireLock */
     LIST_ENTRY Filters;           /* FLT_FILTER.Links */
     volatile LONG64 NextMessageId;
     volatile LONG NextPortDevice;
@@ -131,8 +133,10 @@ typedef struct _FLTP_GLOBALS {
 
 extern FLTP_GLOBALS FltpGlobals;
 
-#define FLTP_LOCK(OldIrql) KeAcquireSpinLock(&FltpGlobals.Lock, (OldIrql))
-#define FLTP_UNLOCK(OldIrql) KeReleaseSpinLock(&FltpGlobals.Lock, (OldIrql))
+/* pushlock.c: the global lock, and the wait of a thread that found a lock taken. */
+VOID FltpAcquireLock(VOID);
+VOID FltpReleaseLock(VOID);
+VOID FltpBackOff(ULONG Attempt);
 
 /* ---- between the source files ------------------------------------------------------------ */
 
