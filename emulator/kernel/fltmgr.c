@@ -57,6 +57,10 @@ static NTSTATUS FltpDispatchDeviceControl(PDEVICE_OBJECT Device, PIRP Irp)
     NTSTATUS status;
 
     if (FltpIsPortDevice(Device)) return FltpPortDeviceControl(Device, Irp);
+    if (stack->Parameters.DeviceIoControl.IoControlCode == IOCTL_FLTEMU_FENCE) {
+        FltpCompleteIrp(Irp, STATUS_SUCCESS, 0);
+        return STATUS_SUCCESS;
+    }
     if (stack->Parameters.DeviceIoControl.IoControlCode != IOCTL_FLTEMU_INJECT_CREATE) {
         FltpCompleteIrp(Irp, STATUS_INVALID_DEVICE_REQUEST, 0);
         return STATUS_INVALID_DEVICE_REQUEST;
@@ -116,7 +120,13 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
         return status;
     }
 
-    status = FltpStartWorkers();
+    FltpGlobals.ControlDevice->StackSize = 2; /* a spare stack location for FltpCompletePendedIrp */
+
+    status = FltpStartReaper();
+    if (NT_SUCCESS(status)) {
+        status = FltpStartWorkers();
+        if (!NT_SUCCESS(status)) FltpStopReaper();
+    }
     if (!NT_SUCCESS(status)) {
         IoDeleteDevice(FltpGlobals.ControlDevice);
         FltpCloseDirectories();
@@ -149,6 +159,7 @@ static VOID FltpUnload(PDRIVER_OBJECT DriverObject)
         FltUnregisterFilter(filter);
     }
     FltpStopWorkers();
+    FltpStopReaper();
     IoDeleteDevice(FltpGlobals.ControlDevice);
     FltpGlobals.ControlDevice = NULL;
     FltpCloseDirectories();
