@@ -8,29 +8,15 @@ import path from 'node:path';
 import { buildEmulator } from './build-emulator.mjs';
 import {
   emulatedFltlibEnv,
-  ensureWinePrefix,
+  installEmulatedFilterManager,
   isWindows,
-  runChecked,
   runWindowsProgram,
-  wineEnv,
-  winePrefix,
+  waitForWineSessionEnd,
   windowsPath,
 } from './windows-runtime.mjs';
 
 const SUMMARY = /^(\d+) passed, (\d+) failed\s*$/;
 const CONFORMANCE_SERVICE = 'FltEmuConformance';
-
-/**
- * The emulator's filter manager in the Wine prefix: its fltmgr.sys replaces Wine's placeholder in
- * system32\drivers, and the prefix prefers it to Wine's builtin stub (DllOverrides).
- */
-function installFilterManager(fltmgrSys) {
-  ensureWinePrefix();
-  fs.copyFileSync(fltmgrSys, path.join(winePrefix, 'drive_c', 'windows', 'system32', 'drivers', 'fltmgr.sys'));
-  runChecked('wine', ['reg', 'add', 'HKCU\\Software\\Wine\\DllOverrides', '/v', 'fltmgr.sys', '/d', 'native', '/f'], {
-    env: wineEnv(),
-  });
-}
 
 /**
  * A batch file that loads FltMgr and the conformance driver (one winedevice.exe: same load-order
@@ -72,7 +58,11 @@ async function main() {
   let built;
   try {
     built = buildEmulator();
-    if (!lpc) installFilterManager(built.fltmgrSys);
+    if (!lpc) {
+      installEmulatedFilterManager(built.fltmgrSys);
+      // A session of its own: no driver of an earlier run remains in it.
+      waitForWineSessionEnd();
+    }
   } catch (error) {
     console.log(`not ok - build the emulator: ${error.message.split('\n')[0]}`);
     console.error(error.message);
