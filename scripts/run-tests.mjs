@@ -42,11 +42,12 @@ const suites = [
   ['windows', () => runWindowsSuite('test/windows')],
   ['emulator conformance', async () => plainCounts((await runNode([path.join('scripts', 'test-emulator.mjs')])).output)],
   ['LPC stand-in conformance', async () => plainCounts((await runNode([path.join('scripts', 'test-emulator.mjs'), '--lpc'])).output)],
+  ['drivers (the kernel driver loader under Wine)', () => runWindowsSuite('test/drivers', { emulator: true })],
   ['windows with the emulator', () => runWindowsSuite('test/windows', { emulator: true })],
   ['filter-port', () => runWindowsSuite('test/filter-port', { emulator: true })],
   ['fuzz (odd reads, random aborts)', () => runWindowsSuite('test/fuzz', { emulator: true })],
   ['workers (worker_threads on the emulator)', () => runWindowsSuite('test/workers', { emulator: true })],
-  ['integration (sample on the emulator)', () => runWindowsSuite('test/integration', { emulator: true })],
+  ['integration (sample on the emulator)', () => runWindowsSuite('test/integration', { emulator: true, pipeHost: true })],
   // Real ntdll on Windows; under Wine against the LPC stand-in (emulator/lpc/README.md).
   ['windows-native (LPC)', () => runWindowsSuite('test/windows-native', { lpcStandIn: true })],
   ['pack (npm pack, install, load)', () => runLocalMocha('test/pack')],
