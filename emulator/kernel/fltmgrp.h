@@ -132,6 +132,10 @@ typedef struct _FLTP_GLOBALS {
     LIST_ENTRY Filters;           /* FLT_FILTER.Links */
     volatile LONG64 NextMessageId;
     volatile LONG NextPortDevice;
+    LIST_ENTRY Limbo;             /* limbo.c: completed IRPs not yet freed (Tail.Overlay.ListEntry) */
+    HANDLE LimboWake;             /* limbo.c: auto-reset event for the reaper */
+    HANDLE Reaper;                /* limbo.c: the reaper thread */
+    BOOLEAN LimboStopping;
 } FLTP_GLOBALS;
 
 extern FLTP_GLOBALS FltpGlobals;
@@ -154,7 +158,13 @@ VOID FltpClosePortsOfFilter(PFLT_FILTER Filter);
 NTSTATUS FltpStartWorkers(VOID);
 VOID FltpStopWorkers(VOID);
 
-/* Completes an IRP with Status and Information. */
+/* Completes an IRP with Status and Information (an IRP its dispatch routine completes itself). */
 VOID FltpCompleteIrp(PIRP Irp, NTSTATUS Status, ULONG_PTR Information);
+
+/* limbo.c: completes an IRP whose dispatch routine returned STATUS_PENDING; it is freed only once
+ * no cancel call of wineserver can still name it. The devices it goes to need StackSize 2. */
+VOID FltpCompletePendedIrp(PIRP Irp, NTSTATUS Status, ULONG_PTR Information);
+NTSTATUS FltpStartReaper(VOID);
+VOID FltpStopReaper(VOID);
 
 #endif /* FLTEMU_KERNEL_FLTMGRP_H */

@@ -92,7 +92,7 @@ static VOID FltpCancelRead(PDEVICE_OBJECT Device, PIRP Irp)
         InitializeListHead(&Irp->Tail.Overlay.ListEntry);
     }
     FltpReleaseLock();
-    FltpCompleteIrp(Irp, STATUS_CANCELLED, 0);
+    FltpCompletePendedIrp(Irp, STATUS_CANCELLED, 0);
 }
 
 /* Takes the oldest read off the connection; NULL when none. A read whose cancel routine is
@@ -180,7 +180,7 @@ static VOID FltpCompleteAll(FLTP_COMPLETIONS *Completions)
 {
     while (!IsListEmpty(&Completions->Irps)) {
         PIRP irp = CONTAINING_RECORD(RemoveHeadList(&Completions->Irps), IRP, Tail.Overlay.ListEntry);
-        FltpCompleteIrp(irp, irp->IoStatus.Status, irp->IoStatus.Information);
+        FltpCompletePendedIrp(irp, irp->IoStatus.Status, irp->IoStatus.Information);
     }
 }
 
@@ -359,6 +359,7 @@ NTSTATUS FLTAPI FltCreateCommunicationPort(PFLT_FILTER Filter, PFLT_PORT *Server
     extension = (PFLTP_PORT_DEVICE)port->Device->DeviceExtension;
     extension->Magic = FLTP_PORT_DEVICE_MAGIC;
     extension->Port = port;
+    port->Device->StackSize = 2; /* a spare stack location for FltpCompletePendedIrp */
     port->Device->Flags &= ~(ULONG)DO_DEVICE_INITIALIZING;
 
     /* The port's name: taken already -> STATUS_OBJECT_NAME_COLLISION, as on Windows. Wine answers
@@ -605,7 +606,7 @@ static VOID FltpRunSend(PFLTP_WORK Work)
     if (output != NULL) ExFreePoolWithTag(output, FLTP_POOL_TAG);
     FltpLeaveFilter(connection->Filter);
     FltpReleaseConnection(connection);
-    FltpCompleteIrp(irp, status, returned);
+    FltpCompletePendedIrp(irp, status, returned);
 }
 
 static KSTART_ROUTINE FltpWorker;
@@ -823,7 +824,7 @@ static NTSTATUS FltpGetMessage(PFLTP_CONNECTION Connection, PIRP Irp, PIO_STACK_
     IoSetCancelRoutine(Irp, FltpCancelRead);
     if (Irp->Cancel && IoSetCancelRoutine(Irp, NULL) != NULL) {
         FltpReleaseLock();
-        FltpCompleteIrp(Irp, STATUS_CANCELLED, 0);
+        FltpCompletePendedIrp(Irp, STATUS_CANCELLED, 0);
         return STATUS_PENDING;
     }
     InsertTailList(&Connection->Reads, &Irp->Tail.Overlay.ListEntry);

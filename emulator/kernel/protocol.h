@@ -43,6 +43,8 @@
 #define IOCTL_FLTEMU_SEND FLTEMU_IOCTL(0x803)
 #define IOCTL_FLTEMU_REPLY FLTEMU_IOCTL(0x804)
 #define IOCTL_FLTEMU_INJECT_CREATE FLTEMU_IOCTL(0x810)
+/* Internal to fltmgr.sys (limbo.c): the control device completes it at once. */
+#define IOCTL_FLTEMU_FENCE FLTEMU_IOCTL(0x820)
 
 /* Largest connection context: the real fltlib's extended-attribute layout caps it here (System
  * Informer). */
