@@ -85,7 +85,9 @@ async function buildEverything() {
   cmakeBuild(benchDir, buildDir);
   const nativeExe = path.join(buildDir, 'fltport-bench-native.exe');
   if (!fs.existsSync(nativeExe)) throw new Error(`the C client was not built: ${nativeExe}`);
-  return { fltlibDll: emulator.fltlibDll, fltmgrSys: emulator.fltmgrSys, testKernelSys: emulator.testKernelSys, nativeExe };
+  // On Windows the WDK builds test-kernel.sys (test-signed): FLTPORT_TEST_KERNEL names it.
+  const testKernelSys = process.env.FLTPORT_TEST_KERNEL ?? emulator.testKernelSys;
+  return { fltlibDll: emulator.fltlibDll, fltmgrSys: emulator.fltmgrSys, testKernelSys, nativeExe };
 }
 
 // ---------------------------------------------------------------- cells

@@ -29,14 +29,15 @@ function parseLatency(buffer) {
   return Object.fromEntries(names.map((name, i) => [name, Number(buffer.readBigUInt64LE(i * 8))]));
 }
 
-const DEFAULT_DRIVER = path.join(__dirname, '..', 'build', 'test-kernel.sys');
+/** The emulator's build; on Windows, FLTPORT_TEST_KERNEL names the WDK-built, test-signed one. */
+const DEFAULT_DRIVER = process.env.FLTPORT_TEST_KERNEL ?? path.join(__dirname, '..', 'build', 'test-kernel.sys');
 /** Altitudes in the FSFilter Activity Monitor range; a fraction of its own for each instance. */
 const ALTITUDE_BASE = 385100;
 
 /**
  * Loads a fresh instance of test-kernel.sys (a service, a module and a port name of its own) and
- * resolves once its port exists. `sys` defaults to emulator/build/test-kernel.sys; `portName` to
- * a fresh one.
+ * resolves once its port exists. `sys` defaults to FLTPORT_TEST_KERNEL or
+ * emulator/build/test-kernel.sys; `portName` to a fresh one.
  */
 async function startKernel({ sys = DEFAULT_DRIVER, maxConnections = 8, portName } = {}) {
   // Loaded on first use: worker threads and child processes use `kernel` without loading drivers.
