@@ -35,8 +35,18 @@ VOID CommStop(VOID);
 /* Releases what CommStart set up. Call after the filter is unregistered: no callback runs any more. */
 VOID CommCleanup(VOID);
 
-/* Cheap check for the pre-create path, before the costly name query: is anybody to be asked? */
+/* Cheap check for the pre-create path, before the costly name query: is anybody to be asked?
+ * Takes no lock. */
 BOOLEAN CommWantsOpens(VOID);
+
+/* Does Name (any form: opened, normalized, relative) end with the watched suffix? Compares the
+ * file name without a stream name, case-insensitively; takes no lock. CommCheckOpen checks again
+ * on the name it is given. */
+BOOLEAN CommIsWatchedName(_In_ PCUNICODE_STRING Name);
+
+/* The final component of Path without its stream name (":stream", "::$DATA"), pointing into
+ * Path's buffer: "\dir\a.txt:s" -> "a.txt". */
+VOID CommFileNamePart(_In_ PCUNICODE_STRING Path, _Out_ PUNICODE_STRING FileName);
 
 /* Decides one open: matches the suffix, skips agents' own processes, sends the notification to an
  * agent and waits for its verdict (bounded by the configured timeout). Sequence receives the

@@ -282,6 +282,16 @@ describe(`fltport sample driver protocol (${target.name})`, function () {
       assert.equal(counted.Replies, 1);
     });
 
+    it('watches the streams of a watched file: the suffix ends the file name, not the stream name', async () => {
+      const names = [file('blocked-stream', `${protocol.DEFAULT_SUFFIX}:data`), file('blocked-default-stream', `${protocol.DEFAULT_SUFFIX}::$DATA`)];
+      const agent = runAgent(await connect({ agent: true }));
+      for (const name of names) assert.equal((await target.open(name)).verdict, 'deny', name);
+      assert.deepEqual(
+        agent.opens.map((open) => open.path.slice(open.path.lastIndexOf('.'))),
+        [`${protocol.DEFAULT_SUFFIX}:data`, `${protocol.DEFAULT_SUFFIX}::$DATA`],
+      );
+    });
+
     it('leaves names without the suffix alone', async () => {
       const name = file('plain', '.txt');
       const agent = runAgent(await connect({ agent: true }));
