@@ -25,6 +25,9 @@ export function buildEmulator() {
     testKernelExe: path.join(buildDir, 'test-kernel.exe'),
     lpcStandInDll: path.join(buildDir, 'lpcemu.dll'),
     lpcConformanceExe: path.join(buildDir, 'lpc-conformance.exe'),
+    // The kernel side under Wine: the emulator's filter manager (not built with MSVC: on Windows
+    // the real one runs).
+    ...(isWindows ? {} : { fltmgrSys: path.join(buildDir, 'fltmgr.sys') }),
   };
   for (const [name, file] of Object.entries(outputs)) {
     if (!fs.existsSync(file)) throw new Error(`emulator build did not produce ${name}: ${file}`);
