@@ -21,8 +21,8 @@
 
 /* ---- the two environments ------------------------------------------------------------------ */
 
-#ifdef FLTEMU
-/* The emulator's fltKernel.h covers the port API only. An SRW lock has a push lock's semantics
+#ifdef FLTEMU_FLTKERNEL_H
+/* The user-mode emulator host's fltKernel.h covers the port API only. An SRW lock has a push lock's semantics
  * (shared or exclusive, not recursive), and ntdll exports the kernel's upcase routine. */
 typedef SRWLOCK COMM_LOCK;
 NTSYSAPI WCHAR NTAPI RtlUpcaseUnicodeChar(WCHAR SourceCharacter);

@@ -99,6 +99,14 @@ FORCEINLINE PVOID ExAllocatePoolUninitialized(POOL_TYPE PoolType, SIZE_T NumberO
     return ExAllocatePoolWithTag(PoolType, NumberOfBytes, Tag);
 }
 
+/* mingw-w64's wdm.h has KeMemoryBarrier for x86 only; the WDK has it on every architecture. */
+#ifdef _AMD64_
+FORCEINLINE VOID KeMemoryBarrier(VOID)
+{
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+#endif
+
 #ifndef FLT_ASSERT
 #define FLT_ASSERT(e) NT_ASSERT(e)
 #endif
