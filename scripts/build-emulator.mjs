@@ -25,9 +25,9 @@ export function buildEmulator() {
     testKernelExe: path.join(buildDir, 'test-kernel.exe'),
     lpcStandInDll: path.join(buildDir, 'lpcemu.dll'),
     lpcConformanceExe: path.join(buildDir, 'lpc-conformance.exe'),
-    // The kernel side under Wine: the emulator's filter manager (not built with MSVC: on Windows
-    // the real one runs).
-    ...(isWindows ? {} : { fltmgrSys: path.join(buildDir, 'fltmgr.sys') }),
+    // The kernel side under Wine (not built with MSVC: on Windows the real filter manager runs and
+    // the WDK builds the drivers): the emulator's filter manager, and the loader suite's driver.
+    ...(isWindows ? {} : { fltmgrSys: path.join(buildDir, 'fltmgr.sys'), loaderDriverSys: path.join(buildDir, 'loader-driver.sys') }),
   };
   for (const [name, file] of Object.entries(outputs)) {
     if (!fs.existsSync(file)) throw new Error(`emulator build did not produce ${name}: ${file}`);

@@ -8,10 +8,12 @@ import { pathToFileURL } from 'node:url';
 import {
   emulatedFltlibEnv,
   emulatedNodeExe,
+  installEmulatedFilterManager,
   isWindows,
   removeEmulatedFltlib,
   repoRoot,
   runWindowsProgram,
+  waitForWineSessionEnd,
   windowsNodeExe,
   windowsPath,
 } from './windows-runtime.mjs';
@@ -32,6 +34,10 @@ export async function runWindowsSuite(suite, { emulator = false, lpcStandIn = fa
     const built = buildEmulator();
     const { hostExe } = await buildSampleHost({ emulator: built });
     exe = emulatedNodeExe(built.fltlibDll);
+    if (built.fltmgrSys) installEmulatedFilterManager(built.fltmgrSys);
+    // A session of its own, started by node.exe: its services.exe and winedevice.exe write to the
+    // suite's output (and not to a finished program's), and no driver of an earlier run remains.
+    waitForWineSessionEnd();
     env = {
       ...emulatedFltlibEnv,
       FLTPORT_TEST_KERNEL: windowsPath(built.testKernelExe),
