@@ -1,7 +1,8 @@
 // Runs a mocha suite inside Windows node.exe: under Wine on Linux, natively on Windows.
 //   node scripts/test-windows.mjs [--emulator] [--lpc-stand-in] [suite folder, default test/windows]
-// With --emulator the addon loads the emulator's fltlib.dll, and the suites find the emulator's
-// test kernel (FLTPORT_TEST_KERNEL) and the sample host (FLTPORT_SAMPLE_HOST). With --lpc-stand-in
+// With --emulator the addon loads the emulator's fltlib.dll, Wine loads the emulator's fltmgr.sys
+// (the suites load their drivers with emulator/drivers.js), and the suites find the emulator's
+// test kernel (FLTPORT_TEST_KERNEL). With --lpc-stand-in
 // (under Wine only) node.exe preloads the LPC stand-in, emulator/lpc/README.md.
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -30,9 +31,7 @@ export async function runWindowsSuite(suite, { emulator = false, lpcStandIn = fa
   }
   if (emulator) {
     const { buildEmulator } = await import('./build-emulator.mjs');
-    const { buildSampleHost } = await import('./build-sample-host.mjs');
     const built = buildEmulator();
-    const { hostExe } = await buildSampleHost({ emulator: built });
     exe = emulatedNodeExe(built.fltlibDll);
     if (built.fltmgrSys) installEmulatedFilterManager(built.fltmgrSys);
     // A session of its own, started by node.exe: its services.exe and winedevice.exe write to the
@@ -41,7 +40,6 @@ export async function runWindowsSuite(suite, { emulator = false, lpcStandIn = fa
     env = {
       ...emulatedFltlibEnv,
       FLTPORT_TEST_KERNEL: windowsPath(built.testKernelExe),
-      FLTPORT_SAMPLE_HOST: windowsPath(hostExe),
     };
   }
   try {

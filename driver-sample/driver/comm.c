@@ -1,7 +1,7 @@
 /*
  * The sample's communication port: connection checks, commands from agents, open notifications
- * and the verdicts that come back. The same file builds into the driver (WDK) and into the
- * emulator host (emulator/include/fltKernel.h); see comm.h.
+ * and the verdicts that come back. Part of the driver with filter.c: built by the WDK, and here
+ * against the emulator's kernel-mode fltKernel.h (emulator/kernel) as fltportsample.sys.
  *
  * Concurrency: up to FS_MAX_CONNECTIONS connections live in a fixed table guarded by one
  * shared/exclusive lock, which is never held across FltSendMessage (that waits for an agent).
@@ -19,28 +19,8 @@
 
 #define COMM_POOL_TAG 0x70537446u /* "FtSp" in pool dumps */
 
-/* ---- the two environments ------------------------------------------------------------------ */
+/* ---- the lock ------------------------------------------------------------------------------- */
 
-#ifdef FLTEMU_FLTKERNEL_H
-/* The user-mode emulator host's fltKernel.h covers the port API only. An SRW lock has a push lock's semantics
- * (shared or exclusive, not recursive), and ntdll exports the kernel's upcase routine. */
-typedef SRWLOCK COMM_LOCK;
-NTSYSAPI WCHAR NTAPI RtlUpcaseUnicodeChar(WCHAR SourceCharacter);
-
-static VOID CommLockInitialize(COMM_LOCK *Lock) { InitializeSRWLock(Lock); }
-static VOID CommLockDelete(COMM_LOCK *Lock) { UNREFERENCED_PARAMETER(Lock); }
-static VOID CommLockShared(COMM_LOCK *Lock) { AcquireSRWLockShared(Lock); }
-static VOID CommUnlockShared(COMM_LOCK *Lock) { ReleaseSRWLockShared(Lock); }
-static VOID CommLockExclusive(COMM_LOCK *Lock) { AcquireSRWLockExclusive(Lock); }
-static VOID CommUnlockExclusive(COMM_LOCK *Lock) { ReleaseSRWLockExclusive(Lock); }
-#define KeMemoryBarrier() MemoryBarrier()
-static PVOID ExAllocatePoolZero(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
-{
-    PVOID block = ExAllocatePoolWithTag(PoolType, NumberOfBytes, Tag);
-    if (block != NULL) RtlZeroMemory(block, NumberOfBytes);
-    return block;
-}
-#else
 /* FltAcquirePushLock* disable normal kernel APCs themselves: no KeEnterCriticalRegion needed. */
 typedef EX_PUSH_LOCK COMM_LOCK;
 
@@ -50,7 +30,6 @@ static VOID CommLockShared(COMM_LOCK *Lock) { FltAcquirePushLockShared(Lock); }
 static VOID CommUnlockShared(COMM_LOCK *Lock) { FltReleasePushLock(Lock); }
 static VOID CommLockExclusive(COMM_LOCK *Lock) { FltAcquirePushLockExclusive(Lock); }
 static VOID CommUnlockExclusive(COMM_LOCK *Lock) { FltReleasePushLock(Lock); }
-#endif
 
 C_ASSERT(sizeof(FILTER_REPLY_HEADER) == FS_REPLY_HEADER_BYTES);
 
@@ -129,6 +108,7 @@ static NTSTATUS CommGetStats(PVOID OutputBuffer, ULONG OutputBufferLength, PULON
 static NTSTATUS CommSetConfig(const UCHAR *Payload, UINT32 PayloadBytes, PVOID OutputBuffer,
                               ULONG OutputBufferLength, PULONG ReturnOutputBufferLength);
 static VOID CommBroadcastConfig(const FS_CONFIG *Config, UINT64 ChangeCount);
+static PCSTR CommOutcomeName(COMM_OUTCOME Outcome);
 
 #ifdef ALLOC_PRAGMA
 #pragma alloc_text(PAGE, CommStart)
@@ -598,7 +578,7 @@ BOOLEAN CommIsWatchedName(PCUNICODE_STRING Name)
     return CommSuffixMatches(Name, &config);
 }
 
-COMM_OUTCOME CommCheckOpen(HANDLE ProcessId, ACCESS_MASK DesiredAccess, PCUNICODE_STRING Path, UINT64 *Sequence)
+COMM_OUTCOME CommCheckOpen(HANDLE ProcessId, ACCESS_MASK DesiredAccess, PCUNICODE_STRING Path)
 {
     FS_CONFIG config;
     BOOLEAN self;
@@ -613,7 +593,6 @@ COMM_OUTCOME CommCheckOpen(HANDLE ProcessId, ACCESS_MASK DesiredAccess, PCUNICOD
     COMM_OUTCOME outcome;
 
     PAGED_CODE();
-    if (Sequence != NULL) *Sequence = 0;
 
     CommReadConfig(&config);
     if ((config.Flags & FS_CONFIG_ENABLED) == 0 || g.Agents == 0) return COMM_OUTCOME_IDLE;
@@ -666,11 +645,11 @@ COMM_OUTCOME CommCheckOpen(HANDLE ProcessId, ACCESS_MASK DesiredAccess, PCUNICOD
     CommCountOutcome(outcome);
     COMM_TRACE("fltport-sample: open #%I64u pid=%p access=0x%08lX -> %s (0x%08lX)\n", sequence, ProcessId,
                (ULONG)DesiredAccess, CommOutcomeName(outcome), (ULONG)status);
-    if (Sequence != NULL) *Sequence = sequence;
     return outcome;
 }
 
-PCSTR CommOutcomeName(COMM_OUTCOME Outcome)
+/* Short name of an outcome for the verbose trace. */
+static PCSTR CommOutcomeName(COMM_OUTCOME Outcome)
 {
     switch (Outcome) {
     case COMM_OUTCOME_IDLE: return "idle";

@@ -1,9 +1,7 @@
 /*
- * The sample's communication logic: the port, its callbacks, and asking an agent about an open.
- *
- * comm.c compiles unchanged against the WDK (in the driver, with filter.c) and against the
- * filter-manager emulator's fltKernel.h (in host/, which stands in for filter.c and feeds it
- * simulated opens). Include <fltKernel.h> before this header.
+ * The sample's communication logic (comm.c): the port, its callbacks, and asking an agent about
+ * an open. filter.c calls it from the pre-create callback. Include <fltKernel.h> before this
+ * header.
  */
 #ifndef FLTPORT_SAMPLE_COMM_H
 #define FLTPORT_SAMPLE_COMM_H
@@ -49,12 +47,7 @@ BOOLEAN CommIsWatchedName(_In_ PCUNICODE_STRING Name);
 VOID CommFileNamePart(_In_ PCUNICODE_STRING Path, _Out_ PUNICODE_STRING FileName);
 
 /* Decides one open: matches the suffix, skips agents' own processes, sends the notification to an
- * agent and waits for its verdict (bounded by the configured timeout). Sequence receives the
- * notification's sequence number, 0 when none was sent. Runs at PASSIVE_LEVEL. */
-COMM_OUTCOME CommCheckOpen(_In_ HANDLE ProcessId, _In_ ACCESS_MASK DesiredAccess, _In_ PCUNICODE_STRING Path,
-                           _Out_opt_ UINT64 *Sequence);
-
-/* Short name of an outcome for logs: "allowed", "timeout", ... */
-PCSTR CommOutcomeName(_In_ COMM_OUTCOME Outcome);
+ * agent and waits for its verdict (bounded by the configured timeout). Runs at PASSIVE_LEVEL. */
+COMM_OUTCOME CommCheckOpen(_In_ HANDLE ProcessId, _In_ ACCESS_MASK DesiredAccess, _In_ PCUNICODE_STRING Path);
 
 #endif /* FLTPORT_SAMPLE_COMM_H */

@@ -178,7 +178,7 @@ static FLT_PREOP_CALLBACK_STATUS FLTAPI FilterPreCreate(PFLT_CALLBACK_DATA Data,
     if (!NT_SUCCESS(status)) return FLT_PREOP_SUCCESS_NO_CALLBACK;
 
     outcome = CommCheckOpen(ULongToHandle(FltGetRequestorProcessId(Data)),
-                            Data->Iopb->Parameters.Create.SecurityContext->DesiredAccess, &nameInfo->Name, NULL);
+                            Data->Iopb->Parameters.Create.SecurityContext->DesiredAccess, &nameInfo->Name);
     FltReleaseFileNameInformation(nameInfo);
 
     if (outcome == COMM_OUTCOME_DENIED) {

@@ -10,8 +10,9 @@
  * Commands, one per line on standard input; answers, one per line on standard output:
  *   open ID PID ACCESS NAME                 an open of NAME (an NT name, "\Device\HarddiskVolume3\x.txt",
  *                                           UTF-8, the rest of the line) by process PID with desired
- *                                           ACCESS (decimal or 0x-hex), create options 0
- *   create ID PID ACCESS OPTIONS NAME       the same with create options (FILE_DIRECTORY_FILE, ...)
+ *                                           ACCESS (decimal or 0x-hex) of an existing file (FILE_OPEN)
+ *   create ID PID ACCESS OPTIONS NAME       the same with Parameters.Create.Options as given: the
+ *                                           disposition in the high byte, FILE_* create options below
  *   NAME may be OPENED|NORMALIZED: the name the caller opened, and the one FltGetFileNameInformation
  *   reports as normalized (an 8.3 short name and its long name; a file id open and the file's name).
  *   '|' cannot occur in file names. Without it both are NAME.
@@ -274,7 +275,7 @@ static Request *ParseOpen(char *arguments, BOOL withOptions)
     char *pid = NextToken(&cursor);
     char *access = NextToken(&cursor);
     char *options = withOptions ? NextToken(&cursor) : NULL;
-    ULONG processId, desiredAccess, createOptions = 0;
+    ULONG processId, desiredAccess, createOptions = FILE_OPEN << 24;
 
     while (*cursor == ' ') cursor++;
     if (id == NULL || strlen(id) >= ID_BYTES || !ParseUlong(pid, &processId) || !ParseUlong(access, &desiredAccess) ||
