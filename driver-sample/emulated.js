@@ -22,6 +22,9 @@ const ALTITUDE = '370035';
 const FILE_OPEN_OPTIONS = 0x01000000;
 
 function assertBuilt() {
+  if (!drivers.isWine) {
+    throw new Error('the emulated filter manager runs under Wine only: on Windows, load the sample driver and set FLTPORT_SAMPLE_TARGET=driver (driver-sample/README.md)');
+  }
   for (const file of [SAMPLE_SYS, CONTROL_EXE]) {
     if (!fs.existsSync(file)) throw new Error(`${file} does not exist: build the emulator with \`node scripts/build-emulator.mjs\``);
   }
