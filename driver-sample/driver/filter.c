@@ -17,14 +17,14 @@ static NTSTATUS FLTAPI FilterInstanceQueryTeardown(PCFLT_RELATED_OBJECTS FltObje
                                                    FLT_INSTANCE_QUERY_TEARDOWN_FLAGS Flags);
 static FLT_PREOP_CALLBACK_STATUS FLTAPI FilterPreCreate(PFLT_CALLBACK_DATA Data, PCFLT_RELATED_OBJECTS FltObjects,
                                                         PVOID *CompletionContext);
-static BOOLEAN FilterMayBeShortName(PCUNICODE_STRING Name);
+static BOOLEAN FilterNameMayHideSuffix(PCUNICODE_STRING Name);
 
 #ifdef ALLOC_PRAGMA
 #pragma alloc_text(INIT, DriverEntry)
 #pragma alloc_text(PAGE, FilterUnload)
 #pragma alloc_text(PAGE, FilterInstanceQueryTeardown)
 #pragma alloc_text(PAGE, FilterPreCreate)
-#pragma alloc_text(PAGE, FilterMayBeShortName)
+#pragma alloc_text(PAGE, FilterNameMayHideSuffix)
 #endif
 
 #if DBG
@@ -110,13 +110,15 @@ static NTSTATUS FLTAPI FilterInstanceQueryTeardown(PCFLT_RELATED_OBJECTS FltObje
 }
 
 /*
- * Could Name's final component be an 8.3 short name? Any name of 1 to 8 characters, optionally
- * followed by one dot and at most 3 more, could be: short names that Windows generates contain a
+ * Could the file name in Name (its final component, without a stream name) stand for a watched
+ * file without showing the suffix? An 8.3 short name can: any name of up to 8 characters,
+ * optionally followed by one dot and at most 3 more. Short names that Windows generates contain a
  * '~', but an administrator can give a file any 8.3 short name (fsutil file setshortname), so '~'
- * alone would let such a name past. Over-approximating costs a name query; missing one would let
- * a watched file open unasked.
+ * alone would let such a name past. An empty one can too: a stream opened relative to its file
+ * (":data" with the file as RelatedFileObject). Over-approximating costs a name query; missing one
+ * would let a watched file open unasked.
  */
-static BOOLEAN FilterMayBeShortName(PCUNICODE_STRING Name)
+static BOOLEAN FilterNameMayHideSuffix(PCUNICODE_STRING Name)
 {
     UNICODE_STRING fileName;
     USHORT chars;
@@ -133,7 +135,7 @@ static BOOLEAN FilterMayBeShortName(PCUNICODE_STRING Name)
         hasDot = TRUE;
         dot = i;
     }
-    if (!hasDot) return chars >= 1 && chars <= 8;
+    if (!hasDot) return chars <= 8;
     return dot >= 1 && dot <= 8 && chars - dot - 1 <= 3;
 }
 
@@ -149,7 +151,7 @@ static FLT_PREOP_CALLBACK_STATUS FLTAPI FilterPreCreate(PFLT_CALLBACK_DATA Data,
     PAGED_CODE();
     *CompletionContext = NULL;
 
-    /* The name query is the expensive part: skip it while nobody is there to ask. */
+    /* Nobody to ask (a lock-free check): nothing to decide. */
     if (!CommWantsOpens()) return FLT_PREOP_SUCCESS_NO_CALLBACK;
 
     /* Paging-file and volume opens, and opens issued by kernel components, must never wait on a
@@ -162,15 +164,15 @@ static FLT_PREOP_CALLBACK_STATUS FLTAPI FilterPreCreate(PFLT_CALLBACK_DATA Data,
     /*
      * The normalized name is the expensive part, and almost no open is of a watched file: decide
      * on the name the caller opened first. A file can be reached by its long name, whose suffix
-     * shows here; by its 8.3 short name ("BLOCKE~1.FLT"), which hides the suffix; or by its file
-     * id, which is no name at all. Only the last two need the normalized name. Short names of
-     * directories change nothing (the suffix is the file's), a stream name is ignored by the
-     * suffix check, and a symbolic link or junction makes the I/O manager send a new create with
-     * the target's name, which comes through here again.
+     * shows here; by its 8.3 short name ("BLOCKE~1.FLT"), which hides the suffix; by its file id,
+     * which is no name at all; or relative to its own handle (a stream). Only the long name needs
+     * no query. Short names of directories change nothing (the suffix is the file's), a stream
+     * name is ignored by the suffix check, and a symbolic link or junction makes the I/O manager
+     * send a new create with the target's name, which comes through here again.
      */
     openedName = &Data->Iopb->TargetFileObject->FileName;
     if (!FlagOn(Data->Iopb->Parameters.Create.Options, FILE_OPEN_BY_FILE_ID) && !CommIsWatchedName(openedName) &&
-        !FilterMayBeShortName(openedName))
+        !FilterNameMayHideSuffix(openedName))
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
 
     /* A name that cannot be had is let through: the sample fails open. */

@@ -287,13 +287,14 @@ describe(`fltport sample driver protocol (${target.name})`, function () {
       );
     });
 
-    it('asks about a watched file opened by an 8.3 short name (generated, or set by an administrator) or by file id', async function () {
+    it('asks about a watched file opened by an 8.3 short name (generated, or set by an administrator), by file id, or relative to itself', async function () {
       if (!target.injectsOpens) this.skip(); // needs opens by chosen short names and file ids
       const agent = runAgent(await connect({ agent: true }));
       const opens = [
         { name: target.pathFor('BLOCKE~1.FLT'), normalizedName: file('blocked-generated-short') },
         { name: target.pathFor('SECRET.TXT'), normalizedName: file('blocked-assigned-short') },
         { name: target.pathFor('0123456789abcdef'), normalizedName: file('blocked-by-id'), options: CREATE.FILE_OPEN | CREATE.FILE_OPEN_BY_FILE_ID },
+        { name: ':data', normalizedName: file('blocked-relative', `${protocol.DEFAULT_SUFFIX}:data`) }, // a stream, relative to the file's handle
       ];
       for (const open of opens) assert.equal((await target.open(open.name, open)).verdict, 'deny', open.normalizedName);
       assert.deepEqual(
