@@ -120,6 +120,11 @@ FORCEINLINE VOID KeMemoryBarrier(VOID)
 #define NT_ASSERTMSG(m, e) ((void)0)
 #endif
 
+/* SAL annotations the WDK's fltKernel.h adds (Microsoft's minifilter samples use them in every
+ * pre-operation and connect callback); they mean nothing to GCC. */
+#define _Flt_CompletionContext_Outptr_
+#define _Flt_ConnectionCookie_Outptr_
+
 /* ---- basic filter-manager types ------------------------------------------------------------ */
 
 #define FLTAPI NTAPI

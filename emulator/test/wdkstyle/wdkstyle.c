@@ -11,10 +11,11 @@ Abstract:
     UNREFERENCED_PARAMETER on expressions, __try/__except/__finally/__leave, ExAllocatePoolZero
     after ExInitializeDriverRuntime. The build compiles it as kernel code against the emulator's
     fltKernel.h with -Wall -Wextra -Wconversion -Werror: it is the check that Microsoft-style code
-    compiles there unchanged (issue 14). It also links and passes the import check, so it would
-    load, but no suite loads it.
+    compiles there unchanged (issue 14). test/integration also loads it beside the sample driver:
 
-    The port \FltportWdkStyle answers one command: the input bytes, reversed.
+    - The port \FltportWdkStyle answers one command: the input bytes, reversed.
+    - Its pre-create callback fails every open of a file whose name starts with "wdkstyle-refuse"
+      with STATUS_SHARING_VIOLATION, which shows where it runs among the filters (altitude).
 
 Environment:
 
@@ -27,6 +28,7 @@ Environment:
 #define WS_PORT_NAME L"\\FltportWdkStyle"
 #define WS_POOL_TAG 'sWtF'
 #define WS_MAX_MESSAGE 4096
+#define WS_REFUSED_PREFIX L"wdkstyle-refuse"
 
 typedef struct _WS_GLOBALS {
 
@@ -56,6 +58,13 @@ WsConnect (
     _Outptr_result_maybenull_ PVOID *ConnectionCookie
     );
 
+FLT_PREOP_CALLBACK_STATUS
+WsPreCreate (
+    _Inout_ PFLT_CALLBACK_DATA Data,
+    _In_ PCFLT_RELATED_OBJECTS FltObjects,
+    _Flt_CompletionContext_Outptr_ PVOID *CompletionContext
+    );
+
 VOID
 WsDisconnect (
     _In_opt_ PVOID ConnectionCookie
@@ -77,7 +86,18 @@ WsMessage (
 #pragma alloc_text(PAGE, WsConnect)
 #pragma alloc_text(PAGE, WsDisconnect)
 #pragma alloc_text(PAGE, WsMessage)
+#pragma alloc_text(PAGE, WsPreCreate)
 #endif
+
+CONST FLT_OPERATION_REGISTRATION Callbacks[] = {
+
+    { IRP_MJ_CREATE,
+      0,
+      WsPreCreate,
+      NULL },
+
+    { IRP_MJ_OPERATION_END }
+};
 
 CONST FLT_REGISTRATION FilterRegistration = {
 
@@ -85,7 +105,7 @@ CONST FLT_REGISTRATION FilterRegistration = {
     FLT_REGISTRATION_VERSION,           //  Version
     0,                                  //  Flags
     NULL,                               //  Context
-    NULL,                               //  Operation callbacks
+    Callbacks,                          //  Operation callbacks
     WsUnload,                           //  FilterUnload
     NULL,                               //  InstanceSetup
     NULL,                               //  InstanceQueryTeardown
@@ -308,4 +328,54 @@ WsMessage (
     }
 
     return status;
+}
+
+FLT_PREOP_CALLBACK_STATUS
+WsPreCreate (
+    _Inout_ PFLT_CALLBACK_DATA Data,
+    _In_ PCFLT_RELATED_OBJECTS FltObjects,
+    _Flt_CompletionContext_Outptr_ PVOID *CompletionContext
+    )
+{
+    PFLT_FILE_NAME_INFORMATION nameInfo = NULL;
+    UNICODE_STRING refused = RTL_CONSTANT_STRING( WS_REFUSED_PREFIX );
+    FLT_PREOP_CALLBACK_STATUS result = FLT_PREOP_SUCCESS_NO_CALLBACK;
+    NTSTATUS status;
+
+    UNREFERENCED_PARAMETER( FltObjects );
+    UNREFERENCED_PARAMETER( *CompletionContext = NULL );
+
+    PAGED_CODE();
+
+    status = FltGetFileNameInformation( Data,
+                                        FLT_FILE_NAME_OPENED | FLT_FILE_NAME_QUERY_DEFAULT,
+                                        &nameInfo );
+
+    if (!NT_SUCCESS( status )) {
+
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    }
+
+    __try {
+
+        status = FltParseFileNameInformation( nameInfo );
+
+        if (!NT_SUCCESS( status )) {
+
+            __leave;
+        }
+
+        if (RtlPrefixUnicodeString( &refused, &nameInfo->FinalComponent, TRUE )) {
+
+            Data->IoStatus.Status = STATUS_SHARING_VIOLATION;
+            Data->IoStatus.Information = 0;
+            result = FLT_PREOP_COMPLETE;
+        }
+
+    } __finally {
+
+        FltReleaseFileNameInformation( nameInfo );
+    }
+
+    return result;
 }
