@@ -121,4 +121,13 @@ async function startEmulatedSample() {
   };
 }
 
-module.exports = { startEmulatedSample, FILE_OPEN_OPTIONS };
+/**
+ * Loads another minifilter of emulator/build (e.g. 'wdkstyle.sys') beside the sample, at
+ * `altitude`; resolves with a function that unloads it.
+ */
+async function loadEmulatedFilter(sysName, altitude) {
+  const { service } = await drivers.loadDriver(path.join(buildDir, sysName), { altitude });
+  return () => drivers.unloadDriver(service);
+}
+
+module.exports = { startEmulatedSample, loadEmulatedFilter, FILE_OPEN_OPTIONS };

@@ -433,4 +433,53 @@ describe(`fltport sample driver protocol (${target.name})`, function () {
       assert.equal(counted.NotificationsSent, counted.Replies + counted.Timeouts + counted.MalformedReplies + counted.SendFailures);
     });
   });
+
+  // wdkstyle.sys (emulator/test/wdkstyle, Microsoft-style code) fails opens of "wdkstyle-refuse*"
+  // files with STATUS_SHARING_VIOLATION; the sample's agent here denies names with "blocked".
+  describe('beside another minifilter (emulated filter manager)', () => {
+    const STATUS = { SUCCESS: 0, ACCESS_DENIED: 0xc0000022, SHARING_VIOLATION: 0xc0000043 };
+
+    beforeEach(function () {
+      if (!target.injectsOpens) this.skip(); // loads a second test driver beside the sample
+    });
+
+    const withFilterAt = async (altitude, body) => {
+      const unload = await target.loadFilter('wdkstyle.sys', altitude);
+      try {
+        await body();
+      } finally {
+        await unload();
+      }
+    };
+
+    it('calls the higher altitude first: a filter above that completes the open keeps it from the sample', async () => {
+      const agent = runAgent(await connect({ agent: true }));
+      await withFilterAt('380000', async () => {
+        assert.equal((await target.open(file('wdkstyle-refuse-blocked'))).status, STATUS.SHARING_VIOLATION);
+        assert.equal((await target.open(file('other-blocked'))).status, STATUS.ACCESS_DENIED);
+      });
+      assert.equal(agent.opens.length, 1, 'the sample saw only the open the filter above let through');
+    });
+
+    it("calls a lower altitude after the sample: the agent's denial comes first, an allowed open goes on down", async () => {
+      const agent = runAgent(await connect({ agent: true }));
+      await withFilterAt('360000', async () => {
+        assert.equal((await target.open(file('wdkstyle-refuse-blocked'))).status, STATUS.ACCESS_DENIED);
+        assert.equal((await target.open(file('wdkstyle-refuse-allowed'))).status, STATUS.SHARING_VIOLATION);
+        assert.equal((await target.open(file('allowed'))).status, STATUS.SUCCESS);
+      });
+      assert.equal(agent.opens.length, 3);
+    });
+
+    it("runs Microsoft-style code: wdkstyle.sys's port answers with the bytes reversed", async () => {
+      await withFilterAt('360000', async () => {
+        const port = await FilterPort.connect('\\FltportWdkStyle');
+        try {
+          assert.equal(Buffer.from(await port.send(Buffer.from('fltport'), { replyBytes: 64 })).toString(), 'tropltf');
+        } finally {
+          await port.close();
+        }
+      });
+    });
+  });
 });

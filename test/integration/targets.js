@@ -12,7 +12,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { PORT_NAME } = require('../../driver-sample/protocol');
-const { startEmulatedSample, FILE_OPEN_OPTIONS } = require('../../driver-sample/emulated');
+const { startEmulatedSample, loadEmulatedFilter, FILE_OPEN_OPTIONS } = require('../../driver-sample/emulated');
 
 const layoutExe = path.resolve(__dirname, '..', '..', 'emulator', 'build', 'fltport-sample-layout.exe');
 
@@ -43,6 +43,11 @@ class EmulatorTarget {
 
   async stop() {
     await this.#sample?.stop();
+  }
+
+  /** Loads another minifilter of emulator/build beside the sample; resolves with its unload. */
+  loadFilter(sysName, altitude) {
+    return loadEmulatedFilter(sysName, altitude);
   }
 
   /** ConnectNotify runs in the connecting process: the suite's own node.exe is the agent. */
