@@ -26,8 +26,18 @@ export function buildEmulator() {
     lpcStandInDll: path.join(buildDir, 'lpcemu.dll'),
     lpcConformanceExe: path.join(buildDir, 'lpc-conformance.exe'),
     // The kernel side under Wine (not built with MSVC: on Windows the real filter manager runs and
-    // the WDK builds the drivers): the emulator's filter manager, and the loader suite's driver.
-    ...(isWindows ? {} : { fltmgrSys: path.join(buildDir, 'fltmgr.sys'), loaderDriverSys: path.join(buildDir, 'loader-driver.sys') }),
+    // the WDK builds the drivers): the emulator's filter manager, and the test drivers.
+    ...(isWindows
+      ? {}
+      : {
+          fltmgrSys: path.join(buildDir, 'fltmgr.sys'),
+          conformanceDriverSys: path.join(buildDir, 'fltemu-conformance.sys'),
+          loaderDriverSys: path.join(buildDir, 'loader-driver.sys'),
+          sampleDriverSys: path.join(buildDir, 'fltportsample.sys'),
+        }),
+    // The previous fltlib.dll over named pipes, for test-kernel.exe (user mode) until the suites
+    // move to the kernel drivers.
+    pipeFltlibDll: path.join(buildDir, 'pipes', 'fltlib.dll'),
   };
   for (const [name, file] of Object.entries(outputs)) {
     if (!fs.existsSync(file)) throw new Error(`emulator build did not produce ${name}: ${file}`);

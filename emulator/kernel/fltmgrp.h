@@ -26,7 +26,7 @@ typedef struct _FLT_FILTER {
     PDRIVER_OBJECT DriverObject;
     const FLT_REGISTRATION *Registration; /* the driver's own structure, kept as given */
     LIST_ENTRY ServerPorts;               /* FLTP_SERVER_PORT.FilterLinks, open ones */
-    LIST_ENTRY Connections;               /* FLTP_CONNECTION.FilterLinks, not yet disconnect-notified */
+    LIST_ENTRY Connections;               /* FLTP_CONNECTION.FilterLinks: accepted, file object open */
     BOOLEAN Unregistering;
     BOOLEAN DropOversizedMessages;        /* FltEmuDropOversizedMessages */
     volatile LONG Busy;                   /* port callbacks of this filter running right now */
@@ -81,16 +81,17 @@ typedef struct _FLTP_CONNECTION {
     FLT_PORT Header;
     PFLTP_SERVER_PORT ServerPort;
     PFLT_FILTER Filter;    /* NULL once the filter is unregistered */
-    LIST_ENTRY FilterLinks;
+    LIST_ENTRY FilterLinks;  /* Filter->Connections, from acceptance until the file object closes */
     PFILE_OBJECT FileObject;
     PVOID Cookie;          /* ConnectNotify's ConnectionPortCookie */
     FLTP_CONNECTION_STATE State;
+    BOOLEAN Accepted;           /* ConnectNotify accepted it: DisconnectNotify is owed */
     BOOLEAN DisconnectNotified;
+    BOOLEAN HoldsSlot;          /* counts in ServerPort->Connections (MaxConnections) */
     LIST_ENTRY Reads;      /* pending GET_MESSAGE IRPs, oldest first (Tail.Overlay.ListEntry) */
     LIST_ENTRY Messages;   /* FLTP_MESSAGE.Links: not yet delivered, oldest first */
     LIST_ENTRY Waiters;    /* FLTP_MESSAGE.Links: delivered, waiting for a reply */
     LONG References;       /* the file object + every FltSendMessage / MessageNotify using it */
-    volatile LONG Busy;    /* MessageNotify calls running for it */
 } FLTP_CONNECTION, *PFLTP_CONNECTION;
 
 /* ---- messages ---------------------------------------------------------------------------- */

@@ -8,8 +8,11 @@
  * followed by IOCTL_FLTEMU_CONNECT on the new handle (Wine drops the extended attributes that
  * the real fltlib uses to pass options and context with the open). The handle IS the connection.
  *
- *   IOCTL_FLTEMU_CONNECT      in: FLTEMU_CONNECT_REQUEST + context bytes. Runs ConnectNotify in
- *                             the caller's context. Once per handle (a second: STATUS_INVALID_HANDLE).
+ *   IOCTL_FLTEMU_CONNECT      in: FLTEMU_CONNECT_REQUEST + context bytes; out: ULONG
+ *                             FLTEMU_CONNECT_ACCEPTED (what tells a port from another device).
+ *                             Runs ConnectNotify in the caller's context: its error, or
+ *                             STATUS_CONNECTION_COUNT_LIMIT, or STATUS_OBJECT_NAME_NOT_FOUND (port
+ *                             closed meanwhile). Once per handle (a second: STATUS_INVALID_HANDLE).
  *   IOCTL_FLTEMU_GET_MESSAGE  out: the caller's buffer; always pended, completed with one whole
  *                             message (FILTER_MESSAGE_HEADER + payload; Information = its size),
  *                             STATUS_BUFFER_TOO_SMALL (0 bytes; the message stays queued),
@@ -44,6 +47,8 @@
 /* Largest connection context: the real fltlib's extended-attribute layout caps it here (System
  * Informer). */
 #define FLTEMU_MAX_CONTEXT 0xFFE8u
+
+#define FLTEMU_CONNECT_ACCEPTED 0x6e6e6f43u /* "Conn" */
 
 typedef struct _FLTEMU_CONNECT_REQUEST {
     ULONG Options;      /* FilterConnectCommunicationPort's dwOptions */
