@@ -204,6 +204,9 @@ describe(`fltport sample driver protocol (${target.name})`, function () {
       assert.equal(agent.opens.length, 1, 'only the open matching the new suffix was sent');
       assert.ok(agent.opens[0].path.endsWith('.other-suffix'));
       assert.equal(counted.OpensSeen, 1);
+      assert.equal(counted.EventsSent, 3);
+      // Delivered means the agent's read completed; its loop sees the message a little later.
+      for (let attempt = 0; attempt < 200 && agent.events.length < 3; attempt += 1) await delay(50);
       assert.deepEqual(
         agent.events.map((event) => [event.kind, event.expectsReply, event.config.suffix, event.config.enabled]),
         [
@@ -212,7 +215,6 @@ describe(`fltport sample driver protocol (${target.name})`, function () {
           ['config-changed', false, protocol.DEFAULT_SUFFIX, true],
         ],
       );
-      assert.equal(counted.EventsSent, 3);
       assert.equal(agent.events[1].changeCount, agent.events[0].changeCount + 1);
     });
 
@@ -475,7 +477,7 @@ describe(`fltport sample driver protocol (${target.name})`, function () {
       await withFilterAt('360000', async () => {
         const port = await FilterPort.connect('\\FltportWdkStyle');
         try {
-          assert.equal(Buffer.from(await port.send(Buffer.from('fltport'), { replyBytes: 64 })).toString(), 'tropltf');
+          assert.equal(Buffer.from(await port.send(Buffer.from('fltport'), { replyBytes: 64 })).toString(), 'troptlf');
         } finally {
           await port.close();
         }
