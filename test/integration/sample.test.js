@@ -473,6 +473,13 @@ describe(`fltport sample driver protocol (${target.name})`, function () {
       assert.equal(agent.opens.length, 3);
     });
 
+    it('refuses a minifilter whose service has no Instances key (FltRegisterFilter fails, as on Windows)', async () => {
+      await assert.rejects(target.loadFilter('wdkstyle.sys', undefined), (error) => {
+        assert.match(error.message, /StartServiceW/);
+        return true;
+      });
+    });
+
     it("runs Microsoft-style code: wdkstyle.sys's port answers with the bytes reversed", async () => {
       await withFilterAt('360000', async () => {
         const port = await FilterPort.connect('\\FltportWdkStyle');

@@ -46,7 +46,8 @@ class EmulatorTarget {
     await this.#sample?.stop();
   }
 
-  /** Loads another minifilter of emulator/build beside the sample; resolves with its unload. */
+  /** Loads another minifilter of emulator/build beside the sample (altitude undefined: a service
+   * without the Instances key); resolves with its unload. */
   loadFilter(sysName, altitude) {
     return loadEmulatedFilter(sysName, altitude);
   }
