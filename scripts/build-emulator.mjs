@@ -34,6 +34,8 @@ export function buildEmulator() {
           testKernelSys: path.join(buildDir, 'test-kernel.sys'),
           loaderDriverSys: path.join(buildDir, 'loader-driver.sys'),
           conformanceDriverSys: path.join(buildDir, 'fltemu-conformance.sys'),
+          loaderDriverSys: path.join(buildDir, 'loader-driver.sys'),
+          sampleDriverSys: path.join(buildDir, 'fltportsample.sys'),
         }),
     // The previous fltlib.dll over named pipes, for the sample host (user mode) until the
     // integration suite moves to fltportsample.sys.

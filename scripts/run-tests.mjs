@@ -47,7 +47,7 @@ const suites = [
   ['filter-port', () => runWindowsSuite('test/filter-port', { emulator: true })],
   ['fuzz (odd reads, random aborts)', () => runWindowsSuite('test/fuzz', { emulator: true })],
   ['workers (worker_threads on the emulator)', () => runWindowsSuite('test/workers', { emulator: true })],
-  ['integration (sample on the emulator)', () => runWindowsSuite('test/integration', { emulator: true, pipeHost: true })],
+  ['integration (sample on the emulator)', () => runWindowsSuite('test/integration', { emulator: true })],
   // Real ntdll on Windows; under Wine against the LPC stand-in (emulator/lpc/README.md).
   ['windows-native (LPC)', () => runWindowsSuite('test/windows-native', { lpcStandIn: true })],
   ['pack (npm pack, install, load)', () => runLocalMocha('test/pack')],

@@ -1,8 +1,7 @@
 // Runs a mocha suite inside Windows node.exe: under Wine on Linux, natively on Windows.
-//   node scripts/test-windows.mjs [--emulator [--pipe-host]] [--lpc-stand-in] [suite folder, default test/windows]
-// With --emulator the addon loads the emulator's fltlib.dll, Wine loads the emulator's fltmgr.sys
-// (the suites load their drivers with emulator/drivers.js), and the suites find the sample host
-// (FLTPORT_SAMPLE_HOST). With --lpc-stand-in
+//   node scripts/test-windows.mjs [--emulator] [--lpc-stand-in] [suite folder, default test/windows]
+// With --emulator the addon loads the emulator's fltlib.dll and Wine loads the emulator's
+// fltmgr.sys (the suites load their drivers with emulator/drivers.js). With --lpc-stand-in
 // (under Wine only) node.exe preloads the LPC stand-in, emulator/lpc/README.md.
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -16,11 +15,10 @@ import {
   runWindowsProgram,
   waitForWineSessionEnd,
   windowsNodeExe,
-  windowsPath,
 } from './windows-runtime.mjs';
 import { mochaCounts } from './mocha-summary.mjs';
 
-export async function runWindowsSuite(suite, { emulator = false, pipeHost = false, lpcStandIn = false } = {}) {
+export async function runWindowsSuite(suite, { emulator = false, lpcStandIn = false } = {}) {
   let exe = windowsNodeExe();
   let env = {};
   const preload = [];
@@ -31,22 +29,13 @@ export async function runWindowsSuite(suite, { emulator = false, pipeHost = fals
   }
   if (emulator) {
     const { buildEmulator } = await import('./build-emulator.mjs');
-    const { buildSampleHost } = await import('./build-sample-host.mjs');
     const built = buildEmulator();
-    const { hostExe } = await buildSampleHost({ emulator: built });
-    // pipeHost: the suite's kernel side is a user-mode host on the previous fltlib.dll over named
-    // pipes (the sample host, until the integration suite moves to fltportsample.sys).
-    exe = emulatedNodeExe(pipeHost ? built.pipeFltlibDll : built.fltlibDll);
-    if (!pipeHost) {
-      installEmulatedFilterManager(built.fltmgrSys);
-      // A session of its own, started by node.exe: its services.exe and winedevice.exe write to
-      // the suite's output (and not to a finished program's), and no driver of an earlier run remains.
-      waitForWineSessionEnd();
-    }
-    env = {
-      ...emulatedFltlibEnv,
-      FLTPORT_SAMPLE_HOST: windowsPath(hostExe),
-    };
+    exe = emulatedNodeExe(built.fltlibDll);
+    installEmulatedFilterManager(built.fltmgrSys);
+    // A session of its own, started by node.exe: its services.exe and winedevice.exe write to the
+    // suite's output (and not to a finished program's), and no driver of an earlier run remains.
+    waitForWineSessionEnd();
+    env = { ...emulatedFltlibEnv };
   }
   try {
     const mocha = path.join('node_modules', 'mocha', 'bin', 'mocha.js');
@@ -63,10 +52,9 @@ export async function runWindowsSuite(suite, { emulator = false, pipeHost = fals
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   const args = process.argv.slice(2);
   const emulator = args.includes('--emulator');
-  const pipeHost = args.includes('--pipe-host');
   const lpcStandIn = args.includes('--lpc-stand-in');
   const suite = args.find((arg) => !arg.startsWith('--')) ?? path.join('test', 'windows');
   process.chdir(repoRoot);
-  const counts = await runWindowsSuite(suite, { emulator, pipeHost, lpcStandIn });
+  const counts = await runWindowsSuite(suite, { emulator, lpcStandIn });
   process.exit(counts.failed === 0 ? 0 : 1);
 }
