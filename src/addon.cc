@@ -16,7 +16,7 @@ namespace {
 
 // How long an ending environment waits for its cancelled reads to complete and its LPC
 // servers' threads to end. Windows is expected to complete a cancelled FilterGetMessage at once
-// (the emulator does; unverified on Windows); the bound only keeps a worker from hanging on a
+// (its cancel routine runs; unverified on Windows); the bound only keeps a worker from hanging on a
 // lower layer that never does, whose completions then arrive later and touch only native state.
 constexpr DWORD kTeardownWaitMs = 10000;
 

@@ -52,9 +52,7 @@ HRESULT FilterConnection::StartRead(ReadOperation* operation, uint8_t* buffer, D
                                 &operation->overlapped_);
   // A read that completes at once still queues its completion (the port is not set to skip it),
   // and so does one that completes at once with a warning: STATUS_BUFFER_OVERFLOW, which user
-  // mode sees as ERROR_MORE_DATA, is not an NT error, so the I/O manager still posts the packet
-  // (as for a message-mode pipe, which is how the emulator gets here; for fltmgr unverified on
-  // Windows).
+  // mode sees as ERROR_MORE_DATA, is not an NT error, so the I/O manager still posts the packet.
   // Only an error status means that no completion follows.
   if (hr == S_OK || hr == HRESULT_FROM_WIN32(ERROR_IO_PENDING) || hr == HRESULT_FROM_WIN32(ERROR_MORE_DATA)) return S_OK;
   CancelThreadpoolIo(io_);
@@ -78,31 +76,13 @@ HRESULT FilterConnection::Reply(uint8_t* reply, DWORD bytes) {
   return FilterReplyMessage(port_.Get(), reinterpret_cast<PFILTER_REPLY_HEADER>(reply), bytes);
 }
 
-namespace {
-
-// What a completion's status stands for, before its bytes are looked at.
-HRESULT ReadStatus(ULONG error) {
-  switch (error) {
-    // The emulator's transport reports a vanished kernel side as a broken pipe; Windows reports
-    // STATUS_PORT_DISCONNECTED, which user mode sees as ERROR_INVALID_HANDLE.
-    case ERROR_BROKEN_PIPE:
-    case ERROR_PIPE_NOT_CONNECTED:
-      return HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE);
-    default:
-      return HRESULT_FROM_WIN32(error);
-  }
-}
-
-}  // namespace
-
 HRESULT ReceivedMessage::FromRead(ULONG error, ULONG bytes, const uint8_t* buffer, DWORD capacity,
                                   ReceivedMessage* message) noexcept {
-  if (error != ERROR_SUCCESS) return ReadStatus(error);
-  // Less than a header: the emulator's way of saying the buffer was too small (Windows fails the
-  // read with ERROR_INSUFFICIENT_BUFFER itself).
-  if (bytes < kMessageHeaderBytes) return HRESULT_FROM_WIN32(ERROR_INSUFFICIENT_BUFFER);
-  // More than the buffer holds: nothing in it can be trusted.
-  if (bytes > capacity) return HRESULT_FROM_WIN32(ERROR_INVALID_DATA);
+  // A vanished kernel side is STATUS_PORT_DISCONNECTED, ERROR_INVALID_HANDLE here; a buffer too
+  // small for the next message fails the read with ERROR_INSUFFICIENT_BUFFER.
+  if (error != ERROR_SUCCESS) return HRESULT_FROM_WIN32(error);
+  // Less than a header, or more than the buffer holds: nothing in it can be trusted.
+  if (bytes < kMessageHeaderBytes || bytes > capacity) return HRESULT_FROM_WIN32(ERROR_INVALID_DATA);
   uint32_t replyLength = 0;
   std::memcpy(&replyLength, buffer, sizeof(replyLength));
   std::memcpy(&message->id, buffer + 8, sizeof(message->id));

@@ -111,7 +111,7 @@ void MessageStream::Consumed(uint32_t count) {
     unconsumed_ -= std::min(count, unconsumed_);
     schedule = !stopping_ && idle_ != nullptr && unconsumed_ < maxUnconsumed_ && ScheduleArmLocked();
   }
-  // Off this thread: starting a read can be slow (the emulator makes two pipe calls for it).
+  // Off this thread: starting a read is a call into the kernel, and this is the consumer's thread.
   if (schedule) SubmitThreadpoolWork(armWork_);
 }
 

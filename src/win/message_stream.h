@@ -20,12 +20,12 @@ namespace fltport {
 // consumer bounds the read-ahead: while 2 x `pending` messages are unconsumed, a completed read
 // is not re-armed until Consumed() makes room. Messages on their way to the consumer count, and
 // it takes them in batches: a bound of `pending` would stall every read while one batch is in
-// transit, and re-arming them all at once takes one thread a while (the emulator serialises
-// them).
+// transit, and re-arming them all at once takes one thread a while (each is a call into the
+// kernel).
 //
 // A message larger than a read's buffer: that read doubles its buffer (up to `maxBufferBytes`)
-// and is re-armed at once, assuming the kernel keeps the message for a bigger read (the emulator
-// does; unverified on Windows). Past the maximum the message is reported as unreadable, once per
+// and is re-armed at once, assuming the kernel keeps the message for a bigger read (the emulated
+// filter manager does; unverified on Windows). Past the maximum the message is reported as unreadable, once per
 // run of such reads, and the stream goes on: while the kernel keeps offering what no read can
 // take, reads are re-armed after a back-off (10 ms doubling to 1 s) instead of spinning. A
 // message that fails alone (a byte count beyond the buffer, no memory for it) is reported too.
