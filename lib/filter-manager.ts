@@ -155,17 +155,16 @@ function checkAltitude(value: unknown): string {
   return altitude;
 }
 
-// NT volume name (lower case) -> its DOS name, for toDosPath.
-let volumeNames: Map<string, string> | undefined;
-let refreshing: Promise<Map<string, string>> | undefined;
+// Every volume the filter manager knows, by NT name in lower case, with its DOS name (null for
+// one without), for toDosPath.
+let volumeNames: Map<string, string | null> | undefined;
+let refreshing: Promise<Map<string, string | null>> | undefined;
 
-function refreshVolumeNames(): Promise<Map<string, string>> {
+function refreshVolumeNames(): Promise<Map<string, string | null>> {
   refreshing ??= listVolumes()
     .then((volumes) => {
-      const names = new Map<string, string>();
-      for (const volume of volumes) if (volume.dosName !== null) names.set(volume.name.toLowerCase(), volume.dosName.replace(/\\+$/, ''));
-      volumeNames = names;
-      return names;
+      volumeNames = new Map(volumes.map((volume) => [volume.name.toLowerCase(), volume.dosName?.replace(/\\+$/, '') ?? null]));
+      return volumeNames;
     })
     .finally(() => {
       refreshing = undefined;
@@ -173,29 +172,35 @@ function refreshVolumeNames(): Promise<Map<string, string>> {
   return refreshing;
 }
 
-// The DOS form of `ntPath` when it starts with one of `names`' volumes (the longest that matches).
-function translate(ntPath: string, names: Map<string, string>): string | null {
+/** The longest of `names`' volumes that `ntPath` lies on, or undefined. */
+function volumeOf(ntPath: string, names: Map<string, string | null>): string | undefined {
   const lower = ntPath.toLowerCase();
   let best: string | undefined;
   for (const volume of names.keys()) {
-    const matches = lower.startsWith(volume) && (lower.length === volume.length || lower[volume.length] === '\\');
-    if (matches && (best === undefined || volume.length > best.length)) best = volume;
+    const onVolume = lower.startsWith(volume) && (lower.length === volume.length || lower[volume.length] === '\\');
+    if (onVolume && (best === undefined || volume.length > best.length)) best = volume;
   }
-  if (best === undefined) return null;
-  const rest = ntPath.slice(best.length);
-  return `${names.get(best)}${rest === '' ? '\\' : rest}`;
+  return best;
 }
 
 /**
  * An NT path as a driver reports it (\Device\HarddiskVolume3\Users\x.txt) as a person reads it
- * (C:\Users\x.txt), or null when it is on no volume with a DOS name. Volume names come from a
- * cache filled by the first call (listVolumes) and refreshed whenever a path matches none of
- * its volumes, so a volume mounted later is found; a drive letter moved to another volume is
- * seen only after such a refresh.
+ * (C:\Users\x.txt), or null when its volume has no DOS name or the filter manager knows no volume
+ * it lies on. Volume names come from a cache filled by the first call (listVolumes()) and
+ * refreshed whenever a path lies on none of its volumes, so a volume mounted later is found; a
+ * drive letter given to a known volume later, or moved to another one, is not seen until a
+ * refresh.
  */
 export async function toDosPath(ntPath: string): Promise<string | null> {
   checkName(ntPath, 'ntPath', 32767);
-  const cached = volumeNames === undefined ? null : translate(ntPath, volumeNames);
-  if (cached !== null) return cached;
-  return translate(ntPath, await refreshVolumeNames());
+  let names = volumeNames;
+  let volume = names === undefined ? undefined : volumeOf(ntPath, names);
+  if (names === undefined || volume === undefined) {
+    names = await refreshVolumeNames();
+    volume = volumeOf(ntPath, names);
+  }
+  const dos = volume === undefined ? null : names.get(volume);
+  if (dos === undefined || dos === null) return null;
+  const rest = ntPath.slice((volume as string).length);
+  return `${dos}${rest === '' ? '\\' : rest}`;
 }

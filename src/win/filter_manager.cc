@@ -73,14 +73,14 @@ HRESULT CallGrowing(Call call, InformationBuffer* buffer) {
   }
 }
 
-// An enumeration handle (FilterFindFirst and kin) with the call that closes it.
-class FindHandle {
+// A handle fltlib gave (an enumeration's, FilterCreate's) with the call that closes it.
+class FltlibHandle {
  public:
   using Close = HRESULT WINAPI(HANDLE);
-  explicit FindHandle(Close* close) : close_(close) {}
-  FindHandle(const FindHandle&) = delete;
-  FindHandle& operator=(const FindHandle&) = delete;
-  ~FindHandle() {
+  explicit FltlibHandle(Close* close) : close_(close) {}
+  FltlibHandle(const FltlibHandle&) = delete;
+  FltlibHandle& operator=(const FltlibHandle&) = delete;
+  ~FltlibHandle() {
     if (handle_ != INVALID_HANDLE_VALUE && handle_ != nullptr) close_(handle_);
   }
   HANDLE* Out() { return &handle_; }
@@ -96,7 +96,7 @@ template <typename First, typename Next>
 struct Enumeration {
   First* first = nullptr;
   Next* next = nullptr;
-  FindHandle::Close* close = nullptr;
+  FltlibHandle::Close* close = nullptr;
   const char* firstName;
   const char* nextName;
 };
@@ -118,7 +118,7 @@ bool ResolveEnumeration(const char* firstName, const char* nextName, const char*
 template <typename First, typename Next, typename CallFirst, typename CallNext>
 bool Enumerate(const Enumeration<First, Next>& calls, CallFirst callFirst, CallNext callNext,
                std::vector<InformationBuffer>* entries, Failure* failure) {
-  FindHandle handle(calls.close);
+  FltlibHandle handle(calls.close);
   InformationBuffer entry;
   HRESULT hr = CallGrowing(
       [&](void* data, DWORD bytes, DWORD* returned) { return callFirst(data, bytes, returned, handle.Out()); }, &entry);
@@ -195,21 +195,20 @@ bool GetFilterInformation(const std::wstring& filterName, uint32_t informationCl
                           Failure* failure) {
   decltype(::FilterCreate)* create = nullptr;
   decltype(::FilterGetInformation)* get = nullptr;
-  decltype(::FilterClose)* close = nullptr;
+  FltlibHandle::Close* close = nullptr;
   if (!Resolve("FilterCreate", &create, failure) || !Resolve("FilterGetInformation", &get, failure) ||
       !Resolve("FilterClose", &close, failure)) {
     return false;
   }
-  HFILTER filter = nullptr;
-  HRESULT hr = create(filterName.c_str(), &filter);
+  FltlibHandle filter(close);
+  HRESULT hr = create(filterName.c_str(), filter.Out());
   if (FAILED(hr)) {
     *failure = Failure::FromHResult("FilterCreate", hr);
     return false;
   }
   auto cls = static_cast<FILTER_INFORMATION_CLASS>(informationClass);
-  hr = CallGrowing([&](void* data, DWORD bytes, DWORD* returned) { return get(filter, cls, data, bytes, returned); },
-                   information);
-  close(filter);
+  hr = CallGrowing(
+      [&](void* data, DWORD bytes, DWORD* returned) { return get(filter.Get(), cls, data, bytes, returned); }, information);
   if (SUCCEEDED(hr)) return true;
   *failure = Failure::FromHResult("FilterGetInformation", hr);
   return false;
