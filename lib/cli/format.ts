@@ -27,10 +27,10 @@ export function hexPreview(data: Uint8Array): string {
   return data.byteLength > PREVIEW_BYTES ? `${shown} …` : shown;
 }
 
-/** The bytes read as UTF-16LE, printable characters only (others as "."), "…" when cut. */
+/** The bytes read as UTF-16LE, printable characters only (others as "."), "…" when bytes are left over. */
 export function utf16Preview(data: Uint8Array): string {
   const units = Math.min(Math.floor(data.byteLength / 2), PREVIEW_BYTES);
   const text = Buffer.from(data.buffer, data.byteOffset, units * 2).toString('utf16le');
   const printable = text.replace(/[^\x20-\x7e\u00a0-\ud7ff\ue000-\ufffd]/g, '.');
-  return data.byteLength > units * 2 + 1 ? `${printable}…` : printable;
+  return data.byteLength > units * 2 ? `${printable}…` : printable;
 }
