@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "win/filter_port.h"
+#include "win/unique_handle.h"
 
 namespace fltport {
 
@@ -216,11 +217,47 @@ bool GetFilterInformation(const std::wstring& filterName, uint32_t informationCl
 
 namespace {
 
-// A call that takes the filter's name only (FilterLoad, FilterUnload).
-bool CallWithName(const char* name, const std::wstring& filterName, Failure* failure) {
+// FilterLoad and FilterUnload need SeLoadDriverPrivilege enabled, and an elevated
+// administrator holds it disabled (fltmc enables it before it calls them). While one of these
+// lives, the pool thread impersonates the process's own token with the privilege enabled: the
+// process token stays as it was, and the kernel's privilege check sees the thread's token
+// (unverified on Windows). Without the privilege (not elevated) nothing is enabled and the call
+// itself fails with ERROR_PRIVILEGE_NOT_HELD.
+class LoadDriverPrivilege {
+ public:
+  LoadDriverPrivilege() {
+    if (!ImpersonateSelf(SecurityImpersonation)) return;
+    impersonating_ = true;
+    HANDLE token = nullptr;
+    if (!OpenThreadToken(GetCurrentThread(), TOKEN_ADJUST_PRIVILEGES, TRUE, &token)) return;
+    UniqueHandle owned(token);
+    TOKEN_PRIVILEGES privileges{};
+    privileges.PrivilegeCount = 1;
+    privileges.Privileges[0].Attributes = SE_PRIVILEGE_ENABLED;
+    if (LookupPrivilegeValueW(nullptr, SE_LOAD_DRIVER_NAME, &privileges.Privileges[0].Luid)) {
+      AdjustTokenPrivileges(owned.Get(), FALSE, &privileges, 0, nullptr, nullptr);
+    }
+  }
+  LoadDriverPrivilege(const LoadDriverPrivilege&) = delete;
+  LoadDriverPrivilege& operator=(const LoadDriverPrivilege&) = delete;
+  ~LoadDriverPrivilege() {
+    if (impersonating_) RevertToSelf();
+  }
+
+ private:
+  bool impersonating_ = false;
+};
+
+// A call that takes the filter's name only and needs SeLoadDriverPrivilege (FilterLoad,
+// FilterUnload).
+bool CallWithLoadDriverPrivilege(const char* name, const std::wstring& filterName, Failure* failure) {
   HRESULT(WINAPI * function)(LPCWSTR) = nullptr;
   if (!Resolve(name, &function, failure)) return false;
-  HRESULT hr = function(filterName.c_str());
+  HRESULT hr;
+  {
+    LoadDriverPrivilege privilege;
+    hr = function(filterName.c_str());
+  }
   if (SUCCEEDED(hr)) return true;
   *failure = Failure::FromHResult(name, hr);
   return false;
@@ -230,10 +267,10 @@ const wchar_t* OptionalName(const std::wstring& name) { return name.empty() ? nu
 
 }  // namespace
 
-bool LoadFilter(const std::wstring& filterName, Failure* failure) { return CallWithName("FilterLoad", filterName, failure); }
+bool LoadFilter(const std::wstring& filterName, Failure* failure) { return CallWithLoadDriverPrivilege("FilterLoad", filterName, failure); }
 
 bool UnloadFilter(const std::wstring& filterName, Failure* failure) {
-  return CallWithName("FilterUnload", filterName, failure);
+  return CallWithLoadDriverPrivilege("FilterUnload", filterName, failure);
 }
 
 bool Attach(const AttachRequest& request, std::wstring* createdInstanceName, Failure* failure) {
