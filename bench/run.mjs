@@ -81,7 +81,7 @@ async function buildEverything() {
   cmakeBuild(benchDir, buildDir);
   const nativeExe = path.join(buildDir, 'fltport-bench-native.exe');
   if (!fs.existsSync(nativeExe)) throw new Error(`the C client was not built: ${nativeExe}`);
-  return { fltlibDll: emulator.fltlibDll, testKernelExe: emulator.testKernelExe, nativeExe };
+  return { fltlibDll: emulator.pipeFltlibDll, testKernelExe: emulator.testKernelExe, nativeExe };
 }
 
 // ---------------------------------------------------------------- cells

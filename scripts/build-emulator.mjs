@@ -25,6 +25,17 @@ export function buildEmulator() {
     testKernelExe: path.join(buildDir, 'test-kernel.exe'),
     lpcStandInDll: path.join(buildDir, 'lpcemu.dll'),
     lpcConformanceExe: path.join(buildDir, 'lpc-conformance.exe'),
+    // The kernel side under Wine: the emulator's filter manager (not built with MSVC: on Windows
+    // the real one runs).
+    ...(isWindows
+      ? {}
+      : {
+          fltmgrSys: path.join(buildDir, 'fltmgr.sys'),
+          conformanceDriverSys: path.join(buildDir, 'fltemu-conformance.sys'),
+        }),
+    // The previous fltlib.dll over named pipes, for test-kernel.exe (user mode) until the suites
+    // move to the kernel drivers.
+    pipeFltlibDll: path.join(buildDir, 'pipes', 'fltlib.dll'),
   };
   for (const [name, file] of Object.entries(outputs)) {
     if (!fs.existsSync(file)) throw new Error(`emulator build did not produce ${name}: ${file}`);

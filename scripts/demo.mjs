@@ -31,7 +31,7 @@ const env = { FLTPORT_DEMO_STOP_FILE: stopFile };
 if (target === 'emulator') {
   const emulator = buildEmulator();
   const { hostExe } = await buildSampleHost({ emulator });
-  exe = emulatedNodeExe(emulator.fltlibDll);
+  exe = emulatedNodeExe(emulator.pipeFltlibDll);
   Object.assign(env, emulatedFltlibEnv, { FLTPORT_SAMPLE_HOST: hostExe });
 }
 try {

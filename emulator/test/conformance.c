@@ -1,13 +1,24 @@
 /*
- * Conformance program for the filter-manager emulator.
+ * Conformance program for the filter-manager emulator: fltlib.dll (emulator/src/fltlib.c) and
+ * fltmgr.sys (emulator/kernel/) under Wine, checked against shared/reference/port-semantics.md
+ * and the choices listed in emulator/README.md.
  *
- * The kernel side (fltemu, through fltKernel.h exactly as a minifilter's communication code uses
- * it) and the clients (the real emulated fltlib.dll, loaded from this program's folder) run in one
- * process; one check additionally runs a client in a child process and kills it.
+ * The clients are this program, through the emulator's fltlib.dll loaded from the program's
+ * folder; the kernel side is the conformance driver (fltemu-conformance.sys, conformance-driver.c),
+ * which the program drives through its control port: it creates test ports, sends from kernel
+ * threads, closes ports and reports what its callbacks saw. scripts/test-emulator.mjs loads the
+ * filter manager and the driver first. One check runs a client in a child process and kills it;
+ * the last one stops the driver's service (its name is the first argument) with reads pending.
  * Prints `ok - name` / `not ok - name: detail` per check, then `N passed, N failed`.
  * Exit code: 0 when everything passed, 1 otherwise. Every check runs under a watchdog.
  */
-#include <fltKernel.h>
+#define WIN32_LEAN_AND_MEAN
+#define WIN32_NO_STATUS
+#include <windows.h>
+#undef WIN32_NO_STATUS
+#include <ntstatus.h>
+#include <winternl.h>
+#include <fltuserstructures.h>
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,8 +26,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef _MSC_VER
-#pragma warning(disable : 4127) /* do { } while (0) in CHECK */
+#include "conformance-protocol.h"
+
+#ifndef NT_SUCCESS
+#define NT_SUCCESS(Status) (((NTSTATUS)(Status)) >= 0)
+#endif
+#ifndef OBJ_KERNEL_HANDLE
+#define OBJ_KERNEL_HANDLE 0x00000200L
 #endif
 
 /* ---- the DLL under test --------------------------------------------------------------------- */
@@ -87,7 +103,7 @@ static BOOL load_dll(void)
 #define CHECK_CONNECTED(s, h)                                                              \
     do {                                                                                   \
         CHECK(pConnect((s)->name, 0, NULL, 0, NULL, &(h)) == HR_OK, "connect failed");     \
-        CHECK(wait_count((s), &(s)->connects, 1, 10000), "ConnectNotify did not run");     \
+        CHECK(wait_count((s), W_CONNECTS, 1, 10000), "ConnectNotify did not run");         \
     } while (0)
 
 typedef int (*check_fn)(char *detail);
@@ -105,15 +121,12 @@ static BOOL g_summaryPrinted;
 static void report(const char *name, int ok, const char *detail)
 {
     EnterCriticalSection(&g_printLock);
-    if (!g_summaryPrinted) {
-        if (ok) {
-            g_passed++;
-            printf("ok - %s\n", name);
-        } else {
-            g_failed++;
-            printf("not ok - %s: %s\n", name, detail);
-        }
-        fflush(stdout);
+    if (ok) {
+        g_passed++;
+        printf("ok - %s\n", name);
+    } else {
+        g_failed++;
+        printf("not ok - %s: %s\n", name, detail);
     }
     LeaveCriticalSection(&g_printLock);
 }
@@ -122,17 +135,16 @@ static void print_summary(void)
 {
     EnterCriticalSection(&g_printLock);
     if (!g_summaryPrinted) {
-        printf("%d passed, %d failed\n", g_passed, g_failed);
-        fflush(stdout);
         g_summaryPrinted = TRUE;
+        printf("%d passed, %d failed\n", g_passed, g_failed);
     }
     LeaveCriticalSection(&g_printLock);
 }
 
 static DWORD WINAPI check_thread(LPVOID arg)
 {
-    check_run *r = (check_run *)arg;
-    r->result = r->fn(r->detail);
+    check_run *run = (check_run *)arg;
+    run->result = run->fn(run->detail);
     return 0;
 }
 
@@ -140,161 +152,86 @@ static BOOL g_hung;
 
 static void run_check(const char *name, check_fn fn, DWORD timeoutMs)
 {
-    check_run *r = (check_run *)calloc(1, sizeof *r);
-    ULONGLONG t0 = GetTickCount64();
+    check_run *run = (check_run *)calloc(1, sizeof *run);
     HANDLE t;
-    if (!r) {
+    if (!run) {
         report(name, 0, "out of memory");
         return;
     }
-    r->fn = fn;
-    t = CreateThread(NULL, 0, check_thread, r, 0, NULL);
+    run->fn = fn;
+    t = CreateThread(NULL, 0, check_thread, run, 0, NULL);
     if (!t) {
         report(name, 0, "CreateThread failed");
-        free(r);
+        free(run);
         return;
     }
-    if (WaitForSingleObject(t, timeoutMs) == WAIT_OBJECT_0) {
-        DWORD ms = (DWORD)(GetTickCount64() - t0);
-        report(name, r->result, r->detail);
-        if (ms > 3000) printf("# the check above took %lu ms\n", (unsigned long)ms);
-        free(r);
-    } else {
-        char detail[128];
-        snprintf(detail, sizeof detail, "watchdog: no result after %lu ms (hang)", (unsigned long)timeoutMs);
+    if (WaitForSingleObject(t, timeoutMs) != WAIT_OBJECT_0) {
+        char detail[80];
+        snprintf(detail, sizeof detail, "hung (watchdog after %lu ms)", (unsigned long)timeoutMs);
         report(name, 0, detail);
-        g_hung = TRUE; /* the thread still owns r */
+        g_hung = TRUE; /* the thread and run are abandoned */
+        CloseHandle(t);
+        return;
     }
     CloseHandle(t);
+    report(name, run->result, run->detail);
+    free(run);
 }
-
-#define OVERALL_WATCHDOG_MS 115000u
 
 static DWORD WINAPI overall_watchdog(LPVOID arg)
 {
     (void)arg;
-    Sleep(OVERALL_WATCHDOG_MS);
-    report("overall run time", 0, "watchdog: the conformance run exceeded its time budget");
+    Sleep(240000);
+    report("whole run", 0, "still running after 240 s");
     print_summary();
     ExitProcess(1);
 }
 
-/* ---- kernel side: a minifilter's communication code ----------------------------------------- */
+/* ---- the kernel side: requests to the conformance driver -------------------------------------- */
 
-#define MAX_SLOTS 8
+static HANDLE g_control = INVALID_HANDLE_VALUE;
 
-enum cmd { CMD_ECHO = 1, CMD_STATUS, CMD_SEND_BACK };
+/* Sends a request (+ payload) to the driver; the answer's extra bytes (context, reply) go to
+ * `extra`. Returns the operation's NTSTATUS, or STATUS_UNSUCCESSFUL when the request itself failed. */
+static NTSTATUS control(CONTROL_REQUEST *req, const void *payload, ULONG payloadBytes, CONTROL_ANSWER *answer,
+                        void *extra, ULONG extraBytes)
+{
+    ULONG inBytes = (ULONG)sizeof *req + payloadBytes, outBytes = (ULONG)sizeof *answer + extraBytes;
+    BYTE *in = (BYTE *)malloc(inBytes), *out = (BYTE *)calloc(1, outBytes);
+    DWORD returned = 0;
+    HRESULT hr = E_OUTOFMEMORY;
+    if (in && out) {
+        memcpy(in, req, sizeof *req);
+        if (payloadBytes) memcpy(in + sizeof *req, payload, payloadBytes);
+        hr = pSend(g_control, in, inBytes, out, outBytes, &returned);
+    }
+    if (hr == HR_OK && returned >= sizeof *answer) {
+        memcpy(answer, out, sizeof *answer);
+        if (extra && returned > sizeof *answer) memcpy(extra, out + sizeof *answer, returned - sizeof *answer);
+    } else {
+        memset(answer, 0, sizeof *answer);
+        answer->Result = STATUS_UNSUCCESSFUL;
+    }
+    free(in);
+    free(out);
+    return answer->Result;
+}
 
-typedef struct cmd_msg {
-    ULONG cmd;
-    ULONG arg;
-    BYTE data[1];
-} cmd_msg;
-#define CMD_HDR ((ULONG)offsetof(cmd_msg, data))
+static void request_init(CONTROL_REQUEST *req, ULONG op, ULONG server)
+{
+    memset(req, 0, sizeof *req);
+    req->Op = op;
+    req->Server = server;
+}
 
-typedef struct srv srv;
-typedef struct slot {
-    srv *s;
-    PFLT_PORT port;
-    BOOL used;
-} slot;
-
-struct srv {
-    PFLT_FILTER filter;
-    PFLT_PORT serverPort;
+typedef struct srv {
+    ULONG id;
     WCHAR name[80];
-    SRWLOCK lock;
-    slot slots[MAX_SLOTS];
-    volatile LONG connects, disconnects, messages;
-    NTSTATUS refuse;
     ULONG ctxSize;
-    BYTE ctx[0x10000];
-    HANDLE changed; /* auto-reset: connects/disconnects changed */
-};
+    BYTE ctx[CONF_MAX_CONTEXT];
+} srv;
 
-static NTSTATUS FLTAPI on_connect(PFLT_PORT ClientPort, PVOID ServerPortCookie, PVOID ConnectionContext,
-                                  ULONG SizeOfContext, PVOID *ConnectionPortCookie)
-{
-    srv *s = (srv *)ServerPortCookie;
-    slot *sl = NULL;
-    int i;
-    PAGED_CODE();
-    if (s->refuse) return s->refuse;
-    AcquireSRWLockExclusive(&s->lock);
-    for (i = 0; i < MAX_SLOTS && !sl; i++)
-        if (!s->slots[i].used) sl = &s->slots[i];
-    if (sl) {
-        sl->used = TRUE;
-        sl->s = s;
-        sl->port = ClientPort;
-        s->ctxSize = SizeOfContext;
-        if (SizeOfContext && SizeOfContext <= sizeof s->ctx) memcpy(s->ctx, ConnectionContext, SizeOfContext);
-    }
-    ReleaseSRWLockExclusive(&s->lock);
-    if (!sl) return STATUS_INSUFFICIENT_RESOURCES;
-    *ConnectionPortCookie = sl;
-    InterlockedIncrement(&s->connects);
-    SetEvent(s->changed);
-    return STATUS_SUCCESS;
-}
-
-static VOID FLTAPI on_disconnect(PVOID ConnectionCookie)
-{
-    slot *sl = (slot *)ConnectionCookie;
-    srv *s = sl->s;
-    PAGED_CODE();
-    FltCloseClientPort(s->filter, &sl->port); /* as the samples do */
-    AcquireSRWLockExclusive(&s->lock);
-    sl->used = FALSE;
-    ReleaseSRWLockExclusive(&s->lock);
-    InterlockedIncrement(&s->disconnects);
-    SetEvent(s->changed);
-}
-
-static NTSTATUS FLTAPI on_message(PVOID PortCookie, PVOID InputBuffer, ULONG InputBufferLength, PVOID OutputBuffer,
-                                  ULONG OutputBufferLength, PULONG ReturnOutputBufferLength)
-{
-    slot *sl = (slot *)PortCookie;
-    cmd_msg *m = (cmd_msg *)InputBuffer;
-    NTSTATUS status = STATUS_SUCCESS;
-    PAGED_CODE();
-    *ReturnOutputBufferLength = 0;
-    InterlockedIncrement(&sl->s->messages);
-    if (InputBufferLength < CMD_HDR) return STATUS_INVALID_PARAMETER;
-    __try {
-        ProbeForRead(InputBuffer, InputBufferLength, sizeof(ULONG));
-        if (OutputBufferLength) ProbeForWrite(OutputBuffer, OutputBufferLength, sizeof(ULONG));
-        switch (m->cmd) {
-        case CMD_ECHO: {
-            ULONG n = InputBufferLength - CMD_HDR, i;
-            if (n > OutputBufferLength) n = OutputBufferLength;
-            for (i = 0; i < n; i++) ((BYTE *)OutputBuffer)[i] = m->data[InputBufferLength - CMD_HDR - 1 - i];
-            *ReturnOutputBufferLength = n;
-            break;
-        }
-        case CMD_STATUS:
-            status = (NTSTATUS)m->arg;
-            break;
-        case CMD_SEND_BACK: { /* re-entrant: ask the same client something and wait for its answer */
-            BYTE reply[8];
-            ULONG replyLen = sizeof reply;
-            LARGE_INTEGER timeout;
-            timeout.QuadPart = -10LL * 1000 * 1000 * 10; /* 10 s */
-            status = FltSendMessage(sl->s->filter, &sl->port, "ping", 4, reply, &replyLen, &timeout);
-            if (status == STATUS_SUCCESS && OutputBufferLength >= replyLen) {
-                memcpy(OutputBuffer, reply, replyLen);
-                *ReturnOutputBufferLength = replyLen;
-            }
-            break;
-        }
-        default:
-            status = STATUS_INVALID_PARAMETER;
-        }
-    } __except (EXCEPTION_EXECUTE_HANDLER) {
-        status = GetExceptionCode();
-    }
-    return status;
-}
+enum which { W_CONNECTS, W_DISCONNECTS, W_MESSAGES };
 
 static volatile LONG g_nameCounter;
 
@@ -306,131 +243,207 @@ static void make_name(WCHAR *out, size_t cch, const char *tag)
     MultiByteToWideChar(CP_ACP, 0, tmp, -1, out, (int)cch);
 }
 
-/* The usual driver code: default descriptor, OBJ_KERNEL_HANDLE, FltCreateCommunicationPort. */
-static NTSTATUS create_port(PFLT_FILTER filter, const WCHAR *name, PVOID cookie, PFLT_MESSAGE_NOTIFY msg,
-                            LONG maxConnections, ULONG attributes, PFLT_PORT *port)
+/* A test port under a filter of its own (the name given, or a fresh one). */
+static srv *srv_start_named(const WCHAR *name, const char *tag, LONG maxConnections, BOOL withMessageNotify,
+                            NTSTATUS *statusOut)
 {
-    PSECURITY_DESCRIPTOR sd;
-    OBJECT_ATTRIBUTES oa;
-    UNICODE_STRING uname;
-    NTSTATUS status = FltBuildDefaultSecurityDescriptor(&sd, FLT_PORT_ALL_ACCESS);
-    if (!NT_SUCCESS(status)) return status;
-    RtlInitUnicodeString(&uname, name);
-    InitializeObjectAttributes(&oa, &uname, attributes, NULL, sd);
-    status = FltCreateCommunicationPort(filter, port, &oa, cookie, on_connect, on_disconnect, msg, maxConnections);
-    FltFreeSecurityDescriptor(sd);
-    return status;
+    srv *s = (srv *)calloc(1, sizeof *s);
+    CONTROL_REQUEST req;
+    CONTROL_ANSWER answer;
+    NTSTATUS status;
+    if (!s) return NULL;
+    if (name) wcscpy(s->name, name);
+    else make_name(s->name, 80, tag);
+    request_init(&req, CONTROL_START_SERVER, 0);
+    wcscpy(req.Name, s->name);
+    req.MaxConnections = (ULONG)maxConnections;
+    req.Attributes = OBJ_KERNEL_HANDLE | OBJ_CASE_INSENSITIVE;
+    req.Flags = withMessageNotify ? CONF_WITH_MESSAGE_NOTIFY : 0;
+    status = control(&req, NULL, 0, &answer, NULL, 0);
+    if (statusOut) *statusOut = status;
+    if (!NT_SUCCESS(status)) {
+        free(s);
+        return NULL;
+    }
+    s->id = answer.Value;
+    return s;
 }
 
 static srv *srv_start(const char *tag, LONG maxConnections, BOOL withMessageNotify, NTSTATUS *statusOut)
 {
-    srv *s = (srv *)calloc(1, sizeof *s);
-    NTSTATUS status;
-    if (!s) return NULL;
-    InitializeSRWLock(&s->lock);
-    s->changed = CreateEventW(NULL, FALSE, FALSE, NULL);
-    make_name(s->name, 80, tag);
-    status = FltEmuCreateFilter(&s->filter);
-    if (NT_SUCCESS(status))
-        status = create_port(s->filter, s->name, s, withMessageNotify ? on_message : NULL, maxConnections,
-                             OBJ_KERNEL_HANDLE | OBJ_CASE_INSENSITIVE, &s->serverPort);
-    if (statusOut) *statusOut = status;
-    if (!NT_SUCCESS(status)) {
-        if (s->filter) FltEmuUnregisterFilter(s->filter);
-        CloseHandle(s->changed);
-        free(s);
-        return NULL;
-    }
-    return s;
+    return srv_start_named(NULL, tag, maxConnections, withMessageNotify, statusOut);
 }
 
+static NTSTATUS srv_op(srv *s, ULONG op, ULONG slot, ULONG value, CONTROL_ANSWER *answer)
+{
+    CONTROL_REQUEST req;
+    CONTROL_ANSWER local;
+    request_init(&req, op, s->id);
+    req.Slot = slot;
+    req.Value = value;
+    return control(&req, NULL, 0, answer ? answer : &local, NULL, 0);
+}
+
+/* Closes the port and unregisters the filter: DisconnectNotify for every connection left. */
 static void srv_stop(srv *s)
 {
     if (!s) return;
-    if (s->serverPort) FltCloseCommunicationPort(s->serverPort);
-    FltEmuUnregisterFilter(s->filter);
-    CloseHandle(s->changed);
+    srv_op(s, CONTROL_STOP_SERVER, 0, 0, NULL);
     free(s);
 }
 
-/* Waits (on the srv's event, no polling) until *v >= target. */
-static BOOL wait_count(srv *s, volatile LONG *v, LONG target, DWORD ms)
+static void srv_refuse(srv *s, NTSTATUS status) { srv_op(s, CONTROL_REFUSE, 0, (ULONG)status, NULL); }
+static void srv_close_port(srv *s) { srv_op(s, CONTROL_CLOSE_SERVER_PORT, 0, 0, NULL); }
+static void srv_unregister(srv *s) { srv_op(s, CONTROL_UNREGISTER, 0, 0, NULL); }
+
+/* FltCloseClientPort on a slot's variable; TRUE when the variable is NULL afterwards. */
+static BOOL srv_close_client(srv *s, ULONG slot)
+{
+    CONTROL_ANSWER answer;
+    return NT_SUCCESS(srv_op(s, CONTROL_CLOSE_CLIENT, slot, 0, &answer)) && answer.Value != 0;
+}
+
+static LONG srv_get(srv *s, enum which which)
+{
+    CONTROL_ANSWER answer;
+    if (!NT_SUCCESS(srv_op(s, CONTROL_COUNTS, 0, 0, &answer))) return -1;
+    return (LONG)(which == W_CONNECTS ? answer.Connects : which == W_DISCONNECTS ? answer.Disconnects : answer.Messages);
+}
+
+/* The last connection context ConnectNotify saw, into s->ctx / s->ctxSize. */
+static BOOL srv_fetch_context(srv *s)
+{
+    CONTROL_REQUEST req;
+    CONTROL_ANSWER answer;
+    request_init(&req, CONTROL_COUNTS, s->id);
+    req.Flags = CONF_WITH_CONTEXT;
+    if (!NT_SUCCESS(control(&req, NULL, 0, &answer, s->ctx, sizeof s->ctx))) return FALSE;
+    s->ctxSize = answer.ContextBytes;
+    return TRUE;
+}
+
+/* Waits until the count reaches target (the driver's counters are polled every 5 ms). */
+static BOOL wait_count(srv *s, enum which which, LONG target, DWORD ms)
 {
     ULONGLONG deadline = GetTickCount64() + ms;
-    while (*v < target) {
-        ULONGLONG now = GetTickCount64();
-        if (now >= deadline) return FALSE;
-        WaitForSingleObject(s->changed, (DWORD)(deadline - now));
+    for (;;) {
+        if (srv_get(s, which) >= target) return TRUE;
+        if (GetTickCount64() >= deadline) return FALSE;
+        Sleep(5);
+    }
+}
+
+/* FltCreateCommunicationPort's status for a port that is closed again at once; on s's filter
+ * (onServerFilter) or on the driver's control filter. */
+static NTSTATUS create_port_status(srv *s, BOOL onServerFilter, const WCHAR *name, LONG maxConnections,
+                                   ULONG attributes)
+{
+    CONTROL_REQUEST req;
+    CONTROL_ANSWER answer;
+    request_init(&req, CONTROL_CREATE_PORT, s ? s->id : 0);
+    wcscpy(req.Name, name);
+    req.MaxConnections = (ULONG)maxConnections;
+    req.Attributes = attributes;
+    req.Flags = onServerFilter ? CONF_ON_SERVER_FILTER : 0;
+    return control(&req, NULL, 0, &answer, NULL, 0);
+}
+
+/* A FltSendMessage on a kernel thread of the driver, on the client port variable of a slot. */
+typedef struct ksend {
+    ULONG id;
+    BOOL finished;
+    NTSTATUS status;
+    ULONG replyLen;
+    BYTE reply[CONF_MAX_REPLY];
+    DWORD elapsedMs;
+    ULONG right, wrong;
+} ksend;
+
+static ksend *ksend_request(CONTROL_REQUEST *req, const void *payload, ULONG len)
+{
+    ksend *k = (ksend *)calloc(1, sizeof *k);
+    CONTROL_ANSWER answer;
+    if (!k) return NULL;
+    if (!NT_SUCCESS(control(req, payload, len, &answer, NULL, 0))) {
+        free(k);
+        return NULL;
+    }
+    k->id = answer.Value;
+    return k;
+}
+
+static ksend *ksend_start(srv *s, ULONG slot, const void *payload, ULONG len, ULONG replyLen, BOOL hasTimeout,
+                          LONGLONG timeout)
+{
+    CONTROL_REQUEST req;
+    if (!s) return NULL;
+    request_init(&req, CONTROL_KSEND, s->id);
+    req.Slot = slot;
+    req.ReplyLength = replyLen;
+    req.Flags = hasTimeout ? CONF_HAS_TIMEOUT : 0;
+    req.Timeout = timeout;
+    return ksend_request(&req, payload, len);
+}
+
+/* A kernel thread sending count messages of a BULK_* kind. */
+static ksend *bulk_start(srv *s, ULONG kind, ULONG first, ULONG count)
+{
+    CONTROL_REQUEST req;
+    if (!s) return NULL;
+    request_init(&req, CONTROL_BULK, s->id);
+    req.Value = kind;
+    req.First = first;
+    req.Count = count;
+    return ksend_request(&req, NULL, 0);
+}
+
+/* Whether the send has returned within ms (its results are then in k). */
+static BOOL ksend_done(ksend *k, DWORD ms)
+{
+    ULONGLONG deadline = GetTickCount64() + ms;
+    if (!k) return FALSE;
+    while (!k->finished) {
+        CONTROL_REQUEST req;
+        CONTROL_ANSWER answer;
+        request_init(&req, CONTROL_KSEND_RESULT, 0);
+        req.Value = k->id;
+        if (!NT_SUCCESS(control(&req, NULL, 0, &answer, k->reply, sizeof k->reply))) return FALSE;
+        if (answer.Value) {
+            k->finished = TRUE;
+            k->status = answer.Status;
+            k->replyLen = answer.ReplyLength;
+            k->elapsedMs = answer.ElapsedMs;
+            k->right = answer.Right;
+            k->wrong = answer.Wrong;
+            break;
+        }
+        if (GetTickCount64() >= deadline) return FALSE;
+        Sleep(5);
     }
     return TRUE;
 }
 
-static slot *srv_slot(srv *s, int i) { return &s->slots[i]; }
-
-/* A FltSendMessage running on its own thread. */
-typedef struct ksend {
-    srv *s;
-    PFLT_PORT *port;
-    BYTE *payload;
-    ULONG len;
-    BOOL wantReply;
-    BYTE reply[512];
-    ULONG replyLen;
-    BOOL hasTimeout;
-    LONGLONG timeout;
-    NTSTATUS status;
-    DWORD elapsedMs;
-    HANDLE thread;
-} ksend;
-
-static DWORD WINAPI ksend_thread(LPVOID arg)
-{
-    ksend *k = (ksend *)arg;
-    LARGE_INTEGER to;
-    ULONGLONG t0 = GetTickCount64();
-    to.QuadPart = k->timeout;
-    k->status = FltSendMessage(k->s->filter, k->port, k->payload, k->len, k->wantReply ? k->reply : NULL,
-                               k->wantReply ? &k->replyLen : NULL, k->hasTimeout ? &to : NULL);
-    k->elapsedMs = (DWORD)(GetTickCount64() - t0);
-    return 0;
-}
-
-static ksend *ksend_start(srv *s, PFLT_PORT *port, const void *payload, ULONG len, ULONG replyLen, BOOL hasTimeout,
-                          LONGLONG timeout)
-{
-    ksend *k = (ksend *)calloc(1, sizeof *k);
-    if (!k) return NULL;
-    k->s = s;
-    k->port = port;
-    k->payload = (BYTE *)malloc(len ? len : 1);
-    if (len) memcpy(k->payload, payload, len);
-    k->len = len;
-    k->wantReply = replyLen != 0;
-    k->replyLen = replyLen;
-    k->hasTimeout = hasTimeout;
-    k->timeout = timeout;
-    k->thread = CreateThread(NULL, 0, ksend_thread, k, 0, NULL);
-    if (!k->thread) {
-        free(k->payload);
-        free(k);
-        return NULL;
-    }
-    return k;
-}
-
-static BOOL ksend_done(ksend *k, DWORD ms) { return k && WaitForSingleObject(k->thread, ms) == WAIT_OBJECT_0; }
-
-/* Frees k once its thread has finished; otherwise leaks it (the thread still uses it). */
+/* Frees k once its send has returned; a send still blocked is left to the driver's unload. */
 static void ksend_free(ksend *k)
 {
+    CONTROL_REQUEST req;
+    CONTROL_ANSWER answer;
     if (!k) return;
-    if (!ksend_done(k, 0)) return;
-    CloseHandle(k->thread);
-    free(k->payload);
+    if (ksend_done(k, 5000)) {
+        request_init(&req, CONTROL_KSEND_FREE, 0);
+        req.Value = k->id;
+        control(&req, NULL, 0, &answer, NULL, 0);
+    }
     free(k);
 }
 
 /* ---- client helpers ------------------------------------------------------------------------- */
+
+typedef TEST_COMMAND cmd_msg;
+#define CMD_HDR ((ULONG)sizeof(TEST_COMMAND))
+#define CMD_ECHO TEST_ECHO
+#define CMD_STATUS TEST_STATUS
+#define CMD_SEND_BACK TEST_SEND_BACK
 
 typedef struct rd {
     OVERLAPPED ov;
@@ -495,15 +508,10 @@ static HRESULT send_cmd(HANDLE h, ULONG cmd, ULONG arg, const void *data, ULONG 
 {
     BYTE buf[CMD_HDR + 512];
     cmd_msg *m = (cmd_msg *)buf;
-    m->cmd = cmd;
-    m->arg = arg;
-    if (len) memcpy(m->data, data, len);
+    m->Command = cmd;
+    m->Argument = arg;
+    if (len) memcpy(buf + CMD_HDR, data, len);
     return pSend(h, buf, CMD_HDR + len, out, outLen, returned);
-}
-
-static BOOL is_disconnect_error(DWORD err)
-{
-    return err == ERROR_BROKEN_PIPE || err == ERROR_PIPE_NOT_CONNECTED || err == ERROR_INVALID_HANDLE;
 }
 
 /* ---- checks ---------------------------------------------------------------------------------- */
@@ -545,10 +553,10 @@ static int c_max_connections(char *detail)
     hr = pConnect(s->name, 0, NULL, 0, NULL, &b);
     CHECK(hr == HR_CONNECTION_COUNT_LIMIT, "second connect: hr 0x%08lx, expected 0x800704D6", HX(hr));
     CHECK(b == INVALID_HANDLE_VALUE, "second connect returned a handle");
-    CHECK(s->connects == 1, "ConnectNotify ran %ld times, expected 1", (long)s->connects);
+    CHECK(srv_get(s, W_CONNECTS) == 1, "ConnectNotify ran %ld times, expected 1", (long)srv_get(s, W_CONNECTS));
     CloseHandle(a);
     a = INVALID_HANDLE_VALUE;
-    CHECK(wait_count(s, &s->disconnects, 1, 10000), "no DisconnectNotify after the client closed its handle");
+    CHECK(wait_count(s, W_DISCONNECTS, 1, 10000), "no DisconnectNotify after the client closed its handle");
     hr = pConnect(s->name, 0, NULL, 0, NULL, &c);
     CHECK(hr == HR_OK, "connect after the first client left: 0x%08lx", HX(hr));
 done:
@@ -569,7 +577,7 @@ static int c_ctx_ptr_without_size(char *detail)
     hr = pConnect(s->name, 0, ctx, 0, NULL, &h);
     CHECK(hr == E_INVALIDARG, "hr 0x%08lx, expected E_INVALIDARG 0x80070057", HX(hr));
     CHECK(h == INVALID_HANDLE_VALUE, "*hPort not INVALID_HANDLE_VALUE");
-    CHECK(s->connects == 0, "ConnectNotify ran");
+    CHECK(srv_get(s, W_CONNECTS) == 0, "ConnectNotify ran");
 done:
     srv_stop(s);
     return ok;
@@ -604,6 +612,7 @@ static int c_ctx_too_large(char *detail)
     CHECK(hr == E_INVALIDARG, "0xFFE9-byte context: hr 0x%08lx, expected E_INVALIDARG", HX(hr));
     hr = pConnect(s->name, 0, ctx, 0xFFE8, NULL, &h);
     CHECK(hr == HR_OK, "0xFFE8-byte context (the limit) refused: 0x%08lx", HX(hr));
+    CHECK(srv_fetch_context(s), "context query failed");
     CHECK(s->ctxSize == 0xFFE8 && memcmp(s->ctx, ctx, 0xFFE8) == 0, "0xFFE8-byte context arrived damaged (size %lu)",
           (unsigned long)s->ctxSize);
 done:
@@ -620,21 +629,21 @@ static int c_connect_refused(char *detail)
     HRESULT hr;
     srv *s = srv_start("refuse", 4, TRUE, NULL);
     CHECK(s, "server port could not be created");
-    s->refuse = STATUS_ACCESS_DENIED;
+    srv_refuse(s, STATUS_ACCESS_DENIED);
     hr = pConnect(s->name, 0, NULL, 0, NULL, &h);
     CHECK(hr == HR_ACCESS_DENIED, "STATUS_ACCESS_DENIED: hr 0x%08lx, expected 0x80070005", HX(hr));
     CHECK(h == INVALID_HANDLE_VALUE, "*hPort not INVALID_HANDLE_VALUE");
-    s->refuse = (NTSTATUS)0xC01C0004L; /* a filter-manager facility code */
+    srv_refuse(s, (NTSTATUS)0xC01C0004L); /* a filter-manager facility code */
     hr = pConnect(s->name, 0, NULL, 0, NULL, &h);
     CHECK(hr == (HRESULT)0x801F0004L, "0xC01C0004: hr 0x%08lx, expected 0x801F0004", HX(hr));
-    s->refuse = 0;
+    srv_refuse(s, 0);
     hr = pConnect(s->name, 0, NULL, 0, NULL, &h);
     CHECK(hr == HR_OK, "accepting again failed: 0x%08lx", HX(hr));
     CloseHandle(h);
-    CHECK(wait_count(s, &s->disconnects, 1, 10000), "no DisconnectNotify");
+    CHECK(wait_count(s, W_DISCONNECTS, 1, 10000), "no DisconnectNotify");
     Sleep(200);
-    CHECK(s->disconnects == 1, "DisconnectNotify ran %ld times (refused connections must not get one)",
-          (long)s->disconnects);
+    CHECK(srv_get(s, W_DISCONNECTS) == 1, "DisconnectNotify ran %ld times (refused connections must not get one)",
+          (long)srv_get(s, W_DISCONNECTS));
 done:
     srv_stop(s);
     return ok;
@@ -652,6 +661,7 @@ static int c_ctx_intact(char *detail)
     for (i = 0; i < 300; i++) ctx[i] = (BYTE)(255 - i);
     hr = pConnect(s->name, 0, ctx, sizeof ctx, NULL, &h);
     CHECK(hr == HR_OK, "connect: 0x%08lx", HX(hr));
+    CHECK(srv_fetch_context(s), "context query failed");
     CHECK(s->ctxSize == sizeof ctx, "SizeOfContext %lu, expected 300", (unsigned long)s->ctxSize);
     CHECK(memcmp(s->ctx, ctx, sizeof ctx) == 0, "context bytes differ");
 done:
@@ -680,7 +690,7 @@ static int c_send_roundtrip(char *detail)
     hr = send_cmd(h, CMD_ECHO, 0, in, 10, NULL, 0, &returned);
     CHECK(hr == HR_OK && returned == 0, "without output buffer: hr 0x%08lx, returned %lu", HX(hr),
           (unsigned long)returned);
-    CHECK(s->messages == 2, "MessageNotify ran %ld times", (long)s->messages);
+    CHECK(srv_get(s, W_MESSAGES) == 2, "MessageNotify ran %ld times", (long)srv_get(s, W_MESSAGES));
 done:
     if (h != INVALID_HANDLE_VALUE) CloseHandle(h);
     srv_stop(s);
@@ -828,35 +838,6 @@ static VOID CALLBACK tp_callback(PTP_CALLBACK_INSTANCE inst, PVOID context, PVOI
     if (InterlockedDecrement(&c->outstanding) == 0) SetEvent(c->idle);
 }
 
-typedef struct tp_sender {
-    srv *s;
-    PFLT_PORT *port;
-    ULONG first, count;
-    volatile LONG *matched;
-    volatile LONG *failures;
-    NTSTATUS lastBad;
-} tp_sender;
-
-static DWORD WINAPI tp_sender_thread(LPVOID arg)
-{
-    tp_sender *t = (tp_sender *)arg;
-    ULONG i;
-    for (i = t->first; i < t->first + t->count; i++) {
-        ULONG reply = 0, replyLen = sizeof reply;
-        LARGE_INTEGER timeout;
-        NTSTATUS st;
-        timeout.QuadPart = -30LL * 10000000;
-        st = FltSendMessage(t->s->filter, t->port, &i, sizeof i, &reply, &replyLen, &timeout);
-        if (st == STATUS_SUCCESS && replyLen == sizeof reply && reply == i * 2 + 1) {
-            InterlockedIncrement(t->matched);
-        } else {
-            InterlockedIncrement(t->failures);
-            t->lastBad = st;
-        }
-    }
-    return 0;
-}
-
 static int cmp_u64(const void *a, const void *b)
 {
     UINT64 x = *(const UINT64 *)a, y = *(const UINT64 *)b;
@@ -868,9 +849,9 @@ static int c_threadpool_10k(char *detail)
     int ok = 1, i;
     tp_ctx *c = (tp_ctx *)calloc(1, sizeof *c);
     srv *s = srv_start("tp", 4, TRUE, NULL);
-    HANDLE senders[TP_SENDERS] = {0};
-    tp_sender st[TP_SENDERS];
-    volatile LONG matched = 0, failures = 0;
+    ksend *senders[TP_SENDERS] = {0};
+    LONG matched = 0, failures = 0;
+    NTSTATUS lastBad = 0;
     BOOL armed = FALSE;
     ULONGLONG t0;
     DWORD ms;
@@ -879,7 +860,7 @@ static int c_threadpool_10k(char *detail)
     InitializeSRWLock(&c->armLock);
     c->idle = CreateEventW(NULL, TRUE, FALSE, NULL);
     CHECK(pConnect(s->name, 0, NULL, 0, NULL, &c->h) == HR_OK, "connect failed");
-    CHECK(wait_count(s, &s->connects, 1, 10000), "ConnectNotify did not run");
+    CHECK(wait_count(s, W_CONNECTS, 1, 10000), "ConnectNotify did not run");
     c->io = CreateThreadpoolIo(c->h, tp_callback, c, NULL);
     CHECK(c->io, "CreateThreadpoolIo failed: %lu", (unsigned long)GetLastError());
     for (i = 0; i < TP_READS; i++) {
@@ -891,21 +872,17 @@ static int c_threadpool_10k(char *detail)
     CHECK(c->armErrors == 0, "FilterGetMessage did not return 0x800703E5 for %ld reads", (long)c->armErrors);
     t0 = GetTickCount64();
     for (i = 0; i < TP_SENDERS; i++) {
-        st[i].s = s;
-        st[i].port = &srv_slot(s, 0)->port;
-        st[i].first = (ULONG)i * (TP_MESSAGES / TP_SENDERS);
-        st[i].count = TP_MESSAGES / TP_SENDERS;
-        st[i].matched = &matched;
-        st[i].failures = &failures;
-        st[i].lastBad = 0;
-        senders[i] = CreateThread(NULL, 0, tp_sender_thread, &st[i], 0, NULL);
-        CHECK(senders[i], "CreateThread failed");
+        senders[i] = bulk_start(s, BULK_ECHO_SEQUENCE, (ULONG)i * (TP_MESSAGES / TP_SENDERS), TP_MESSAGES / TP_SENDERS);
+        CHECK(senders[i], "kernel sender did not start");
     }
-    CHECK(WaitForMultipleObjects(TP_SENDERS, senders, TRUE, 80000) == WAIT_OBJECT_0,
-          "senders still running after 80 s (received %ld, matched %ld)", (long)c->received, (long)matched);
+    for (i = 0; i < TP_SENDERS; i++) {
+        CHECK(ksend_done(senders[i], 80000), "senders still running after 80 s (received %ld)", (long)c->received);
+        matched += (LONG)senders[i]->right;
+        failures += (LONG)senders[i]->wrong;
+        if (senders[i]->wrong) lastBad = senders[i]->status;
+    }
     ms = (DWORD)(GetTickCount64() - t0);
-    CHECK(failures == 0, "%ld FltSendMessage calls failed (last status 0x%08lx)", (long)failures,
-          HX(st[0].lastBad | st[1].lastBad | st[2].lastBad | st[3].lastBad));
+    CHECK(failures == 0, "%ld FltSendMessage calls failed (last status 0x%08lx)", (long)failures, HX(lastBad));
     CHECK(matched == TP_MESSAGES, "%ld replies matched, expected %d", (long)matched, TP_MESSAGES);
     /* Stop the client (every callback has run after this), then check what it saw. */
     AcquireSRWLockExclusive(&c->armLock);
@@ -927,8 +904,7 @@ static int c_threadpool_10k(char *detail)
                                              (unsigned long long)c->ids[i]);
     printf("# 10,000 round trips in %lu ms\n", (unsigned long)ms);
 done:
-    for (i = 0; i < TP_SENDERS; i++)
-        if (senders[i]) CloseHandle(senders[i]);
+    for (i = 0; i < TP_SENDERS; i++) ksend_free(senders[i]);
     if (c && armed) {
         AcquireSRWLockExclusive(&c->armLock);
         c->stopping = TRUE;
@@ -1018,12 +994,12 @@ static int c_concurrent_sends(char *detail)
     for (i = 0; i < 4; i++) {
         char msg[16];
         snprintf(msg, sizeof msg, "notify-%d", i);
-        ks[i] = ksend_start(s, &srv_slot(s, 0)->port, msg, 9, 0, TRUE, -10LL * 10000000);
+        ks[i] = ksend_start(s, 0, msg, 9, 0, TRUE, -10LL * 10000000);
     }
     CHECK(WaitForMultipleObjects(CS_THREADS, threads, TRUE, 40000) == WAIT_OBJECT_0, "senders hung");
     CHECK(bad == 0, "%ld of %d FilterSendMessage calls failed or returned wrong data (last hr 0x%08lx)", (long)bad,
           CS_THREADS * CS_CALLS, HX(args[0].lastHr));
-    CHECK(s->messages == CS_THREADS * CS_CALLS, "MessageNotify ran %ld times", (long)s->messages);
+    CHECK(srv_get(s, W_MESSAGES) == CS_THREADS * CS_CALLS, "MessageNotify ran %ld times", (long)srv_get(s, W_MESSAGES));
     for (i = 0; i < 4; i++) {
         DWORD n = 0, err = 0;
         CHECK(ksend_done(ks[i], 10000), "FltSendMessage %d did not return", i);
@@ -1111,7 +1087,7 @@ static int c_no_reply_buffer(char *detail)
     srv *s = srv_start("noreply", 4, TRUE, NULL);
     CHECK(s && r, "setup failed");
     CHECK_CONNECTED(s, h);
-    k = ksend_start(s, &srv_slot(s, 0)->port, "hello", 5, 0, FALSE, 0);
+    k = ksend_start(s, 0, "hello", 5, 0, FALSE, 0);
     CHECK(k, "thread failed");
     Sleep(100);
     CHECK(!ksend_done(k, 0), "FltSendMessage(ReplyBuffer NULL) returned before any read (status 0x%08lx)",
@@ -1150,7 +1126,7 @@ static int c_reply_length(char *detail)
     for (i = 0; i < 40; i++) answer[i] = (BYTE)(0x40 + i);
     CHECK_CONNECTED(s, h);
     CHECK(rd_start(h, r) == HR_IO_PENDING, "FilterGetMessage did not pend");
-    k = ksend_start(s, &srv_slot(s, 0)->port, "question", 8, 40, TRUE, -10LL * 10000000);
+    k = ksend_start(s, 0, "question", 8, 40, TRUE, -10LL * 10000000);
     CHECK(rd_wait(h, r, 10000, &n, &err) && err == 0, "read did not complete");
     CHECK(r->msg->ReplyLength == 40 + sizeof(FILTER_REPLY_HEADER), "header.ReplyLength %lu, expected 56 (40 + 16)",
           (unsigned long)r->msg->ReplyLength);
@@ -1180,7 +1156,7 @@ static int c_timeout_late_reply(char *detail)
     CHECK(s && r, "setup failed");
     CHECK_CONNECTED(s, h);
     CHECK(rd_start(h, r) == HR_IO_PENDING, "FilterGetMessage did not pend");
-    k = ksend_start(s, &srv_slot(s, 0)->port, "slow", 4, 8, TRUE, -200LL * 10000); /* 200 ms relative */
+    k = ksend_start(s, 0, "slow", 4, 8, TRUE, -200LL * 10000); /* 200 ms relative */
     CHECK(rd_wait(h, r, 10000, &n, &err) && err == 0, "read did not complete");
     CHECK(ksend_done(k, 10000), "FltSendMessage did not time out");
     CHECK(k->status == STATUS_TIMEOUT, "FltSendMessage: 0x%08lx, expected exactly 0x00000102", HX(k->status));
@@ -1207,11 +1183,11 @@ static int c_timeout_undelivered(char *detail)
     srv *s = srv_start("timeout2", 4, TRUE, NULL);
     CHECK(s && r, "setup failed");
     CHECK_CONNECTED(s, h);
-    k = ksend_start(s, &srv_slot(s, 0)->port, "AAAA", 4, 0, TRUE, -100LL * 10000); /* nobody reads */
+    k = ksend_start(s, 0, "AAAA", 4, 0, TRUE, -100LL * 10000); /* nobody reads */
     CHECK(ksend_done(k, 10000), "FltSendMessage did not time out");
     CHECK(k->status == STATUS_TIMEOUT, "undelivered: 0x%08lx, expected 0x00000102", HX(k->status));
     CHECK(rd_start(h, r) == HR_IO_PENDING, "FilterGetMessage did not pend");
-    k2 = ksend_start(s, &srv_slot(s, 0)->port, "BBBB", 4, 0, TRUE, -10LL * 10000000);
+    k2 = ksend_start(s, 0, "BBBB", 4, 0, TRUE, -10LL * 10000000);
     CHECK(rd_wait(h, r, 10000, &n, &err) && err == 0, "read did not complete");
     CHECK(memcmp(payload_of(r), "BBBB", 4) == 0, "the timed-out message was still delivered");
     CHECK(ksend_done(k2, 10000) && k2->status == STATUS_SUCCESS, "second FltSendMessage failed");
@@ -1236,7 +1212,7 @@ static int c_reply_too_big(char *detail)
     CHECK(s && r, "setup failed");
     CHECK_CONNECTED(s, h);
     CHECK(rd_start(h, r) == HR_IO_PENDING, "FilterGetMessage did not pend");
-    k = ksend_start(s, &srv_slot(s, 0)->port, "q", 1, 8, TRUE, -10LL * 10000000);
+    k = ksend_start(s, 0, "q", 1, 8, TRUE, -10LL * 10000000);
     CHECK(rd_wait(h, r, 10000, &n, &err) && err == 0, "read did not complete");
     CHECK(r->msg->ReplyLength == 24, "header.ReplyLength %lu", (unsigned long)r->msg->ReplyLength);
     hr = reply_bytes(h, r->msg->MessageId, "0123456789abcdefghijklmnopqrstuv", 32);
@@ -1268,10 +1244,10 @@ static int c_small_buffer(char *detail)
     for (i = 0; i < 100; i++) payload[i] = (BYTE)(i ^ 0x5A);
     CHECK_CONNECTED(s, h);
     CHECK(rd_start(h, small) == HR_IO_PENDING, "FilterGetMessage did not pend");
-    k = ksend_start(s, &srv_slot(s, 0)->port, payload, 100, 0, TRUE, -10LL * 10000000);
+    k = ksend_start(s, 0, payload, 100, 0, TRUE, -10LL * 10000000);
     CHECK(rd_wait(h, small, 10000, &n, &err), "too-small read never completed");
-    CHECK(err == 0 && n == 0, "too-small read: err %lu, %lu bytes (emulator: success with 0 bytes)",
-          (unsigned long)err, (unsigned long)n);
+    CHECK(err == ERROR_INSUFFICIENT_BUFFER && n == 0, "too-small read: err %lu, %lu bytes, expected 122 "
+          "(STATUS_BUFFER_TOO_SMALL) and 0", (unsigned long)err, (unsigned long)n);
     CHECK(!ksend_done(k, 100), "message counted as delivered into a too-small buffer");
     CHECK(rd_start(h, big) == HR_IO_PENDING, "FilterGetMessage did not pend");
     CHECK(rd_wait(h, big, 10000, &n, &err) && err == 0, "redelivery did not happen");
@@ -1303,15 +1279,15 @@ static int c_cancel(char *detail)
     CHECK(CancelIoEx(h, &r1->ov), "CancelIoEx: %lu", (unsigned long)GetLastError());
     CHECK(rd_wait(h, r1, 10000, &n, &err), "cancelled read never completed");
     CHECK(err == ERROR_OPERATION_ABORTED, "cancelled read: error %lu, expected 995", (unsigned long)err);
-    k1 = ksend_start(s, &srv_slot(s, 0)->port, "first", 5, 0, TRUE, -10LL * 10000000);
-    CHECK(ksend_done(k1, 10000), "FltSendMessage hung");
     CHECK(rd_start(h, r2) == HR_IO_PENDING, "FilterGetMessage did not report pending");
+    k1 = ksend_start(s, 0, "first", 5, 0, TRUE, -10LL * 10000000);
     CHECK(rd_wait(h, r2, 10000, &n, &err) && err == 0, "read after cancel did not complete (err %lu)",
           (unsigned long)err);
     CHECK(n == sizeof(FILTER_MESSAGE_HEADER) + 5 && memcmp(payload_of(r2), "first", 5) == 0,
           "message after cancel lost or damaged");
+    CHECK(ksend_done(k1, 10000) && k1->status == STATUS_SUCCESS, "FltSendMessage: 0x%08lx", HX(k1->status));
     CHECK(rd_start(h, r3) == HR_IO_PENDING, "FilterGetMessage did not pend");
-    k2 = ksend_start(s, &srv_slot(s, 0)->port, "second", 6, 0, TRUE, -10LL * 10000000);
+    k2 = ksend_start(s, 0, "second", 6, 0, TRUE, -10LL * 10000000);
     CHECK(rd_wait(h, r3, 10000, &n, &err) && err == 0, "next read did not complete");
     CHECK(n == sizeof(FILTER_MESSAGE_HEADER) + 6 && memcmp(payload_of(r3), "second", 6) == 0, "next message wrong");
     CHECK(r3->msg->MessageId != r2->msg->MessageId, "message ids repeat");
@@ -1335,7 +1311,7 @@ static int c_kernel_closes_client(char *detail)
     HRESULT hr;
     BYTE out[8];
     FILTER_MESSAGE_HEADER msg;
-    PFLT_PORT saved;
+    ksend *k = NULL;
     srv *s = srv_start("kclose", 4, TRUE, NULL);
     CHECK(s, "setup failed");
     CHECK_CONNECTED(s, h);
@@ -1343,13 +1319,10 @@ static int c_kernel_closes_client(char *detail)
         r[i] = rd_new(sizeof(FILTER_MESSAGE_HEADER) + 64);
         CHECK(rd_start(h, r[i]) == HR_IO_PENDING, "FilterGetMessage did not pend");
     }
-    saved = srv_slot(s, 0)->port;
-    CHECK(saved != NULL, "no client port");
-    FltCloseClientPort(s->filter, &srv_slot(s, 0)->port);
-    CHECK(srv_slot(s, 0)->port == NULL, "FltCloseClientPort did not NULL the variable");
+    CHECK(srv_close_client(s, 0), "FltCloseClientPort did not NULL the variable");
     for (i = 0; i < 2; i++) {
         CHECK(rd_wait(h, r[i], 10000, &n, &err), "pending read %d did not fail", i);
-        CHECK(is_disconnect_error(err), "pending read %d: error %lu, expected 109/233 (emulator) or 6 (Windows)", i,
+        CHECK(err == ERROR_INVALID_HANDLE, "pending read %d: error %lu, expected 6 (STATUS_PORT_DISCONNECTED)", i,
               (unsigned long)err);
     }
     hr = pGet(h, &msg, sizeof msg, NULL);
@@ -1358,16 +1331,17 @@ static int c_kernel_closes_client(char *detail)
     CHECK(hr == HR_INVALID_HANDLE, "FilterSendMessage afterwards: 0x%08lx, expected 0x80070006", HX(hr));
     hr = reply_bytes(h, 1, "x", 1);
     CHECK(hr == HR_INVALID_HANDLE, "FilterReplyMessage afterwards: 0x%08lx, expected 0x80070006", HX(hr));
-    {
-        NTSTATUS st = FltSendMessage(s->filter, &srv_slot(s, 0)->port, "x", 1, NULL, NULL, NULL);
-        CHECK(st == STATUS_PORT_DISCONNECTED, "FltSendMessage on the NULLed variable: 0x%08lx", HX(st));
-    }
-    CHECK(s->disconnects == 0, "DisconnectNotify ran at FltCloseClientPort (emulator defers it to unregistration)");
+    k = ksend_start(s, 0, "x", 1, 0, FALSE, 0);
+    CHECK(ksend_done(k, 10000) && k->status == STATUS_PORT_DISCONNECTED,
+          "FltSendMessage on the NULLed variable: 0x%08lx", HX(k ? k->status : 0));
+    CHECK(srv_get(s, W_DISCONNECTS) == 0, "DisconnectNotify ran at FltCloseClientPort (it runs when the client closes)");
+    CloseHandle(h);
+    h = INVALID_HANDLE_VALUE;
+    CHECK(wait_count(s, W_DISCONNECTS, 1, 10000), "no DisconnectNotify once the client closed its handle");
 done:
     if (h != INVALID_HANDLE_VALUE) CloseHandle(h);
-    if (s) {
-        srv_stop(s);
-    }
+    srv_stop(s);
+    ksend_free(k);
     for (i = 0; i < 2; i++) rd_free(r[i]);
     return ok;
 }
@@ -1384,26 +1358,26 @@ static int c_client_close_while_waiting(char *detail)
     /* delivered, waiting for the reply */
     CHECK_CONNECTED(s, h);
     CHECK(rd_start(h, r) == HR_IO_PENDING, "FilterGetMessage did not pend");
-    k = ksend_start(s, &srv_slot(s, 0)->port, "wait", 4, 8, FALSE, 0); /* no timeout */
+    k = ksend_start(s, 0, "wait", 4, 8, FALSE, 0); /* no timeout */
     CHECK(rd_wait(h, r, 10000, &n, &err) && err == 0, "read did not complete");
     CloseHandle(h);
     h = INVALID_HANDLE_VALUE;
     CHECK(ksend_done(k, 10000), "FltSendMessage still waiting 10 s after the client closed its handle");
     CHECK(k->status == STATUS_PORT_DISCONNECTED, "FltSendMessage: 0x%08lx, expected STATUS_PORT_DISCONNECTED",
           HX(k->status));
-    CHECK(wait_count(s, &s->disconnects, 1, 10000), "no DisconnectNotify");
+    CHECK(wait_count(s, W_DISCONNECTS, 1, 10000), "no DisconnectNotify");
     /* not yet delivered */
     CHECK(pConnect(s->name, 0, NULL, 0, NULL, &h2) == HR_OK, "second connect failed");
-    CHECK(wait_count(s, &s->connects, 2, 10000), "ConnectNotify did not run");
-    k2 = ksend_start(s, &srv_slot(s, 0)->port, "queued", 6, 8, FALSE, 0);
+    CHECK(wait_count(s, W_CONNECTS, 2, 10000), "ConnectNotify did not run");
+    k2 = ksend_start(s, 0, "queued", 6, 8, FALSE, 0);
     Sleep(50);
     CloseHandle(h2);
     h2 = INVALID_HANDLE_VALUE;
     CHECK(ksend_done(k2, 10000), "undelivered FltSendMessage still waiting after the client left");
     CHECK(k2->status == STATUS_PORT_DISCONNECTED, "undelivered: 0x%08lx", HX(k2->status));
-    CHECK(wait_count(s, &s->disconnects, 2, 10000), "no second DisconnectNotify");
+    CHECK(wait_count(s, W_DISCONNECTS, 2, 10000), "no second DisconnectNotify");
     Sleep(300);
-    CHECK(s->disconnects == 2, "DisconnectNotify ran %ld times for 2 connections", (long)s->disconnects);
+    CHECK(srv_get(s, W_DISCONNECTS) == 2, "DisconnectNotify ran %ld times for 2 connections", (long)srv_get(s, W_DISCONNECTS));
 done:
     if (h != INVALID_HANDLE_VALUE) CloseHandle(h);
     if (h2 != INVALID_HANDLE_VALUE) CloseHandle(h2);
@@ -1432,10 +1406,11 @@ static int c_close_with_reads_pending(char *detail)
     h = INVALID_HANDLE_VALUE;
     for (i = 0; i < 3; i++) {
         CHECK(rd_wait(h, r[i], 10000, &n, &err), "read %d still pending after CloseHandle", i);
-        /* the OVERLAPPED's status, since the handle is gone */
-        CHECK(r[i]->ov.Internal != 0, "read %d completed successfully after CloseHandle", i);
+        /* the OVERLAPPED's status, since the handle is gone: STATUS_CANCELLED, as Windows's cleanup */
+        CHECK((ULONG)r[i]->ov.Internal == (ULONG)STATUS_CANCELLED, "read %d after CloseHandle: status 0x%08lx, expected "
+              "STATUS_CANCELLED (ERROR_OPERATION_ABORTED, 995)", i, HX(r[i]->ov.Internal));
     }
-    CHECK(wait_count(s, &s->disconnects, 1, 10000), "no DisconnectNotify after CloseHandle with reads pending");
+    CHECK(wait_count(s, W_DISCONNECTS, 1, 10000), "no DisconnectNotify after CloseHandle with reads pending");
     hr = pConnect(s->name, 0, NULL, 0, NULL, &h2);
     CHECK(hr == HR_OK, "MaxConnections 1: reconnect after close: 0x%08lx", HX(hr));
 done:
@@ -1448,53 +1423,29 @@ done:
 
 #define CL_MESSAGES 50
 
-typedef struct cl_sender {
-    srv *s;
-    volatile LONG failures;
-} cl_sender;
-
-static DWORD WINAPI cl_sender_thread(LPVOID p)
-{
-    cl_sender *t = (cl_sender *)p;
-    ULONG i;
-    for (i = 0; i < CL_MESSAGES; i++) {
-        BYTE payload[64];
-        LARGE_INTEGER timeout;
-        memset(payload, 0, sizeof payload);
-        memcpy(payload, &i, sizeof i);
-        timeout.QuadPart = -20LL * 10000000;
-        if (FltSendMessage(t->s->filter, &srv_slot(t->s, 0)->port, payload, sizeof payload, NULL, NULL, &timeout) !=
-            STATUS_SUCCESS)
-            InterlockedIncrement(&t->failures);
-    }
-    return 0;
-}
-
 /* Cancel every pending read in the middle of a stream, then read on with more reads: nothing may be
  * lost or seen twice (messages the emulator already wrote for cancelled reads stay in the pipe). */
 static int c_cancel_mid_stream(char *detail)
 {
     int ok = 1, i, seen = 0, total = 0, last = -1;
-    HANDLE h = INVALID_HANDLE_VALUE, sender = NULL;
+    HANDLE h = INVALID_HANDLE_VALUE;
+    ksend *sender = NULL;
     rd *r[8] = {0};
     HANDLE events[8];
     BOOL got[CL_MESSAGES];
-    cl_sender cs;
     DWORD n = 0, err = 0;
     ULONGLONG deadline;
     srv *s = srv_start("cancelstream", 1, TRUE, NULL);
     memset(got, 0, sizeof got);
-    memset(&cs, 0, sizeof cs);
     CHECK(s, "setup failed");
-    cs.s = s;
     CHECK_CONNECTED(s, h);
     for (i = 0; i < 8; i++) {
         r[i] = rd_new(sizeof(FILTER_MESSAGE_HEADER) + 64);
         events[i] = r[i]->ov.hEvent;
     }
     for (i = 0; i < 4; i++) CHECK(rd_start(h, r[i]) == HR_IO_PENDING, "FilterGetMessage did not pend");
-    sender = CreateThread(NULL, 0, cl_sender_thread, &cs, 0, NULL);
-    CHECK(sender, "CreateThread failed");
+    sender = bulk_start(s, BULK_NO_REPLY, 0, CL_MESSAGES);
+    CHECK(sender, "kernel sender did not start");
     deadline = GetTickCount64() + 20000;
     /* phase 1: 4 reads, re-armed, until 30 messages */
     while (seen < 30) {
@@ -1548,8 +1499,8 @@ static int c_cancel_mid_stream(char *detail)
     for (i = 0; i < CL_MESSAGES; i++)
         if (got[i]) total++;
     CHECK(total == CL_MESSAGES, "%d of %d messages arrived", total, CL_MESSAGES);
-    CHECK(WaitForSingleObject(sender, 10000) == WAIT_OBJECT_0 && cs.failures == 0, "kernel sender: %ld failures",
-          (long)cs.failures);
+    CHECK(ksend_done(sender, 10000) && sender->wrong == 0, "kernel sender: %lu failures (last 0x%08lx)",
+          (unsigned long)sender->wrong, HX(sender->status));
 done:
     if (h != INVALID_HANDLE_VALUE) {
         CancelIoEx(h, NULL);
@@ -1557,11 +1508,8 @@ done:
             if (r[i]) WaitForSingleObject(r[i]->ov.hEvent, 5000);
         CloseHandle(h);
     }
-    if (sender) {
-        WaitForSingleObject(sender, 20000);
-        CloseHandle(sender);
-    }
     srv_stop(s);
+    ksend_free(sender);
     for (i = 0; i < 8; i++) rd_free(r[i]);
     return ok;
 }
@@ -1606,14 +1554,14 @@ static int c_client_process_dies(char *detail)
     si.cb = sizeof si;
     CHECK(CreateProcessW(g_exePath, cmd, NULL, NULL, FALSE, 0, NULL, NULL, &si, &pi), "CreateProcess: %lu",
           (unsigned long)GetLastError());
-    CHECK(wait_count(s, &s->connects, 1, 20000), "the child never connected");
-    k = ksend_start(s, &srv_slot(s, 0)->port, "die", 3, 8, FALSE, 0); /* no timeout */
+    CHECK(wait_count(s, W_CONNECTS, 1, 20000), "the child never connected");
+    k = ksend_start(s, 0, "die", 3, 8, FALSE, 0); /* no timeout */
     CHECK(WaitForSingleObject(pi.hProcess, 20000) == WAIT_OBJECT_0, "child did not exit");
     GetExitCodeProcess(pi.hProcess, &code);
     CHECK(code == 7, "child exit code %lu (expected 7 = took the message and died)", (unsigned long)code);
     CHECK(ksend_done(k, 10000), "FltSendMessage still waiting 10 s after the client process died");
     CHECK(k->status == STATUS_PORT_DISCONNECTED, "FltSendMessage: 0x%08lx", HX(k->status));
-    CHECK(wait_count(s, &s->disconnects, 1, 10000), "no DisconnectNotify");
+    CHECK(wait_count(s, W_DISCONNECTS, 1, 10000), "no DisconnectNotify");
 done:
     if (pi.hProcess) {
         CloseHandle(pi.hProcess);
@@ -1633,29 +1581,28 @@ static int c_close_server_port(char *detail)
     BYTE out[8];
     DWORD returned = 0, n = 0, err = 0;
     HRESULT hr;
-    PFLT_PORT again = NULL;
-    NTSTATUS st;
+    srv *again = NULL;
+    NTSTATUS st = STATUS_UNSUCCESSFUL;
     srv *s = srv_start("closeport", 4, TRUE, NULL);
     CHECK(s && r, "setup failed");
     CHECK_CONNECTED(s, h);
-    FltCloseCommunicationPort(s->serverPort);
-    s->serverPort = NULL;
+    srv_close_port(s);
     hr = pConnect(s->name, 0, NULL, 0, NULL, &h2);
     CHECK(hr == HR_FILE_NOT_FOUND, "connect after FltCloseCommunicationPort: 0x%08lx, expected 0x80070002", HX(hr));
     hr = send_cmd(h, CMD_ECHO, 0, "abc", 3, out, sizeof out, &returned);
     CHECK(hr == HR_OK && returned == 3, "existing connection: FilterSendMessage 0x%08lx", HX(hr));
     CHECK(rd_start(h, r) == HR_IO_PENDING, "existing connection: FilterGetMessage did not pend");
-    k = ksend_start(s, &srv_slot(s, 0)->port, "still", 5, 0, TRUE, -10LL * 10000000);
+    k = ksend_start(s, 0, "still", 5, 0, TRUE, -10LL * 10000000);
     CHECK(rd_wait(h, r, 10000, &n, &err) && err == 0, "existing connection: read failed");
     CHECK(ksend_done(k, 10000) && k->status == STATUS_SUCCESS, "existing connection: FltSendMessage failed");
-    st = create_port(s->filter, s->name, s, on_message, 4, OBJ_KERNEL_HANDLE, &again);
-    CHECK(st == STATUS_SUCCESS, "re-creating the closed port's name: 0x%08lx", HX(st));
+    again = srv_start_named(s->name, NULL, 4, TRUE, &st);
+    CHECK(again != NULL, "re-creating the closed port's name: 0x%08lx", HX(st));
     hr = pConnect(s->name, 0, NULL, 0, NULL, &h3);
     CHECK(hr == HR_OK, "connect to the re-created port: 0x%08lx", HX(hr));
 done:
     if (h != INVALID_HANDLE_VALUE) CloseHandle(h);
     if (h3 != INVALID_HANDLE_VALUE) CloseHandle(h3);
-    if (again) FltCloseCommunicationPort(again);
+    srv_stop(again);
     srv_stop(s);
     rd_free(r);
     ksend_free(k);
@@ -1665,22 +1612,16 @@ done:
 static int c_duplicate_name(char *detail)
 {
     int ok = 1;
-    PFLT_FILTER other = NULL;
-    PFLT_PORT p2 = NULL, p3 = NULL;
     NTSTATUS st;
     srv *s = srv_start("dup", 4, TRUE, NULL);
     CHECK(s, "setup failed");
-    st = create_port(s->filter, s->name, s, on_message, 4, OBJ_KERNEL_HANDLE, &p2);
+    st = create_port_status(s, TRUE, s->name, 4, OBJ_KERNEL_HANDLE);
     CHECK(st == STATUS_OBJECT_NAME_COLLISION, "same filter: 0x%08lx, expected STATUS_OBJECT_NAME_COLLISION",
           HX(st));
-    CHECK(NT_SUCCESS(FltEmuCreateFilter(&other)), "second filter");
-    st = create_port(other, s->name, s, on_message, 4, OBJ_KERNEL_HANDLE, &p3);
+    st = create_port_status(NULL, FALSE, s->name, 4, OBJ_KERNEL_HANDLE);
     CHECK(st == STATUS_OBJECT_NAME_COLLISION, "other filter: 0x%08lx, expected STATUS_OBJECT_NAME_COLLISION",
           HX(st));
 done:
-    if (p2) FltCloseCommunicationPort(p2);
-    if (p3) FltCloseCommunicationPort(p3);
-    if (other) FltEmuUnregisterFilter(other);
     srv_stop(s);
     return ok;
 }
@@ -1688,22 +1629,19 @@ done:
 static int c_port_parameters(char *detail)
 {
     int ok = 1;
-    PFLT_FILTER f = NULL;
-    PFLT_PORT p = NULL;
     NTSTATUS st;
     WCHAR name[80];
     make_name(name, 80, "params");
-    CHECK(NT_SUCCESS(FltEmuCreateFilter(&f)), "filter");
-    st = create_port(f, name, NULL, on_message, 4, OBJ_CASE_INSENSITIVE, &p);
+    st = create_port_status(NULL, FALSE, name, 4, OBJ_CASE_INSENSITIVE);
     CHECK(st == STATUS_INVALID_PARAMETER, "without OBJ_KERNEL_HANDLE: 0x%08lx, expected STATUS_INVALID_PARAMETER",
           HX(st));
-    st = create_port(f, name, NULL, on_message, 0, OBJ_KERNEL_HANDLE, &p);
+    st = create_port_status(NULL, FALSE, name, 0, OBJ_KERNEL_HANDLE);
     CHECK(st == STATUS_INVALID_PARAMETER, "MaxConnections 0: 0x%08lx, expected STATUS_INVALID_PARAMETER", HX(st));
-    st = create_port(f, name, NULL, on_message, 1, OBJ_KERNEL_HANDLE, &p);
+    st = create_port_status(NULL, FALSE, name, -1, OBJ_KERNEL_HANDLE);
+    CHECK(st == STATUS_INVALID_PARAMETER, "MaxConnections -1: 0x%08lx, expected STATUS_INVALID_PARAMETER", HX(st));
+    st = create_port_status(NULL, FALSE, name, 1, OBJ_KERNEL_HANDLE);
     CHECK(st == STATUS_SUCCESS, "valid parameters after failures: 0x%08lx", HX(st));
 done:
-    if (p) FltCloseCommunicationPort(p);
-    if (f) FltEmuUnregisterFilter(f);
     return ok;
 }
 
@@ -1749,7 +1687,8 @@ static int c_no_stray_completion(char *detail)
     CHECK(io, "CreateThreadpoolIo failed");
     for (i = 0; i < 100; i++) {
         HRESULT hr;
-        NTSTATUS st;
+        ksend *k;
+        BOOL sent;
         DWORD returned;
         BYTE out[4];
         memset(&ov, 0, sizeof ov);
@@ -1757,13 +1696,15 @@ static int c_no_stray_completion(char *detail)
         hr = pGet(h, &msg.h, sizeof msg, &ov);
         if (hr != HR_IO_PENDING) CancelThreadpoolIo(io);
         CHECK(hr == HR_IO_PENDING, "FilterGetMessage: 0x%08lx", HX(hr));
-        st = FltSendMessage(s->filter, &srv_slot(s, 0)->port, "n", 1, NULL, NULL, NULL);
-        CHECK(st == STATUS_SUCCESS, "FltSendMessage: 0x%08lx", HX(st));
+        k = ksend_start(s, 0, "n", 1, 0, FALSE, 0);
+        sent = ksend_done(k, 10000) && k->status == STATUS_SUCCESS;
+        ksend_free(k);
+        CHECK(sent, "FltSendMessage failed");
         CHECK(WaitForSingleObject(c.done, 10000) == WAIT_OBJECT_0, "no completion for read %d", i);
         CHECK(send_cmd(h, CMD_ECHO, 0, "ab", 2, out, sizeof out, &returned) == HR_OK, "FilterSendMessage failed");
     }
     Sleep(300);
-    CHECK(c.callbacks == 100, "%ld thread-pool callbacks for 100 reads (internal credit writes leaked?)",
+    CHECK(c.callbacks == 100, "%ld thread-pool callbacks for 100 reads (internal I/O leaked a completion?)",
           (long)c.callbacks);
     CHECK(c.strays == 0 && c.failures == 0, "%ld foreign OVERLAPPEDs, %ld failures", (long)c.strays,
           (long)c.failures);
@@ -1795,16 +1736,16 @@ static int c_sync_get(char *detail)
     CHECK(s, "setup failed");
     hr = pConnect(s->name, 0x1 /* FLT_PORT_FLAG_SYNC_HANDLE */, NULL, 0, NULL, &h);
     CHECK(hr == HR_OK, "connect with FLT_PORT_FLAG_SYNC_HANDLE: 0x%08lx", HX(hr));
-    CHECK(wait_count(s, &s->connects, 1, 10000), "ConnectNotify did not run");
+    CHECK(wait_count(s, W_CONNECTS, 1, 10000), "ConnectNotify did not run");
     /* the message arrives while FilterGetMessage blocks */
-    k = ksend_start(s, &srv_slot(s, 0)->port, "late-arrival", 12, 0, FALSE, 0);
+    k = ksend_start(s, 0, "late-arrival", 12, 0, FALSE, 0);
     t0 = GetTickCount64();
     hr = pGet(h, &msg.h, sizeof msg, NULL);
     CHECK(hr == HR_OK, "blocking FilterGetMessage: 0x%08lx", HX(hr));
     CHECK(memcmp(msg.data, "late-arrival", 12) == 0, "payload wrong");
     CHECK(ksend_done(k, 10000) && k->status == STATUS_SUCCESS, "FltSendMessage failed");
     /* a too-small synchronous read reports the size problem; the message stays queued */
-    k2 = ksend_start(s, &srv_slot(s, 0)->port, "0123456789012345678901234567890123456789", 40, 0, FALSE, 0);
+    k2 = ksend_start(s, 0, "0123456789012345678901234567890123456789", 40, 0, FALSE, 0);
     hr = pGet(h, &msg.h, sizeof(FILTER_MESSAGE_HEADER) + 8, NULL);
     CHECK(hr == HR_INSUFFICIENT_BUFFER, "too-small synchronous read: 0x%08lx, expected 0x8007007A", HX(hr));
     CHECK(!ksend_done(k2, 50), "the message was consumed by the too-small read");
@@ -1901,47 +1842,15 @@ static DWORD WINAPI ScannerWorker(LPVOID lpParam)
     return 0;
 }
 
-typedef struct scan_sender {
-    srv *s;
-    ULONG first, count;
-    volatile LONG *right, *wrong;
-} scan_sender;
-
-static DWORD WINAPI scan_sender_thread(LPVOID p)
-{
-    scan_sender *t = (scan_sender *)p;
-    SCANNER_NOTIFICATION *n = (SCANNER_NOTIFICATION *)calloc(1, sizeof *n);
-    ULONG i;
-    if (!n) return 1;
-    for (i = t->first; i < t->first + t->count; i++) {
-        SCANNER_REPLY reply;
-        ULONG replyLength = sizeof reply;
-        BOOL foul = (i % 7) == 0;
-        NTSTATUS st;
-        memset(n->Contents, 'a' + (int)(i % 26), 200);
-        if (foul) memcpy(n->Contents + 100, "foul", 4);
-        n->BytesToScan = 200;
-        reply.SafeToOpen = 2;
-        st = FltSendMessage(t->s->filter, &srv_slot(t->s, 0)->port, n, sizeof(SCANNER_NOTIFICATION), &reply,
-                            &replyLength, NULL);
-        if (st == STATUS_SUCCESS && replyLength == sizeof reply && reply.SafeToOpen == (BOOLEAN)!foul)
-            InterlockedIncrement(t->right);
-        else
-            InterlockedIncrement(t->wrong);
-    }
-    free(n);
-    return 0;
-}
-
 static int c_scanner_client(char *detail)
 {
     int ok = 1, i, j;
     SCANNER_THREAD_CONTEXT context;
     HANDLE port = INVALID_HANDLE_VALUE, completion = NULL;
-    HANDLE threads[SCANNER_THREADS] = {0}, senders[2] = {0};
-    scan_sender ss[2];
+    HANDLE threads[SCANNER_THREADS] = {0};
+    ksend *senders[2] = {0};
     PSCANNER_MESSAGE messages = NULL;
-    volatile LONG right = 0, wrong = 0;
+    LONG right = 0, wrong = 0;
     HRESULT hr;
     BOOL started = FALSE;
     srv *s = srv_start("scanner", 1, TRUE, NULL);
@@ -1949,7 +1858,7 @@ static int c_scanner_client(char *detail)
     CHECK(s, "setup failed");
     hr = pConnect(s->name, 0, NULL, 0, NULL, &port);
     CHECK(hr == HR_OK, "FilterConnectCommunicationPort: 0x%08lx", HX(hr));
-    CHECK(wait_count(s, &s->connects, 1, 10000), "ConnectNotify did not run");
+    CHECK(wait_count(s, W_CONNECTS, 1, 10000), "ConnectNotify did not run");
     completion = CreateIoCompletionPort(port, NULL, 0, SCANNER_THREADS);
     CHECK(completion, "CreateIoCompletionPort: %lu", (unsigned long)GetLastError());
     messages = (PSCANNER_MESSAGE)calloc(SCANNER_THREADS * SCANNER_REQUESTS, sizeof(SCANNER_MESSAGE));
@@ -1971,16 +1880,14 @@ static int c_scanner_client(char *detail)
     }
     started = TRUE;
     for (i = 0; i < 2; i++) {
-        ss[i].s = s;
-        ss[i].first = (ULONG)i * (SCANNER_MESSAGES / 2);
-        ss[i].count = SCANNER_MESSAGES / 2;
-        ss[i].right = &right;
-        ss[i].wrong = &wrong;
-        senders[i] = CreateThread(NULL, 0, scan_sender_thread, &ss[i], 0, NULL);
-        CHECK(senders[i], "CreateThread failed");
+        senders[i] = bulk_start(s, BULK_SCANNER, (ULONG)i * (SCANNER_MESSAGES / 2), SCANNER_MESSAGES / 2);
+        CHECK(senders[i], "kernel sender did not start");
     }
-    CHECK(WaitForMultipleObjects(2, senders, TRUE, 60000) == WAIT_OBJECT_0, "kernel senders hung (%ld done)",
-          (long)(right + wrong));
+    for (i = 0; i < 2; i++) {
+        CHECK(ksend_done(senders[i], 60000), "kernel senders hung");
+        right += (LONG)senders[i]->right;
+        wrong += (LONG)senders[i]->wrong;
+    }
     CHECK(wrong == 0 && right == SCANNER_MESSAGES, "%ld right, %ld wrong verdicts", (long)right, (long)wrong);
 done:
     if (started) {
@@ -2009,8 +1916,7 @@ done:
     }
     for (i = 0; i < SCANNER_THREADS; i++)
         if (threads[i]) CloseHandle(threads[i]);
-    for (i = 0; i < 2; i++)
-        if (senders[i]) CloseHandle(senders[i]);
+    for (i = 0; i < 2; i++) ksend_free(senders[i]);
     if (port != INVALID_HANDLE_VALUE) CloseHandle(port);
     if (completion) CloseHandle(completion);
     srv_stop(s);
@@ -2035,13 +1941,13 @@ static int c_large_messages(char *detail)
     for (i = 0; i < size; i++) pattern[i] = (BYTE)(i * 31 + (i >> 8));
     CHECK_CONNECTED(s, h);
     CHECK(rd_start(h, r) == HR_IO_PENDING, "FilterGetMessage did not pend");
-    k = ksend_start(s, &srv_slot(s, 0)->port, pattern, size, 0, TRUE, -20LL * 10000000);
+    k = ksend_start(s, 0, pattern, size, 0, TRUE, -20LL * 10000000);
     CHECK(rd_wait(h, r, 20000, &n, &err) && err == 0, "256 KiB notification: err %lu", (unsigned long)err);
     CHECK(n == sizeof(FILTER_MESSAGE_HEADER) + size && memcmp(payload_of(r), pattern, size) == 0,
           "256 KiB notification damaged (%lu bytes)", (unsigned long)n);
     CHECK(ksend_done(k, 10000) && k->status == STATUS_SUCCESS, "FltSendMessage failed");
-    ((cmd_msg *)in)->cmd = CMD_ECHO;
-    ((cmd_msg *)in)->arg = 0;
+    ((cmd_msg *)in)->Command = CMD_ECHO;
+    ((cmd_msg *)in)->Argument = 0;
     memcpy(in + CMD_HDR, pattern, size);
     hr = pSend(h, in, CMD_HDR + size, out, size, &returned);
     CHECK(hr == HR_OK && returned == size, "256 KiB FilterSendMessage: 0x%08lx, %lu bytes", HX(hr),
@@ -2081,7 +1987,7 @@ done:
 static int c_unregister(char *detail)
 {
     int ok = 1, i;
-    HANDLE h[2] = {INVALID_HANDLE_VALUE, INVALID_HANDLE_VALUE};
+    HANDLE h[2] = {INVALID_HANDLE_VALUE, INVALID_HANDLE_VALUE}, h2 = INVALID_HANDLE_VALUE;
     rd *r[2] = {0};
     DWORD n = 0, err = 0;
     srv *s = srv_start("unregister", 4, TRUE, NULL);
@@ -2092,26 +1998,163 @@ static int c_unregister(char *detail)
         r[i] = rd_new(sizeof(FILTER_MESSAGE_HEADER) + 16);
         CHECK(rd_start(h[i], r[i]) == HR_IO_PENDING, "FilterGetMessage did not pend");
     }
-    CHECK(wait_count(s, &s->connects, 2, 10000), "ConnectNotify did not run");
-    FltCloseCommunicationPort(s->serverPort);
-    s->serverPort = NULL;
-    FltEmuUnregisterFilter(s->filter);
-    disconnects = s->disconnects;
-    s->filter = NULL;
-    CHECK(disconnects == 2, "DisconnectNotify ran %ld times for 2 connections", (long)disconnects);
+    CHECK(wait_count(s, W_CONNECTS, 2, 10000), "ConnectNotify did not run");
+    srv_unregister(s); /* the port is still open: FltUnregisterFilter closes it */
+    disconnects = srv_get(s, W_DISCONNECTS);
+    CHECK(disconnects == 2, "DisconnectNotify ran %ld times for 2 connections by the time FltUnregisterFilter "
+          "returned", (long)disconnects);
     for (i = 0; i < 2; i++) {
         CHECK(rd_wait(h[i], r[i], 10000, &n, &err), "read %d still pending after unregistration", i);
-        CHECK(is_disconnect_error(err), "read %d: error %lu", i, (unsigned long)err);
+        CHECK(err == ERROR_INVALID_HANDLE, "read %d: error %lu, expected 6 (STATUS_PORT_DISCONNECTED)", i,
+              (unsigned long)err);
     }
+    CHECK(pGet(h[0], r[0]->msg, r[0]->size, NULL) == HR_INVALID_HANDLE, "FilterGetMessage afterwards: not 0x80070006");
+    CHECK(pConnect(s->name, 0, NULL, 0, NULL, &h2) == HR_FILE_NOT_FOUND, "connect afterwards: not 0x80070002");
 done:
     for (i = 0; i < 2; i++)
         if (h[i] != INVALID_HANDLE_VALUE) CloseHandle(h[i]);
-    if (s) {
-        if (s->filter) FltEmuUnregisterFilter(s->filter);
-        CloseHandle(s->changed);
-        free(s);
-    }
+    if (h2 != INVALID_HANDLE_VALUE) CloseHandle(h2);
+    srv_stop(s);
     for (i = 0; i < 2; i++) rd_free(r[i]);
+    return ok;
+}
+
+
+/* The bug of the pipe transport: a cancelled read left its size behind, so that a later read of
+ * another size got part of a message, or a message made of another's tail. */
+static int c_cancel_other_sizes(char *detail)
+{
+    int ok = 1;
+    HANDLE h = INVALID_HANDLE_VALUE;
+    rd *big = rd_new(sizeof(FILTER_MESSAGE_HEADER) + 16384);
+    rd *tiny = rd_new(sizeof(FILTER_MESSAGE_HEADER) + 50);
+    rd *next = rd_new(sizeof(FILTER_MESSAGE_HEADER) + 16384);
+    ksend *k = NULL;
+    BYTE payload[1000];
+    DWORD n = 0, err = 0, i;
+    srv *s = srv_start("cancelsizes", 4, TRUE, NULL);
+    CHECK(s && big && tiny && next, "setup failed");
+    for (i = 0; i < sizeof payload; i++) payload[i] = (BYTE)(i * 13 + 1);
+    CHECK_CONNECTED(s, h);
+    CHECK(rd_start(h, big) == HR_IO_PENDING, "FilterGetMessage did not pend");
+    CHECK(CancelIoEx(h, &big->ov), "CancelIoEx: %lu", (unsigned long)GetLastError());
+    CHECK(rd_wait(h, big, 10000, &n, &err) && err == ERROR_OPERATION_ABORTED, "cancelled read: error %lu",
+          (unsigned long)err);
+    k = ksend_start(s, 0, payload, sizeof payload, 16, TRUE, -20LL * 10000000);
+    CHECK(k, "kernel send did not start");
+    CHECK(rd_start(h, tiny) == HR_IO_PENDING, "FilterGetMessage did not pend");
+    CHECK(rd_wait(h, tiny, 10000, &n, &err), "50-byte read never completed");
+    CHECK(err == ERROR_INSUFFICIENT_BUFFER && n == 0, "50-byte read for a 1000-byte message: err %lu, %lu bytes, "
+          "expected 122 and 0 (no partial message)", (unsigned long)err, (unsigned long)n);
+    CHECK(rd_start(h, next) == HR_IO_PENDING, "FilterGetMessage did not pend");
+    CHECK(rd_wait(h, next, 10000, &n, &err) && err == 0, "16 KiB read: err %lu", (unsigned long)err);
+    CHECK(n == sizeof(FILTER_MESSAGE_HEADER) + sizeof payload && memcmp(payload_of(next), payload, sizeof payload) == 0,
+          "the message arrived as %lu bytes or damaged", (unsigned long)n);
+    CHECK(next->msg->ReplyLength == 16 + sizeof(FILTER_REPLY_HEADER), "header.ReplyLength %lu, expected 32",
+          (unsigned long)next->msg->ReplyLength);
+    CHECK(reply_bytes(h, next->msg->MessageId, "0123456789abcdef", 16) == HR_OK, "reply failed");
+    CHECK(ksend_done(k, 10000) && k->status == STATUS_SUCCESS && k->replyLen == 16, "FltSendMessage: 0x%08lx",
+          HX(k->status));
+done:
+    if (h != INVALID_HANDLE_VALUE) CloseHandle(h);
+    srv_stop(s);
+    rd_free(big);
+    rd_free(tiny);
+    rd_free(next);
+    ksend_free(k);
+    return ok;
+}
+
+/* The handle is the connection: a copy made by DuplicateHandle reads, sends and replies too, and
+ * the connection ends when the last copy is closed. */
+static int c_duplicate_handle(char *detail)
+{
+    int ok = 1;
+    HANDLE h = INVALID_HANDLE_VALUE, copy = NULL;
+    rd *r = rd_new(sizeof(FILTER_MESSAGE_HEADER) + 64);
+    ksend *k = NULL;
+    BYTE out[8];
+    DWORD returned = 0, n = 0, err = 0;
+    srv *s = srv_start("duplicate", 4, TRUE, NULL);
+    CHECK(s && r, "setup failed");
+    CHECK_CONNECTED(s, h);
+    CHECK(DuplicateHandle(GetCurrentProcess(), h, GetCurrentProcess(), &copy, 0, FALSE, DUPLICATE_SAME_ACCESS),
+          "DuplicateHandle: %lu", (unsigned long)GetLastError());
+    CloseHandle(h);
+    h = INVALID_HANDLE_VALUE;
+    CHECK(send_cmd(copy, CMD_ECHO, 0, "abc", 3, out, sizeof out, &returned) == HR_OK && returned == 3,
+          "FilterSendMessage on the copy failed");
+    CHECK(rd_start(copy, r) == HR_IO_PENDING, "FilterGetMessage on the copy did not pend");
+    k = ksend_start(s, 0, "dup", 3, 4, TRUE, -10LL * 10000000);
+    CHECK(rd_wait(copy, r, 10000, &n, &err) && err == 0, "read on the copy: err %lu", (unsigned long)err);
+    CHECK(reply_bytes(copy, r->msg->MessageId, "okay", 4) == HR_OK, "FilterReplyMessage on the copy failed");
+    CHECK(ksend_done(k, 10000) && k->status == STATUS_SUCCESS, "FltSendMessage: 0x%08lx", HX(k->status));
+    CHECK(srv_get(s, W_DISCONNECTS) == 0, "DisconnectNotify ran while a copy of the handle was open");
+    CloseHandle(copy);
+    copy = NULL;
+    CHECK(wait_count(s, W_DISCONNECTS, 1, 10000), "no DisconnectNotify after the last copy was closed");
+done:
+    if (h != INVALID_HANDLE_VALUE) CloseHandle(h);
+    if (copy) CloseHandle(copy);
+    srv_stop(s);
+    rd_free(r);
+    ksend_free(k);
+    return ok;
+}
+
+static const char *g_service;
+
+/* Runs `sc stop` on the conformance driver's service: DriverUnload, that is FilterUnloadCallback,
+ * which unregisters every filter of the driver. */
+static BOOL stop_service(DWORD *exitCode)
+{
+    char cmd[300];
+    WCHAR wcmd[300];
+    STARTUPINFOW si;
+    PROCESS_INFORMATION pi;
+    BOOL done;
+    snprintf(cmd, sizeof cmd, "sc.exe stop %s", g_service);
+    MultiByteToWideChar(CP_ACP, 0, cmd, -1, wcmd, 300);
+    memset(&si, 0, sizeof si);
+    si.cb = sizeof si;
+    if (!CreateProcessW(NULL, wcmd, NULL, NULL, FALSE, CREATE_NO_WINDOW, NULL, NULL, &si, &pi)) return FALSE;
+    done = WaitForSingleObject(pi.hProcess, 30000) == WAIT_OBJECT_0;
+    GetExitCodeProcess(pi.hProcess, exitCode);
+    CloseHandle(pi.hProcess);
+    CloseHandle(pi.hThread);
+    return done;
+}
+
+static int c_unload(char *detail)
+{
+    int ok = 1, i;
+    HANDLE h = INVALID_HANDLE_VALUE, h2 = INVALID_HANDLE_VALUE;
+    rd *r[3] = {0};
+    DWORD n = 0, err = 0, code = 0, returned = 0;
+    BYTE out[8];
+    srv *s = srv_start("unload", 4, TRUE, NULL);
+    CHECK(s, "setup failed");
+    CHECK_CONNECTED(s, h);
+    for (i = 0; i < 3; i++) {
+        r[i] = rd_new(sizeof(FILTER_MESSAGE_HEADER) + 64);
+        CHECK(r[i] && rd_start(h, r[i]) == HR_IO_PENDING, "FilterGetMessage did not pend");
+    }
+    CHECK(stop_service(&code), "sc stop %s did not finish", g_service);
+    for (i = 0; i < 3; i++) {
+        CHECK(rd_wait(h, r[i], 20000, &n, &err), "read %d still pending after the driver unloaded", i);
+        CHECK(err == ERROR_INVALID_HANDLE, "read %d: error %lu, expected 6 (STATUS_PORT_DISCONNECTED)", i,
+              (unsigned long)err);
+    }
+    CHECK(send_cmd(h, CMD_ECHO, 0, "x", 1, out, sizeof out, &returned) == HR_INVALID_HANDLE,
+          "FilterSendMessage after unload: not 0x80070006");
+    CHECK(pConnect(s->name, 0, NULL, 0, NULL, &h2) == HR_FILE_NOT_FOUND, "connect after unload: not 0x80070002");
+    CHECK(pConnect(CONF_CONTROL_PORT, 0, NULL, 0, NULL, &h2) == HR_FILE_NOT_FOUND,
+          "control port still there after unload");
+done:
+    if (h != INVALID_HANDLE_VALUE) CloseHandle(h);
+    if (h2 != INVALID_HANDLE_VALUE) CloseHandle(h2);
+    free(s); /* its filter went with the driver */
+    for (i = 0; i < 3; i++) rd_free(r[i]);
     return ok;
 }
 
@@ -2131,7 +2174,13 @@ static LONG WINAPI on_crash(EXCEPTION_POINTERS *info)
 int main(int argc, char **argv)
 {
     HANDLE watchdog;
+    HRESULT hr;
     if (argc >= 3 && strcmp(argv[1], "--child") == 0) return child_main(argv[2]);
+    if (argc < 2) {
+        fprintf(stderr, "usage: emulator-conformance SERVICE (the conformance driver's service, loaded)\n");
+        return 2;
+    }
+    g_service = argv[1];
 
     setvbuf(stdout, NULL, _IONBF, 0);
     InitializeCriticalSection(&g_printLock);
@@ -2142,6 +2191,16 @@ int main(int argc, char **argv)
 
     if (!load_dll()) {
         report("load fltlib.dll from the program's folder", 0, "LoadLibrary/GetProcAddress failed");
+        print_summary();
+        return 1;
+    }
+
+    hr = pConnect(CONF_CONTROL_PORT, 0, NULL, 0, NULL, &g_control);
+    if (hr != HR_OK) {
+        char detail[120];
+        snprintf(detail, sizeof detail, "0x%08lx (is fltemu-conformance.sys loaded on the emulator's fltmgr.sys?)",
+                 HX(hr));
+        report("connect to the conformance driver's control port", 0, detail);
         print_summary();
         return 1;
     }
@@ -2172,6 +2231,8 @@ int main(int argc, char **argv)
               c_reply_too_big, 20000);
     run_check("too-small receive buffer, then redelivery to a big enough read", c_small_buffer, 20000);
     run_check("CancelIoEx on a pending read: ERROR_OPERATION_ABORTED, no message lost afterwards", c_cancel, 20000);
+    run_check("a cancelled read leaves nothing behind: later reads of other sizes get whole messages or 122",
+              c_cancel_other_sizes, 20000);
     run_check("FltCloseClientPort with reads pending: reads fail, later calls 0x80070006, variable NULL",
               c_kernel_closes_client, 20000);
     run_check("client closing its handle while FltSendMessage waits: STATUS_PORT_DISCONNECTED, one DisconnectNotify",
@@ -2193,6 +2254,9 @@ int main(int argc, char **argv)
     run_check("256 KiB messages in both directions", c_large_messages, 30000);
     run_check("unknown handle returns 0x80070006", c_unknown_handle, 10000);
     run_check("unregistering the filter runs DisconnectNotify and fails pending reads", c_unregister, 20000);
+    run_check("a DuplicateHandle copy of the port handle works as the original", c_duplicate_handle, 20000);
+    /* last: it unloads the driver */
+    run_check("driver unload with reads pending: they end with 6, later calls 0x80070006", c_unload, 60000);
 
     print_summary();
     fflush(stdout);
