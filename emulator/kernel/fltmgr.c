@@ -10,6 +10,7 @@
  * in the same load-order group.
  */
 #include "fltmgrp.h"
+#include "manage.h"
 
 FLTP_GLOBALS FltpGlobals;
 
@@ -57,6 +58,7 @@ static NTSTATUS FltpDispatchDeviceControl(PDEVICE_OBJECT Device, PIRP Irp)
     NTSTATUS status;
 
     if (FltpIsPortDevice(Device)) return FltpPortDeviceControl(Device, Irp);
+    if (FltpIsManageIoctl(stack->Parameters.DeviceIoControl.IoControlCode)) return FltpManageDeviceControl(Irp, stack);
     if (stack->Parameters.DeviceIoControl.IoControlCode != IOCTL_FLTEMU_INJECT_CREATE) {
         FltpCompleteIrp(Irp, STATUS_INVALID_DEVICE_REQUEST, 0);
         return STATUS_INVALID_DEVICE_REQUEST;
@@ -243,6 +245,7 @@ VOID FLTAPI FltUnregisterFilter(PFLT_FILTER Filter)
     FLTP_LOCK(&irql);
     RemoveEntryList(&Filter->Links);
     FLTP_UNLOCK(irql);
+    FltpManageForgetFilter(Filter);
     ExFreePoolWithTag(Filter, FLTP_POOL_TAG);
 }
 
