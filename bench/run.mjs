@@ -235,7 +235,7 @@ function summarize(runs) {
 
 // Other work on the machine (test suites, the demo) skews timings: sampled every second while
 // the cells run (Linux only), reported per cell and in the JSON.
-const FOREIGN = /mocha|emulator-conformance|fltport-sample-host|test-windows|run-tests|demo\.mjs|cmake-js/;
+const FOREIGN = /mocha|emulator-conformance|fltmgr-control|test-windows|run-tests|demo\.mjs|cmake-js/;
 let foreignSeen = 0;
 function watchForeign() {
   if (process.platform !== 'linux') return () => undefined;

@@ -2,10 +2,10 @@
 // The demo agent, run by `npm run demo` (scripts/demo.mjs) in Windows node.exe: it connects to the
 // sample's port \FltportSample as an agent, denies every open whose name contains "blocked", and
 // prints a live line of progress and a summary.
-//   target emulator (FLTPORT_SAMPLE_HOST set): starts the emulator host and drives a stream of
-//                   simulated opens through it (Linux + Wine, or Windows without the driver)
-//   target driver:  uses the loaded minifilter; a child process opens real files, and any other
-//                   process opening a *.fltport-test file shows up too
+//   FLTPORT_SAMPLE_TARGET=emulator (default): loads fltportsample.sys on the emulated filter
+//                   manager (Linux + Wine, see emulated.js) and injects a stream of opens into it
+//   FLTPORT_SAMPLE_TARGET=driver: uses the minifilter loaded on Windows; a child process opens real
+//                   files, and any other process opening a *.fltport-test file shows up too
 // Options: --seconds N (default 10), --events N (stop after N opens; default: no limit).
 // Stops early and cleanly on Ctrl+C, or when the file named by FLTPORT_DEMO_STOP_FILE appears.
 const { spawn } = require('node:child_process');
@@ -16,6 +16,8 @@ const path = require('node:path');
 const readline = require('node:readline');
 const { FilterPort, WinError } = require('fltport');
 const { PORT_NAME, DEFAULT_SUFFIX, constants, structs, connectContext, getStats, decodeMessage } = require('./protocol');
+const { startEmulatedSample } = require('./emulated');
+const { unloadAll } = require('../emulator/drivers');
 
 const IN_FLIGHT = 32;
 const NAMES = ['report', 'notes', 'blocked-payroll', 'photo', 'blocked-keys', 'budget', 'draft', 'blocked-secrets'];
@@ -50,42 +52,6 @@ function startAgent(port) {
     { bufferBytes: constants.FS_MAX_MESSAGE_BYTES, pending: 16, replyType: structs.FS_OPEN_REPLY },
   );
   return { tally, served };
-}
-
-/** The emulator host, and opens simulated through its control channel. */
-async function startEmulatorHost(hostExe) {
-  const child = spawn(hostExe, [], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const lines = readline.createInterface({ input: child.stdout });
-  const waiting = new Map();
-  const failures = [];
-  await new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`the emulator host exited with ${code}: is another host or the driver using ${PORT_NAME}?`)));
-    lines.on('line', (line) => {
-      const [word, id, verdict] = line.split(' ');
-      if (word === 'ready') resolve();
-      else if (word === 'done') {
-        waiting.get(id)?.(verdict);
-        waiting.delete(id);
-      } else if (word === 'error') failures.push(line);
-    });
-  });
-  child.removeAllListeners('exit');
-  let nextId = 0;
-  return {
-    failures,
-    open(name) {
-      const id = String(++nextId);
-      return new Promise((resolve) => {
-        waiting.set(id, resolve);
-        child.stdin.write(`open ${id} 4242 0x120089 \\Device\\HarddiskVolume3\\Users\\demo\\Documents\\${name}\n`);
-      });
-    },
-    async stop() {
-      child.stdin.end('quit\n');
-      await once(child, 'exit');
-    },
-  };
 }
 
 // Opens files named on the command line in a loop until its input closes; one line per open.
@@ -136,18 +102,18 @@ function progressLine(tally, seconds) {
 
 async function main() {
   const options = parseArgs(process.argv.slice(2));
-  const hostExe = process.env.FLTPORT_SAMPLE_HOST;
-  const target = hostExe ? 'emulator' : 'driver';
+  const target = process.env.FLTPORT_SAMPLE_TARGET || 'emulator';
+  if (target !== 'emulator' && target !== 'driver') throw new Error(`FLTPORT_SAMPLE_TARGET must be emulator or driver, not ${target}`);
   const stopFile = process.env.FLTPORT_DEMO_STOP_FILE;
-  console.log(`fltport demo: an agent that denies opens of "*blocked*${DEFAULT_SUFFIX}" (${target === 'emulator' ? 'on the emulator host' : 'on the loaded driver'})`);
+  console.log(`fltport demo: an agent that denies opens of "*blocked*${DEFAULT_SUFFIX}" (${target === 'emulator' ? 'fltportsample.sys on the emulated filter manager' : 'on the loaded driver'})`);
   console.log(`runs ${options.seconds} s${options.events === Infinity ? '' : ` or ${options.events} opens`}; Ctrl+C stops it early`);
 
-  const host = target === 'emulator' ? await startEmulatorHost(hostExe) : undefined;
+  const sample = target === 'emulator' ? await startEmulatedSample() : undefined;
   let port;
   try {
     port = await FilterPort.connect(PORT_NAME, { context: connectContext({ agent: true }) });
   } catch (error) {
-    await host?.stop();
+    await sample?.stop();
     if (error instanceof WinError && error.code === 'ERROR_FILE_NOT_FOUND') {
       throw new Error(`${PORT_NAME} does not exist: load the driver (driver-sample/README.md) or run the demo on the emulator`);
     }
@@ -178,13 +144,14 @@ async function main() {
   }, 250);
 
   let opener;
-  if (host !== undefined) {
+  if (sample !== undefined) {
     let counter = 0;
     const stream = async () => {
       while (!stopping && counter < options.events) {
         counter += 1;
         const name = `${NAMES[counter % NAMES.length]}-${counter}${DEFAULT_SUFFIX}`;
-        check(await host.open(name), name);
+        const { verdict } = await sample.open(`\\Device\\HarddiskVolume3\\Users\\demo\\Documents\\${name}`);
+        check(verdict, name);
       }
     };
     await Promise.all(Array.from({ length: IN_FLIGHT }, stream));
@@ -204,18 +171,20 @@ async function main() {
   const counted = await getStats(control);
   await Promise.all([port.close(), control.close()]);
   const serveStats = await served;
-  await host?.stop();
+  await sample?.stop();
 
   const diff = (key) => counted[key] - before[key];
   console.log('\nsummary');
   console.log(`  agent:  ${tally.events} opens decided (${tally.allowed} allowed, ${tally.denied} denied), ${Math.round(tally.events / seconds)} events/s over ${seconds.toFixed(1)} s`);
   console.log(`  driver: ${diff('NotificationsSent')} notifications, ${diff('Replies')} verdicts, ${diff('Denials')} denials, ${diff('Timeouts')} timeouts, ${diff('MalformedReplies')} malformed, ${diff('SendFailures')} send failures`);
   console.log(`  opens:  ${seen.opens} made, ${seen.wrong} with the wrong result${serveStats.lateReplies ? `, ${serveStats.lateReplies} late replies` : ''}`);
-  if (host?.failures.length) console.log(`  host errors: ${host.failures.join('; ')}`);
-  if (seen.wrong > 0 || host?.failures.length) process.exitCode = 1;
+  if (sample?.failures.length) console.log(`  injection errors: ${sample.failures.map((failure) => failure.message).join('; ')}`);
+  if (seen.wrong > 0 || sample?.failures.length) process.exitCode = 1;
 }
 
-main().catch((error) => {
+main().catch(async (error) => {
   console.error(`\n${error.message ?? error}`);
   process.exitCode = 1;
+  // Whatever failed, a driver the demo loaded does not outlive it.
+  await unloadAll().catch((failure) => console.error(failure.message));
 });

@@ -1,11 +1,11 @@
 /*
  * The fltport sample's protocol: everything that crosses the communication port \FltportSample.
  *
- * Shared by the driver (driver/comm.c), the emulator host (host/) and any user-mode C agent;
+ * Shared by the driver (driver/comm.c), the layout tool (layout/) and any user-mode C agent;
  * protocol.js defines the same structs once more with koffi, and test/integration checks the two
- * against each other (sizes and offsets printed by `fltport-sample-host --layout`).
+ * against each other (sizes and offsets printed by fltport-sample-layout.exe, layout/layout.c).
  *
- * Include <fltKernel.h> (driver, emulator host) or <windows.h> (user mode) first: this header uses
+ * Include <fltKernel.h> (driver) or <windows.h> (user mode) first: this header uses
  * their fixed-width types (UINT16/UINT32/UINT64, WCHAR), FIELD_OFFSET and C_ASSERT, which exist in
  * the WDK and in the Windows SDK / mingw-w64 alike.
  *

@@ -1,7 +1,7 @@
 'use strict';
 // The sample's protocol (protocol.h) for JavaScript agents: the structs defined once with koffi,
 // and small helpers over fltport's FilterPort. test/integration checks every size, offset and
-// constant here against the C compiler's (fltport-sample-host --layout).
+// constant here against the C compiler's (fltport-sample-layout.exe, built from protocol.h).
 const koffi = require('koffi');
 
 const constants = Object.freeze({

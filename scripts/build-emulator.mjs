@@ -25,13 +25,15 @@ export function buildEmulator() {
     testKernelExe: path.join(buildDir, 'test-kernel.exe'),
     lpcStandInDll: path.join(buildDir, 'lpcemu.dll'),
     lpcConformanceExe: path.join(buildDir, 'lpc-conformance.exe'),
-    // The kernel side under Wine: the emulator's filter manager (not built with MSVC: on Windows
-    // the real one runs).
+    // The kernel side under Wine (not built with MSVC: on Windows the real filter manager runs and
+    // the WDK builds the drivers): the emulator's filter manager, and the test drivers.
     ...(isWindows
       ? {}
       : {
           fltmgrSys: path.join(buildDir, 'fltmgr.sys'),
           conformanceDriverSys: path.join(buildDir, 'fltemu-conformance.sys'),
+          loaderDriverSys: path.join(buildDir, 'loader-driver.sys'),
+          sampleDriverSys: path.join(buildDir, 'fltportsample.sys'),
         }),
     // The previous fltlib.dll over named pipes, for test-kernel.exe (user mode) until the suites
     // move to the kernel drivers.

@@ -42,6 +42,7 @@ const suites = [
   ['windows', () => runWindowsSuite('test/windows')],
   ['emulator conformance', async () => plainCounts((await runNode([path.join('scripts', 'test-emulator.mjs')])).output)],
   ['LPC stand-in conformance', async () => plainCounts((await runNode([path.join('scripts', 'test-emulator.mjs'), '--lpc'])).output)],
+  ['drivers (the kernel driver loader under Wine)', () => runWindowsSuite('test/drivers', { emulator: true })],
   ['windows with the emulator', () => runWindowsSuite('test/windows', { emulator: true })],
   ['filter-port', () => runWindowsSuite('test/filter-port', { emulator: true })],
   ['fuzz (odd reads, random aborts)', () => runWindowsSuite('test/fuzz', { emulator: true })],

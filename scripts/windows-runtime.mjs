@@ -105,6 +105,31 @@ export function emulatedNodeExe(fltlibDll) {
   return windowsNodeExe();
 }
 
+/**
+ * Wine only: makes Wine load the emulator's fltmgr.sys (emulator/drivers.js starts it as the FltMgr
+ * service inside node.exe): it replaces the prefix's system32\drivers\fltmgr.sys, and the DLL
+ * override fltmgr.sys=native goes into the prefix's registry, since a driver importing fltmgr.sys
+ * otherwise gets Wine's builtin stub. On Windows the real filter manager runs: nothing to do.
+ */
+export function installEmulatedFilterManager(fltmgrSys) {
+  if (isWindows) return;
+  ensureWinePrefix();
+  fs.copyFileSync(fltmgrSys, path.join(winePrefix, 'drive_c', 'windows', 'system32', 'drivers', 'fltmgr.sys'));
+  const userRegistry = fs.readFileSync(path.join(winePrefix, 'user.reg'), 'utf8');
+  if (!/^"fltmgr\.sys"="native"$/m.test(userRegistry)) {
+    runChecked('wine', ['reg', 'add', 'HKCU\\Software\\Wine\\DllOverrides', '/v', 'fltmgr.sys', '/d', 'native', '/f'], { env: wineEnv() });
+  }
+}
+
+/**
+ * Wine only: waits (30 s at most) until the prefix's Wine session has ended, so that the next
+ * program starts a fresh one.
+ */
+export function waitForWineSessionEnd() {
+  if (isWindows) return;
+  spawnSync('wineserver', ['--wait'], { env: wineEnv(), stdio: 'ignore', timeout: 30000 });
+}
+
 /** Undoes emulatedNodeExe where a file decides (Windows); under Wine the override decides. */
 export function removeEmulatedFltlib() {
   if (isWindows) fs.rmSync(path.join(repoRoot, 'build', 'Release', 'fltlib.dll'), { force: true });
@@ -136,8 +161,11 @@ export function runWindowsProgram(exe, args, { env = {}, cwd = repoRoot, echo = 
   ensureWinePrefix();
   const logFile = path.join(cacheDir, `wine-output-${process.pid}-${Date.now()}.log`);
   const fd = fs.openSync(logFile, 'w');
+  // The program's output is also where services.exe and winedevice.exe write when this program
+  // starts the Wine session: emulator/drivers.js quotes it when a winedevice.exe died.
+  const sessionEnv = { FLTPORT_WINE_LOG: windowsPath(logFile), ...env };
   return new Promise((resolve, reject) => {
-    const child = spawn('wine', [exe, ...args], { cwd, env: wineEnv(env), stdio: ['ignore', fd, fd] });
+    const child = spawn('wine', [exe, ...args], { cwd, env: wineEnv(sessionEnv), stdio: ['ignore', fd, fd] });
     fs.closeSync(fd);
     let shown = 0;
     const follow = () => {

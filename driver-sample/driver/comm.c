@@ -1,12 +1,17 @@
 /*
  * The sample's communication port: connection checks, commands from agents, open notifications
- * and the verdicts that come back. The same file builds into the driver (WDK) and into the
- * emulator host (emulator/include/fltKernel.h); see comm.h.
+ * and the verdicts that come back. Part of the driver with filter.c: built by the WDK, and here
+ * against the emulator's kernel-mode fltKernel.h (emulator/kernel) as fltportsample.sys.
  *
  * Concurrency: up to FS_MAX_CONNECTIONS connections live in a fixed table guarded by one
  * shared/exclusive lock, which is never held across FltSendMessage (that waits for an agent).
  * A table entry stays reserved while sends use its client port variable, so a disconnect followed
  * by a new connection can never redirect a notification to the newcomer.
+ *
+ * The pre-create callback runs on every open in the system, so its cheap checks take no lock:
+ * CommWantsOpens reads two counters, and the configuration is read as a sequence lock (SET_CONFIG,
+ * the only writer, makes ConfigVersion odd while it rewrites Config; a reader that saw it odd or
+ * changed reads again). An open that goes on to an agent takes the lock once, shared.
  */
 #include <fltKernel.h>
 
@@ -14,21 +19,8 @@
 
 #define COMM_POOL_TAG 0x70537446u /* "FtSp" in pool dumps */
 
-/* ---- the two environments ------------------------------------------------------------------ */
+/* ---- the lock ------------------------------------------------------------------------------- */
 
-#ifdef FLTEMU
-/* The emulator's fltKernel.h covers the port API only. An SRW lock has a push lock's semantics
- * (shared or exclusive, not recursive), and ntdll exports the kernel's upcase routine. */
-typedef SRWLOCK COMM_LOCK;
-NTSYSAPI WCHAR NTAPI RtlUpcaseUnicodeChar(WCHAR SourceCharacter);
-
-static VOID CommLockInitialize(COMM_LOCK *Lock) { InitializeSRWLock(Lock); }
-static VOID CommLockDelete(COMM_LOCK *Lock) { UNREFERENCED_PARAMETER(Lock); }
-static VOID CommLockShared(COMM_LOCK *Lock) { AcquireSRWLockShared(Lock); }
-static VOID CommUnlockShared(COMM_LOCK *Lock) { ReleaseSRWLockShared(Lock); }
-static VOID CommLockExclusive(COMM_LOCK *Lock) { AcquireSRWLockExclusive(Lock); }
-static VOID CommUnlockExclusive(COMM_LOCK *Lock) { ReleaseSRWLockExclusive(Lock); }
-#else
 /* FltAcquirePushLock* disable normal kernel APCs themselves: no KeEnterCriticalRegion needed. */
 typedef EX_PUSH_LOCK COMM_LOCK;
 
@@ -38,7 +30,6 @@ static VOID CommLockShared(COMM_LOCK *Lock) { FltAcquirePushLockShared(Lock); }
 static VOID CommUnlockShared(COMM_LOCK *Lock) { FltReleasePushLock(Lock); }
 static VOID CommLockExclusive(COMM_LOCK *Lock) { FltAcquirePushLockExclusive(Lock); }
 static VOID CommUnlockExclusive(COMM_LOCK *Lock) { FltReleasePushLock(Lock); }
-#endif
 
 C_ASSERT(sizeof(FILTER_REPLY_HEADER) == FS_REPLY_HEADER_BYTES);
 
@@ -56,8 +47,10 @@ typedef struct _COMM_CONNECTION {
     HANDLE ProcessId;
     UINT32 Flags;
     ULONG Index;
-    COMM_SLOT_STATE State;
-    volatile LONG Sends; /* FltSendMessage calls using ClientPort right now */
+    volatile LONG State; /* COMM_SLOT_STATE */
+    /* One for the open connection itself, one per FltSendMessage using ClientPort right now. Taken
+     * only while the entry is OPEN (under the lock); whoever drops the last one frees the entry. */
+    volatile LONG References;
 } COMM_CONNECTION;
 
 typedef struct _COMM_COUNTERS {
@@ -81,10 +74,14 @@ static struct {
     PFLT_FILTER Filter;
     PFLT_PORT ServerPort;
     BOOLEAN Verbose;
-    COMM_LOCK Lock; /* guards Config, ChangeCount, Agents and every connection's fields but ClientPort and Sends */
+    /* Guards the connection table (but ClientPort and References) and serialises SET_CONFIG. */
+    COMM_LOCK Lock;
+    /* Read without the lock on every create; written under the lock. */
+    volatile LONG Agents;        /* connected agents */
+    volatile LONG Enabled;       /* Config.Flags & FS_CONFIG_ENABLED */
+    volatile LONG ConfigVersion; /* odd while SET_CONFIG rewrites Config */
     FS_CONFIG Config;
     UINT64 ChangeCount;
-    ULONG Agents;
     COMM_CONNECTION Connections[FS_MAX_CONNECTIONS];
     volatile LONG NextAgent;
     volatile LONG64 NextSequence;
@@ -111,13 +108,14 @@ static NTSTATUS CommGetStats(PVOID OutputBuffer, ULONG OutputBufferLength, PULON
 static NTSTATUS CommSetConfig(const UCHAR *Payload, UINT32 PayloadBytes, PVOID OutputBuffer,
                               ULONG OutputBufferLength, PULONG ReturnOutputBufferLength);
 static VOID CommBroadcastConfig(const FS_CONFIG *Config, UINT64 ChangeCount);
-static VOID CommReleaseSend(COMM_CONNECTION *Connection);
+static PCSTR CommOutcomeName(COMM_OUTCOME Outcome);
 
 #ifdef ALLOC_PRAGMA
 #pragma alloc_text(PAGE, CommStart)
 #pragma alloc_text(PAGE, CommStop)
 #pragma alloc_text(PAGE, CommCleanup)
 #pragma alloc_text(PAGE, CommWantsOpens)
+#pragma alloc_text(PAGE, CommIsWatchedName)
 #pragma alloc_text(PAGE, CommCheckOpen)
 #pragma alloc_text(PAGE, CommConnectNotify)
 #pragma alloc_text(PAGE, CommDisconnectNotify)
@@ -126,7 +124,6 @@ static VOID CommReleaseSend(COMM_CONNECTION *Connection);
 #pragma alloc_text(PAGE, CommGetStats)
 #pragma alloc_text(PAGE, CommSetConfig)
 #pragma alloc_text(PAGE, CommBroadcastConfig)
-#pragma alloc_text(PAGE, CommReleaseSend)
 #endif
 
 /* ---- helpers --------------------------------------------------------------------------------- */
@@ -167,16 +164,51 @@ static NTSTATUS CommValidateConfig(const FS_CONFIG *Config)
     return STATUS_SUCCESS;
 }
 
-/* Case-insensitive, as file names are on the file systems the filter attaches to. */
+/* A consistent copy of the configuration, without the lock (see the top of this file). */
+static VOID CommReadConfig(FS_CONFIG *Config)
+{
+    for (;;) {
+        LONG version = g.ConfigVersion;
+        if ((version & 1) == 0) {
+            KeMemoryBarrier();
+            RtlCopyMemory(Config, &g.Config, sizeof *Config);
+            KeMemoryBarrier();
+            if (g.ConfigVersion == version) return;
+        }
+        YieldProcessor();
+    }
+}
+
+VOID CommFileNamePart(PCUNICODE_STRING Path, PUNICODE_STRING FileName)
+{
+    USHORT chars = (USHORT)(Path->Length / sizeof(WCHAR));
+    USHORT start = chars;
+    USHORT end;
+
+    while (start > 0 && Path->Buffer[start - 1] != L'\\') start--;
+    for (end = start; end < chars && Path->Buffer[end] != L':'; end++) {
+    }
+    FileName->Buffer = Path->Buffer + start;
+    FileName->Length = (USHORT)((end - start) * sizeof(WCHAR));
+    FileName->MaximumLength = FileName->Length;
+}
+
+/* Case-insensitive, as file names are on the file systems the filter attaches to. The suffix ends
+ * the file's name, not the path: "x.fltport-test:data" and "x.fltport-test::$DATA" name streams
+ * of the watched file x.fltport-test and are watched too. */
 static BOOLEAN CommSuffixMatches(PCUNICODE_STRING Path, const FS_CONFIG *Config)
 {
-    ULONG pathChars = Path->Length / sizeof(WCHAR);
-    ULONG suffixChars = Config->SuffixBytes / sizeof(WCHAR);
+    UNICODE_STRING fileName;
+    ULONG nameChars;
+    ULONG suffixChars = Config->SuffixBytes / (ULONG)sizeof(WCHAR);
     const WCHAR *tail;
     ULONG i;
 
-    if (Path->Buffer == NULL || pathChars < suffixChars) return FALSE;
-    tail = Path->Buffer + (pathChars - suffixChars);
+    if (Path->Buffer == NULL) return FALSE;
+    CommFileNamePart(Path, &fileName);
+    nameChars = fileName.Length / (ULONG)sizeof(WCHAR);
+    if (nameChars < suffixChars) return FALSE;
+    tail = fileName.Buffer + (nameChars - suffixChars);
     for (i = 0; i < suffixChars; i++) {
         if (RtlUpcaseUnicodeChar(tail[i]) != RtlUpcaseUnicodeChar(Config->Suffix[i])) return FALSE;
     }
@@ -196,33 +228,28 @@ static BOOLEAN CommIsAgentProcessLocked(HANDLE ProcessId)
     return FALSE;
 }
 
-/* Picks the next agent in turn and reserves its table entry for one send; NULL when none is open.
- * Spreading opens over the agents lets several agent processes share the load. */
-static COMM_CONNECTION *CommAcquireAgent(VOID)
+/* Picks the next agent in turn and takes a reference on its table entry for one send; NULL when
+ * none is open. Spreading opens over the agents lets several agent processes share the load.
+ * Caller holds g.Lock (shared is enough: References is interlocked). */
+static COMM_CONNECTION *CommAcquireAgentLocked(VOID)
 {
     ULONG start = (ULONG)InterlockedIncrement(&g.NextAgent);
-    COMM_CONNECTION *found = NULL;
     ULONG i;
 
-    CommLockShared(&g.Lock);
-    for (i = 0; i < FS_MAX_CONNECTIONS && found == NULL; i++) {
+    for (i = 0; i < FS_MAX_CONNECTIONS; i++) {
         COMM_CONNECTION *connection = &g.Connections[(start + i) % FS_MAX_CONNECTIONS];
         if (connection->State == COMM_SLOT_OPEN && (connection->Flags & FS_CONNECT_AGENT) != 0) {
-            InterlockedIncrement(&connection->Sends);
-            found = connection;
+            InterlockedIncrement(&connection->References);
+            return connection;
         }
     }
-    CommUnlockShared(&g.Lock);
-    return found;
+    return NULL;
 }
 
-static VOID CommReleaseSend(COMM_CONNECTION *Connection)
+/* No lock: once an entry is CLOSING nobody takes a new reference, so the last one is final. */
+static VOID CommReleaseConnection(COMM_CONNECTION *Connection)
 {
-    PAGED_CODE();
-    CommLockExclusive(&g.Lock);
-    if (InterlockedDecrement(&Connection->Sends) == 0 && Connection->State == COMM_SLOT_CLOSING)
-        Connection->State = COMM_SLOT_FREE;
-    CommUnlockExclusive(&g.Lock);
+    if (InterlockedDecrement(&Connection->References) == 0) (VOID)InterlockedExchange(&Connection->State, COMM_SLOT_FREE);
 }
 
 /* ---- connections ----------------------------------------------------------------------------- */
@@ -268,8 +295,9 @@ static NTSTATUS FLTAPI CommConnectNotify(PFLT_PORT ClientPort, PVOID ServerPortC
         /* ConnectNotify runs in the connecting process: this is the agent whose own opens are skipped. */
         connection->ProcessId = PsGetCurrentProcessId();
         connection->Flags = context.Flags;
+        connection->References = 1;
         connection->State = COMM_SLOT_OPEN;
-        if ((context.Flags & FS_CONNECT_AGENT) != 0) g.Agents++;
+        if ((context.Flags & FS_CONNECT_AGENT) != 0) InterlockedIncrement(&g.Agents);
     }
     CommUnlockExclusive(&g.Lock);
 
@@ -295,9 +323,10 @@ static VOID FLTAPI CommDisconnectNotify(PVOID ConnectionCookie)
     FltCloseClientPort(g.Filter, &connection->ClientPort);
 
     CommLockExclusive(&g.Lock);
-    if ((connection->Flags & FS_CONNECT_AGENT) != 0) g.Agents--;
-    connection->State = connection->Sends == 0 ? COMM_SLOT_FREE : COMM_SLOT_CLOSING;
+    if ((connection->Flags & FS_CONNECT_AGENT) != 0) InterlockedDecrement(&g.Agents);
+    connection->State = COMM_SLOT_CLOSING;
     CommUnlockExclusive(&g.Lock);
+    CommReleaseConnection(connection);
 
     COMM_COUNT(Disconnects);
     COMM_TRACE("fltport-sample: disconnect #%lu\n", connection->Index);
@@ -349,8 +378,8 @@ static NTSTATUS CommGetStats(PVOID OutputBuffer, ULONG OutputBufferLength, PULON
     for (i = 0; i < FS_MAX_CONNECTIONS; i++) {
         if (g.Connections[i].State == COMM_SLOT_OPEN) stats.Connections++;
     }
-    stats.Agents = g.Agents;
     CommUnlockShared(&g.Lock);
+    stats.Agents = (UINT32)g.Agents;
 
     __try {
         RtlCopyMemory(OutputBuffer, &stats, sizeof stats);
@@ -384,7 +413,12 @@ static NTSTATUS CommSetConfig(const UCHAR *Payload, UINT32 PayloadBytes, PVOID O
 
     CommLockExclusive(&g.Lock);
     previous = g.Config;
+    /* Interlocked operations are full barriers: readers see the odd version before the new bytes,
+     * and the new bytes before the even version. */
+    InterlockedIncrement(&g.ConfigVersion);
     g.Config = config;
+    g.Enabled = (config.Flags & FS_CONFIG_ENABLED) != 0;
+    InterlockedIncrement(&g.ConfigVersion);
     changeCount = ++g.ChangeCount;
     CommUnlockExclusive(&g.Lock);
     COMM_TRACE("fltport-sample: config #%I64u flags=0x%lX timeout=%lums suffix=%lu bytes\n", changeCount,
@@ -418,7 +452,7 @@ static VOID CommBroadcastConfig(const FS_CONFIG *Config, UINT64 ChangeCount)
     for (i = 0; i < FS_MAX_CONNECTIONS; i++) {
         COMM_CONNECTION *connection = &g.Connections[i];
         if (connection->State == COMM_SLOT_OPEN && (connection->Flags & FS_CONNECT_AGENT) != 0) {
-            InterlockedIncrement(&connection->Sends);
+            InterlockedIncrement(&connection->References);
             agents[count++] = connection;
         }
     }
@@ -435,7 +469,7 @@ static VOID CommBroadcastConfig(const FS_CONFIG *Config, UINT64 ChangeCount)
             COMM_COUNT(EventsSent);
         else
             COMM_COUNT(EventsDropped);
-        CommReleaseSend(agents[i]);
+        CommReleaseConnection(agents[i]);
     }
 }
 
@@ -531,20 +565,23 @@ static VOID CommCountOutcome(COMM_OUTCOME Outcome)
 
 BOOLEAN CommWantsOpens(VOID)
 {
-    BOOLEAN wants;
-
     PAGED_CODE();
-    CommLockShared(&g.Lock);
-    wants = (g.Config.Flags & FS_CONFIG_ENABLED) != 0 && g.Agents > 0;
-    CommUnlockShared(&g.Lock);
-    return wants;
+    return g.Enabled != 0 && g.Agents > 0;
 }
 
-COMM_OUTCOME CommCheckOpen(HANDLE ProcessId, ACCESS_MASK DesiredAccess, PCUNICODE_STRING Path, UINT64 *Sequence)
+BOOLEAN CommIsWatchedName(PCUNICODE_STRING Name)
+{
+    FS_CONFIG config;
+
+    PAGED_CODE();
+    CommReadConfig(&config);
+    return CommSuffixMatches(Name, &config);
+}
+
+COMM_OUTCOME CommCheckOpen(HANDLE ProcessId, ACCESS_MASK DesiredAccess, PCUNICODE_STRING Path)
 {
     FS_CONFIG config;
     BOOLEAN self;
-    ULONG agents;
     COMM_CONNECTION *agent;
     FS_OPEN_NOTIFICATION *notification;
     FS_OPEN_REPLY reply;
@@ -556,32 +593,31 @@ COMM_OUTCOME CommCheckOpen(HANDLE ProcessId, ACCESS_MASK DesiredAccess, PCUNICOD
     COMM_OUTCOME outcome;
 
     PAGED_CODE();
-    if (Sequence != NULL) *Sequence = 0;
 
-    CommLockShared(&g.Lock);
-    config = g.Config;
-    agents = g.Agents;
-    self = CommIsAgentProcessLocked(ProcessId);
-    CommUnlockShared(&g.Lock);
-
-    if ((config.Flags & FS_CONFIG_ENABLED) == 0 || agents == 0) return COMM_OUTCOME_IDLE;
+    CommReadConfig(&config);
+    if ((config.Flags & FS_CONFIG_ENABLED) == 0 || g.Agents == 0) return COMM_OUTCOME_IDLE;
     if (!CommSuffixMatches(Path, &config)) return COMM_OUTCOME_UNWATCHED;
     COMM_COUNT(OpensSeen);
+
+    /* One pass under the lock: is the opener an agent, and if not, which agent to ask. */
+    CommLockShared(&g.Lock);
+    self = CommIsAgentProcessLocked(ProcessId);
+    agent = self ? NULL : CommAcquireAgentLocked();
+    CommUnlockShared(&g.Lock);
     if (self) {
         COMM_COUNT(SelfSkipped);
         return COMM_OUTCOME_SELF;
     }
-    agent = CommAcquireAgent();
     if (agent == NULL) {
         COMM_COUNT(NoAgent);
         return COMM_OUTCOME_NO_AGENT;
     }
 
     COMM_COUNT(NotificationsSent);
-    /* 2 KiB: too large for a kernel stack. */
-    notification = (FS_OPEN_NOTIFICATION *)ExAllocatePool2(POOL_FLAG_PAGED, sizeof *notification, COMM_POOL_TAG);
+    /* 2 KiB: too large for a kernel stack. Zeroed: the unused tail of Path goes to user mode. */
+    notification = (FS_OPEN_NOTIFICATION *)ExAllocatePoolZero(PagedPool, sizeof *notification, COMM_POOL_TAG);
     if (notification == NULL) {
-        CommReleaseSend(agent);
+        CommReleaseConnection(agent);
         COMM_COUNT(SendFailures);
         return COMM_OUTCOME_SEND_FAILED;
     }
@@ -602,18 +638,18 @@ COMM_OUTCOME CommCheckOpen(HANDLE ProcessId, ACCESS_MASK DesiredAccess, PCUNICOD
     timeout = CommRelativeTimeout(config.ReplyTimeoutMs);
     status = FltSendMessage(g.Filter, &agent->ClientPort, notification, sizeof *notification, &reply, &replyLength,
                             &timeout);
-    CommReleaseSend(agent);
+    CommReleaseConnection(agent);
     ExFreePoolWithTag(notification, COMM_POOL_TAG);
 
     outcome = CommInterpretReply(status, &reply, replyLength, sequence);
     CommCountOutcome(outcome);
     COMM_TRACE("fltport-sample: open #%I64u pid=%p access=0x%08lX -> %s (0x%08lX)\n", sequence, ProcessId,
                (ULONG)DesiredAccess, CommOutcomeName(outcome), (ULONG)status);
-    if (Sequence != NULL) *Sequence = sequence;
     return outcome;
 }
 
-PCSTR CommOutcomeName(COMM_OUTCOME Outcome)
+/* Short name of an outcome for the verbose trace. */
+static PCSTR CommOutcomeName(COMM_OUTCOME Outcome)
 {
     switch (Outcome) {
     case COMM_OUTCOME_IDLE: return "idle";
@@ -644,6 +680,7 @@ NTSTATUS CommStart(PFLT_FILTER Filter, PCUNICODE_STRING PortName, BOOLEAN Verbos
     g.Verbose = Verbose;
     for (i = 0; i < FS_MAX_CONNECTIONS; i++) g.Connections[i].Index = i;
     CommDefaultConfig(&g.Config);
+    g.Enabled = (g.Config.Flags & FS_CONFIG_ENABLED) != 0;
     CommLockInitialize(&g.Lock);
 
     /* Administrators and SYSTEM only. The agent decides which files may open: a NULL DACL here

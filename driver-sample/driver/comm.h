@@ -1,9 +1,7 @@
 /*
- * The sample's communication logic: the port, its callbacks, and asking an agent about an open.
- *
- * comm.c compiles unchanged against the WDK (in the driver, with filter.c) and against the
- * filter-manager emulator's fltKernel.h (in host/, which stands in for filter.c and feeds it
- * simulated opens). Include <fltKernel.h> before this header.
+ * The sample's communication logic (comm.c): the port, its callbacks, and asking an agent about
+ * an open. filter.c calls it from the pre-create callback. Include <fltKernel.h> before this
+ * header.
  */
 #ifndef FLTPORT_SAMPLE_COMM_H
 #define FLTPORT_SAMPLE_COMM_H
@@ -35,16 +33,21 @@ VOID CommStop(VOID);
 /* Releases what CommStart set up. Call after the filter is unregistered: no callback runs any more. */
 VOID CommCleanup(VOID);
 
-/* Cheap check for the pre-create path, before the costly name query: is anybody to be asked? */
+/* Cheap check for the pre-create path, before the costly name query: is anybody to be asked?
+ * Takes no lock. */
 BOOLEAN CommWantsOpens(VOID);
 
-/* Decides one open: matches the suffix, skips agents' own processes, sends the notification to an
- * agent and waits for its verdict (bounded by the configured timeout). Sequence receives the
- * notification's sequence number, 0 when none was sent. Runs at PASSIVE_LEVEL. */
-COMM_OUTCOME CommCheckOpen(_In_ HANDLE ProcessId, _In_ ACCESS_MASK DesiredAccess, _In_ PCUNICODE_STRING Path,
-                           _Out_opt_ UINT64 *Sequence);
+/* Does Name (any form: opened, normalized, relative) end with the watched suffix? Compares the
+ * file name without a stream name, case-insensitively; takes no lock. CommCheckOpen checks again
+ * on the name it is given. */
+BOOLEAN CommIsWatchedName(_In_ PCUNICODE_STRING Name);
 
-/* Short name of an outcome for logs: "allowed", "timeout", ... */
-PCSTR CommOutcomeName(_In_ COMM_OUTCOME Outcome);
+/* The final component of Path without its stream name (":stream", "::$DATA"), pointing into
+ * Path's buffer: "\dir\a.txt:s" -> "a.txt". */
+VOID CommFileNamePart(_In_ PCUNICODE_STRING Path, _Out_ PUNICODE_STRING FileName);
+
+/* Decides one open: matches the suffix, skips agents' own processes, sends the notification to an
+ * agent and waits for its verdict (bounded by the configured timeout). Runs at PASSIVE_LEVEL. */
+COMM_OUTCOME CommCheckOpen(_In_ HANDLE ProcessId, _In_ ACCESS_MASK DesiredAccess, _In_ PCUNICODE_STRING Path);
 
 #endif /* FLTPORT_SAMPLE_COMM_H */

@@ -1,5 +1,7 @@
-# Installs the signed package from scripts\out\package through its INF's DefaultInstall section
-# (driver store, service fltportsample, Instances values). Does not load it: .\load.ps1 does.
+# Installs the signed package from scripts\out\package the way Microsoft documents for primitive
+# drivers (Windows 10 1903 and later): `pnputil /add-driver ... /install` puts it in the driver
+# store and processes its DefaultInstall section (service fltportsample, Instances values).
+# Does not load it: .\load.ps1 does.
 . "$PSScriptRoot\common.ps1"
 Assert-Administrator
 Assert-TestSigning
@@ -9,18 +11,15 @@ foreach ($file in 'fltportsample.inf', 'fltportsample.sys', 'fltportsample.cat')
     if (-not (Test-Path (Join-Path $PackageDir $file))) { Stop-Step "$file is missing from $PackageDir" 'run .\sign.ps1 first' }
 }
 
-Write-Step "installing $inf (DefaultInstall)"
-$setup = Start-Process -FilePath "$env:SystemRoot\System32\rundll32.exe" -Wait -PassThru `
-    -ArgumentList @('setupapi.dll,InstallHinfSection', 'DefaultInstall', '132', $inf)
-if ($setup.ExitCode -ne 0) {
-    Stop-Step "InstallHinfSection exited with $($setup.ExitCode)" "read the end of $env:SystemRoot\INF\setupapi.app.log and setupapi.dev.log"
-}
+Invoke-Checked "installing $inf (pnputil /add-driver /install)" `
+    "read the end of $env:SystemRoot\INF\setupapi.dev.log; a catalog or signature problem shows there (run .\sign.ps1 again)" `
+    'pnputil.exe' @('/add-driver', $inf, '/install')
 
-# rundll32 reports little: check what the INF should have produced.
+# Check what the INF should have produced.
 Write-Step 'checking the service and its Instances values'
 & sc.exe query $ServiceName | Out-Null
 if ($LASTEXITCODE -ne 0) {
-    Stop-Step "the service $ServiceName was not created" "read the end of $env:SystemRoot\INF\setupapi.app.log; a catalog or signature problem shows there (run .\sign.ps1 again)"
+    Stop-Step "the service $ServiceName was not created" "read the end of $env:SystemRoot\INF\setupapi.dev.log"
 }
 $key = "HKLM:\SYSTEM\CurrentControlSet\Services\$ServiceName"
 if (-not (Test-Path "$key\Instances") -and -not (Test-Path "$key\Parameters\Instances")) {

@@ -6,13 +6,23 @@
 #ifndef FLTEMU_KERNEL_FILTERS_H
 #define FLTEMU_KERNEL_FILTERS_H
 
+/* Altitudes are decimal strings ("370035", "370035.5"); longer ones are refused at registration. */
+#define FLTP_ALTITUDE_CHARS 32
+
 /* Per-filter state of the callback side, embedded in FLT_FILTER (fltmgrp.h). */
 typedef struct _FLTP_FILTER_SIDE {
-    BOOLEAN Filtering; /* FltStartFiltering was called */
+    BOOLEAN Filtering; /* FltStartFiltering was called; guarded by FltpGlobals.Lock */
+    PFLT_PRE_OPERATION_CALLBACK PreCreate;   /* from the registration's IRP_MJ_CREATE entry */
+    PFLT_POST_OPERATION_CALLBACK PostCreate;
+    WCHAR Altitude[FLTP_ALTITUDE_CHARS + 1]; /* from the service's Instances key, NUL-terminated */
+    /* 1 while registered, plus one per injected open calling the filter's callbacks now; the
+     * unregistration drops the 1 and waits for CallbacksDone when others remain. */
+    volatile LONG Callbacks;
+    KEVENT CallbacksDone;
 } FLTP_FILTER_SIDE;
 
 /* FltRegisterFilter, after the FLT_FILTER is built and before it is listed: checks the
- * registration (and, as on Windows, that the service has its Instances keys). */
+ * registration and, as on Windows, that the service has its Instances keys (the altitude). */
 NTSTATUS FltpFilterSideRegister(struct _FLT_FILTER *Filter);
 
 /* FltUnregisterFilter, first: no pre/post-operation callback of the filter starts any more and

@@ -99,6 +99,14 @@ FORCEINLINE PVOID ExAllocatePoolUninitialized(POOL_TYPE PoolType, SIZE_T NumberO
     return ExAllocatePoolWithTag(PoolType, NumberOfBytes, Tag);
 }
 
+/* mingw-w64's wdm.h has KeMemoryBarrier for x86 only; the WDK has it on every architecture. */
+#ifdef _AMD64_
+FORCEINLINE VOID KeMemoryBarrier(VOID)
+{
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+#endif
+
 #ifndef FLT_ASSERT
 #define FLT_ASSERT(e) NT_ASSERT(e)
 #endif
@@ -111,6 +119,11 @@ FORCEINLINE PVOID ExAllocatePoolUninitialized(POOL_TYPE PoolType, SIZE_T NumberO
 #ifndef NT_ASSERTMSG
 #define NT_ASSERTMSG(m, e) ((void)0)
 #endif
+
+/* SAL annotations the WDK's fltKernel.h adds (Microsoft's minifilter samples use them in every
+ * pre-operation and connect callback); they mean nothing to GCC. */
+#define _Flt_CompletionContext_Outptr_
+#define _Flt_ConnectionCookie_Outptr_
 
 /* ---- basic filter-manager types ------------------------------------------------------------ */
 

@@ -27,7 +27,7 @@
  * connection the kernel side ended: STATUS_PORT_DISCONNECTED.
  *
  * The control device FLTEMU_CONTROL_DEVICE_NAME takes IOCTL_FLTEMU_INJECT_CREATE (filters.c):
- * in: FLTEMU_INJECT_CREATE_REQUEST + the NT file name; out: FLTEMU_INJECT_CREATE_RESULT.
+ * in: FLTEMU_INJECT_CREATE_REQUEST + the NT file name(s); out: FLTEMU_INJECT_CREATE_RESULT.
  */
 #ifndef FLTEMU_KERNEL_PROTOCOL_H
 #define FLTEMU_KERNEL_PROTOCOL_H
@@ -61,7 +61,9 @@ typedef struct _FLTEMU_INJECT_CREATE_REQUEST {
     ULONG CreateOptions; /* FILE_* create options (FILE_DIRECTORY_FILE, ...) */
     USHORT ShareAccess;
     USHORT FileAttributes;
-    ULONG NameBytes;     /* followed by the NT file name, UTF-16, no terminator */
+    ULONG NameBytes;           /* followed by the NT file name as opened, UTF-16, no terminator */
+    ULONG NormalizedNameBytes; /* then the name FltGetFileNameInformation reports as normalized
+                                * (the long name of an 8.3 name, a file id's file); 0: the same */
 } FLTEMU_INJECT_CREATE_REQUEST;
 
 typedef struct _FLTEMU_INJECT_CREATE_RESULT {

@@ -1,8 +1,8 @@
 'use strict';
 // The two things the integration suite runs against, chosen by FLTPORT_SAMPLE_TARGET:
-//   emulator (default)  driver-sample's host (FLTPORT_SAMPLE_HOST, default
-//                       build/sample-host/fltport-sample-host.exe) on the emulator's fltlib.dll:
-//                       started and stopped by the suite, opens simulated through its control channel
+//   emulator (default)  fltportsample.sys (driver-sample/driver, built by the emulator's build) on
+//                       the emulated filter manager under Wine, loaded and unloaded by the suite;
+//                       opens are injected through fltmgr-control (driver-sample/emulated.js)
 //   driver              the sample minifilter loaded on this Windows machine (test signing on,
 //                       `fltmc load fltportsample`, run as administrator): real files are opened
 //                       by a child process, so the suite's own process (the agent) is not skipped
@@ -11,94 +11,62 @@ const { once } = require('node:events');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const readline = require('node:readline');
 const { PORT_NAME } = require('../../driver-sample/protocol');
+const { startEmulatedSample, loadEmulatedFilter, FILE_OPEN_OPTIONS } = require('../../driver-sample/emulated');
 
-const repoRoot = path.resolve(__dirname, '..', '..');
+const layoutExe = path.resolve(__dirname, '..', '..', 'emulator', 'build', 'fltport-sample-layout.exe');
 
-function hostExe() {
-  const exe = process.env.FLTPORT_SAMPLE_HOST || path.join(repoRoot, 'build', 'sample-host', 'fltport-sample-host.exe');
-  if (!fs.existsSync(exe)) {
-    throw new Error(`the sample host ${exe} does not exist: build it with \`node scripts/build-sample-host.mjs\` or set FLTPORT_SAMPLE_HOST`);
-  }
-  return exe;
-}
-
-/** Runs `fltport-sample-host --layout`: the C compiler's sizes, offsets and constants. */
-async function hostLayout() {
-  const child = spawn(hostExe(), ['--layout'], { stdio: ['ignore', 'pipe', 'inherit'] });
+/** The C compiler's sizes, offsets and constants of protocol.h (fltport-sample-layout.exe), or
+ * undefined where it is not built (Windows, where the WDK builds the driver). */
+async function protocolLayoutOfC() {
+  if (!fs.existsSync(layoutExe)) return undefined;
+  const child = spawn(layoutExe, [], { stdio: ['ignore', 'pipe', 'inherit'] });
   let text = '';
   child.stdout.setEncoding('utf8').on('data', (chunk) => {
     text += chunk;
   });
   const [code] = await once(child, 'exit');
-  if (code !== 0) throw new Error(`fltport-sample-host --layout exited with ${code}`);
+  if (code !== 0) throw new Error(`fltport-sample-layout exited with ${code}`);
   return JSON.parse(text);
 }
 
 class EmulatorTarget {
   name = 'emulator';
-  /** The host tells which outcome comm.c reached (allowed, timeout, ...); the driver cannot. */
-  reportsOutcome = true;
-  portName = `${PORT_NAME}-it-${process.pid}`;
-  #child;
-  #pending = new Map();
-  #nextId = 0;
-  #hostPid = 0;
+  /** Opens are described, not made: names (short names, file ids) and create options can be chosen. */
+  injectsOpens = true;
+  portName = PORT_NAME;
+  #sample;
 
   async start() {
-    const args = ['--port', this.portName];
-    if (process.env.FLTPORT_SAMPLE_VERBOSE) args.push('--verbose');
-    const child = spawn(hostExe(), args, { stdio: ['pipe', 'pipe', process.env.FLTPORT_SAMPLE_VERBOSE ? 'inherit' : 'ignore'] });
-    this.#child = child;
-    const lines = readline.createInterface({ input: child.stdout });
-    await new Promise((resolve, reject) => {
-      child.once('error', reject);
-      child.once('exit', (code) => reject(new Error(`fltport-sample-host exited with ${code} before it was ready`)));
-      lines.on('line', (line) => {
-        const [word, ...rest] = line.split(' ');
-        if (word === 'ready') {
-          this.#hostPid = Number(rest[0]);
-          resolve();
-        } else if (word === 'done') {
-          const [id, verdict, outcome, sequence] = rest;
-          this.#pending.get(id)?.resolve({ verdict, outcome, sequence: Number(sequence) });
-          this.#pending.delete(id);
-        } else if (word === 'error') {
-          const failure = new Error(`fltport-sample-host: ${line}`);
-          for (const waiter of this.#pending.values()) waiter.reject(failure);
-          this.#pending.clear();
-        }
-      });
-    });
-    child.removeAllListeners('exit');
+    this.#sample = await startEmulatedSample();
   }
 
   async stop() {
-    const child = this.#child;
-    if (child === undefined || child.exitCode !== null) return;
-    child.stdin.end('quit\n');
-    const [code] = await once(child, 'exit');
-    if (code !== 0) throw new Error(`fltport-sample-host exited with ${code}`);
+    await this.#sample?.stop();
   }
 
-  /** A process id whose opens are skipped: under the emulator, ConnectNotify runs in the host. */
+  /** Loads another minifilter of emulator/build beside the sample; resolves with its unload. */
+  loadFilter(sysName, altitude) {
+    return loadEmulatedFilter(sysName, altitude);
+  }
+
+  /** ConnectNotify runs in the connecting process: the suite's own node.exe is the agent. */
   get agentPid() {
-    return this.#hostPid;
+    return process.pid;
   }
 
   pathFor(name) {
     return `\\Device\\HarddiskVolume7\\fltport-it\\${name}`;
   }
 
-  /** Simulates an open; resolves with { verdict: 'allow' | 'deny', outcome, sequence, pid }. */
-  open(file, { pid = 4242, access = 0x120089, self = false } = {}) {
-    const id = String(++this.#nextId);
-    const processId = self ? this.#hostPid : pid;
-    return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve: (result) => resolve({ ...result, pid: processId }), reject });
-      this.#child.stdin.write(`open ${id} ${processId} ${access} ${file}\n`);
-    });
+  /**
+   * Injects an open; resolves with { verdict: 'allow' | 'deny', status, pid, access }.
+   * normalizedName: what the filter manager reports as the normalized name, when it differs.
+   */
+  async open(file, { pid = 4242, access = 0x120089, self = false, options = FILE_OPEN_OPTIONS, normalizedName } = {}) {
+    const processId = self ? this.agentPid : pid;
+    const result = await this.#sample.open(file, { pid: processId, access, options, normalizedName });
+    return { ...result, pid: processId, access };
   }
 }
 
@@ -113,7 +81,7 @@ process.stdout.write(JSON.stringify({ pid: process.pid, ...result }));
 
 class DriverTarget {
   name = 'driver';
-  reportsOutcome = false;
+  injectsOpens = false;
   portName = PORT_NAME;
   #dir;
 
@@ -166,4 +134,4 @@ function selectTarget() {
   throw new Error(`FLTPORT_SAMPLE_TARGET must be emulator or driver, not ${name}`);
 }
 
-module.exports = { selectTarget, hostLayout, hostExe };
+module.exports = { selectTarget, protocolLayoutOfC };
