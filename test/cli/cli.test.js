@@ -1,44 +1,16 @@
 'use strict';
 // The fltport command end to end: Windows node.exe runs dist/lib/cli/main.js against the
-// emulator's test kernel (probe, send) and the sample host (listen); output and exit codes.
+// emulator's test kernel (probe, send); output and exit codes. The filter-manager commands and
+// listen (against the sample driver) are in test/filter-manager/cli.test.js.
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { FilterPort } = require('fltport');
 const { startKernel, command, OP } = require('../../emulator/test-kernel/test-kernel.js');
-const protocol = require('../../driver-sample/protocol');
-const { selectTarget } = require('../integration/targets');
-const packageJson = require('../../package.json');
+const { fltport, killRunning, noStack } = require('./run-cli');
 
-const cli = path.resolve(__dirname, '..', '..', packageJson.bin.fltport);
-const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-const running = new Set();
-
-/** Runs fltport with `args`; resolves with { code, stdout, stderr }. */
-function fltport(...args) {
-  const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  running.add(child);
-  child.on('exit', () => running.delete(child));
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (text) => (stdout += text));
-  child.stderr.setEncoding('utf8').on('data', (text) => (stderr += text));
-  const done = new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-  return Object.assign(done, { child });
-}
-
-// A test that failed with fltport still running (listen) ends it.
-afterEach(() => {
-  for (const child of running) child.kill();
-});
-
-const noStack = (text) => assert.doesNotMatch(text, /^\s+at /m, 'a stack trace was printed');
+afterEach(killRunning);
 
 describe('fltport command against the test kernel', () => {
   let host;
@@ -103,60 +75,5 @@ describe('fltport command against the test kernel', () => {
     const failed = await fltport('send', host.portName, command(OP.FAIL, [0xc000000d]).toString('hex'));
     assert.equal(failed.code, 1);
     assert.match(failed.stderr, /^fltport: FilterSendMessage failed with E_INVALIDARG \(0x80070057\)/);
-  });
-});
-
-describe('fltport listen against the sample host', function () {
-  const target = selectTarget();
-  before(async function () {
-    if (target.name !== 'emulator') this.skip();
-    await target.start();
-  });
-  after(async () => {
-    await target.stop();
-  });
-
-  /** Resolves once the sample reports `agents` agent connections. */
-  async function agents(count) {
-    for (let attempt = 0; attempt < 200; attempt += 1) {
-      const port = await FilterPort.connect(target.portName, { context: protocol.connectContext() });
-      const stats = await protocol.getStats(port).finally(() => port.close());
-      if (stats.Agents === count) return;
-      await delay(50);
-    }
-    throw new Error(`the sample never had ${count} agents`);
-  }
-
-  it('prints each message (JSON lines), replies as told, stops after --count and prints a summary', async () => {
-    const context = protocol.connectContext({ agent: true }).toString('hex');
-    const run = fltport('listen', target.portName, '--context', context, '--count', '2', '--reply-bytes', '8', '--json', '--pending', '2');
-    await agents(1);
-    const file = target.pathFor(`listened${protocol.DEFAULT_SUFFIX}`);
-    const opens = [await target.open(file), await target.open(file)];
-    const { code, stdout, stderr } = await run;
-    assert.equal(code, 0, stderr);
-    const lines = stdout.trim().split('\n').map((line) => JSON.parse(line));
-    assert.equal(lines.length, 3, stdout);
-    for (const message of lines.slice(0, 2)) {
-      assert.match(message.id, /^\d+$/);
-      assert.equal(message.expectsReply, true);
-      assert.ok(message.bytes > 0);
-      assert.ok(Buffer.from(message.hex, 'hex').includes(Buffer.from('listened', 'utf16le')), 'the path is in the message');
-    }
-    assert.equal(lines[2].summary.received, 2);
-    assert.equal(lines[2].summary.replied, 2);
-    for (const open of opens) assert.ok(['allow', 'deny'].includes(open.verdict));
-  });
-
-  it('prints a table line per message with hex and UTF-16 previews', async () => {
-    const context = protocol.connectContext({ agent: true }).toString('hex');
-    await agents(0);
-    const run = fltport('listen', target.portName, '--context', context, '--count', '1');
-    await agents(1);
-    await target.open(target.pathFor(`shown${protocol.DEFAULT_SUFFIX}`));
-    const { code, stdout, stderr } = await run;
-    assert.equal(code, 0, stderr);
-    assert.match(stdout, /^#\d+ \d+ bytes, reply up to \d+\n  hex:    ([0-9a-f]{2} )+/);
-    assert.match(stdout, /\n  utf-16: .*\n1 messages, 1 replies, 0 late, 0 unsent, 0 failed\n$/);
   });
 });
