@@ -3,6 +3,7 @@
 // under Wine, the sample minifilter (fltportsample.sys at 370035) and wdkstyle.sys (at 380000)
 // loaded as the suite's filters. Volumes are Wine's drives (C: and Z:).
 const assert = require('node:assert/strict');
+const koffi = require('koffi');
 const fltport = require('fltport');
 const { startEmulatedSample, loadEmulatedFilter } = require('../../driver-sample/emulated');
 const drivers = require('../../emulator/drivers');
@@ -67,6 +68,22 @@ describe('filter-manager API against the emulated filter manager', function () {
       // A prefix of a volume's name is not that volume (HarddiskVolume1 vs HarddiskVolume10).
       assert.equal(await fltport.toDosPath(`${c.name}0\\x`), null);
       assert.equal(await fltport.toDosPath('\\Device\\NoSuchVolume\\x'), null);
+    });
+
+    it('toDosPath() finds a volume mounted after its cache was filled', async () => {
+      const DefineDosDeviceW = koffi.load('kernel32.dll').func('bool __stdcall DefineDosDeviceW(uint32 flags, const char16_t *name, const char16_t *target)');
+      const DDD_RAW_TARGET_PATH = 0x1;
+      const DDD_REMOVE_DEFINITION = 0x2;
+      const DDD_EXACT_MATCH_ON_REMOVE = 0x4;
+      const letter = ['Q:', 'R:', 'S:', 'T:'].find((candidate) => !volumes.some((volume) => volume.dosName === candidate));
+      const device = `\\Device\\FltportLaterVolume${process.pid}`;
+      assert.equal(await fltport.toDosPath(`${systemVolume().name}\\x`), 'C:\\x'); // the cache is filled
+      assert.equal(DefineDosDeviceW(DDD_RAW_TARGET_PATH, letter, device), true);
+      try {
+        assert.equal(await fltport.toDosPath(`${device}\\Users\\later.txt`), `${letter}\\Users\\later.txt`);
+      } finally {
+        DefineDosDeviceW(DDD_RAW_TARGET_PATH | DDD_REMOVE_DEFINITION | DDD_EXACT_MATCH_ON_REMOVE, letter, device);
+      }
     });
   });
 
