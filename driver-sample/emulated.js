@@ -58,7 +58,8 @@ async function startControl() {
     });
   });
   child.removeAllListeners('exit');
-  child.once('exit', (code) => {
+  // 'close': every answer it wrote has been read by then.
+  child.once('close', (code) => {
     const failure = new Error(`fltmgr-control exited with ${code}`);
     for (const waiter of pending.values()) waiter.reject(failure);
     pending.clear();
@@ -75,9 +76,9 @@ async function startControl() {
       });
     },
     async stop() {
-      if (child.exitCode !== null) return;
+      if (child.exitCode !== null || child.signalCode !== null) return;
       child.stdin.end('quit\n');
-      await once(child, 'exit');
+      await once(child, 'close');
     },
   };
 }

@@ -47,6 +47,9 @@ function conformanceScript(built) {
     `sc create FltMgr type= kernel group= ${group} binPath= C:\\windows\\system32\\drivers\\fltmgr.sys >nul 2>&1`,
     'sc start FltMgr >nul 2>&1',
     `sc create ${CONFORMANCE_SERVICE} type= kernel group= ${group} binPath= ${windowsPath(built.conformanceDriverSys)} >nul`,
+    // The Instances key an INF writes: FltRegisterFilter refuses a minifilter without one, as on Windows.
+    `reg add HKLM\\SYSTEM\\CurrentControlSet\\Services\\${CONFORMANCE_SERVICE}\\Instances /v DefaultInstance /d Conformance /f >nul`,
+    `reg add HKLM\\SYSTEM\\CurrentControlSet\\Services\\${CONFORMANCE_SERVICE}\\Instances\\Conformance /v Altitude /d 370000 /f >nul`,
     `sc start ${CONFORMANCE_SERVICE} >nul`,
     `"${windowsPath(built.conformanceExe)}" ${CONFORMANCE_SERVICE}`,
     'set rc=%errorlevel%',

@@ -166,12 +166,11 @@ NTSTATUS FltpFilterSideRegister(PFLT_FILTER Filter)
 VOID FltpFilterSideUnregister(PFLT_FILTER Filter)
 {
     FLTP_FILTER_SIDE *side = &Filter->Side;
-    KIRQL irql;
 
     /* Filter->Unregistering is set: no injection takes the filter any more. */
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     side->Filtering = FALSE;
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     if (InterlockedDecrement(&side->Callbacks) != 0)
         KeWaitForSingleObject(&side->CallbacksDone, Executive, KernelMode, FALSE, NULL);
 }
@@ -179,15 +178,14 @@ VOID FltpFilterSideUnregister(PFLT_FILTER Filter)
 NTSTATUS FLTAPI FltStartFiltering(PFLT_FILTER Filter)
 {
     NTSTATUS status = STATUS_SUCCESS;
-    KIRQL irql;
 
     if (Filter == NULL) return STATUS_INVALID_PARAMETER;
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     if (Filter->Unregistering)
         status = STATUS_FLT_DELETING_OBJECT;
     else
         Filter->Side.Filtering = TRUE;
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     return status;
 }
 
@@ -237,10 +235,9 @@ static ULONG FltpTakeFilters(PFLT_FILTER *Filters)
 {
     ULONG count = 0;
     PLIST_ENTRY entry;
-    KIRQL irql;
     ULONG i;
 
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     for (entry = FltpGlobals.Filters.Flink; entry != &FltpGlobals.Filters; entry = entry->Flink) {
         PFLT_FILTER filter = CONTAINING_RECORD(entry, FLT_FILTER, Links);
         if (filter->Unregistering || !filter->Side.Filtering) continue;
@@ -249,7 +246,7 @@ static ULONG FltpTakeFilters(PFLT_FILTER *Filters)
         InterlockedIncrement(&filter->Side.Callbacks);
         Filters[count++] = filter;
     }
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
 
     for (i = 1; i < count; i++) {
         PFLT_FILTER filter = Filters[i];

@@ -11,7 +11,7 @@
 
 /* Per-filter state of the callback side, embedded in FLT_FILTER (fltmgrp.h). */
 typedef struct _FLTP_FILTER_SIDE {
-    BOOLEAN Filtering; /* FltStartFiltering was called; guarded by FltpGlobals.Lock */
+    BOOLEAN Filtering; /* FltStartFiltering was called; guarded by FltpAcquireLock */
     PFLT_PRE_OPERATION_CALLBACK PreCreate;   /* from the registration's IRP_MJ_CREATE entry */
     PFLT_POST_OPERATION_CALLBACK PostCreate;
     WCHAR Altitude[FLTP_ALTITUDE_CHARS + 1]; /* from the service's Instances key, NUL-terminated */

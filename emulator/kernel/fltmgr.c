@@ -99,7 +99,6 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
 
     UNREFERENCED_PARAMETER(RegistryPath);
 
-    KeInitializeSpinLock(&FltpGlobals.Lock);
     InitializeListHead(&FltpGlobals.Filters);
     FltpGlobals.DriverObject = DriverObject;
 
@@ -138,16 +137,15 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
  * manager cannot be stopped at all while minifilters are loaded). */
 static VOID FltpUnload(PDRIVER_OBJECT DriverObject)
 {
-    KIRQL irql;
 
     UNREFERENCED_PARAMETER(DriverObject);
     FltpGlobals.Initialized = FALSE;
     for (;;) {
         PFLT_FILTER filter = NULL;
-        FLTP_LOCK(&irql);
+        FltpAcquireLock();
         if (!IsListEmpty(&FltpGlobals.Filters))
             filter = CONTAINING_RECORD(FltpGlobals.Filters.Flink, FLT_FILTER, Links);
-        FLTP_UNLOCK(irql);
+        FltpReleaseLock();
         if (filter == NULL) break;
         DbgPrint("fltmgr: unloading while a minifilter is registered: unregistering it\n");
         FltUnregisterFilter(filter);
@@ -164,9 +162,8 @@ static PFLT_FILTER FltpFilterOfDriver(PDRIVER_OBJECT DriverObject)
 {
     PFLT_FILTER found = NULL;
     PLIST_ENTRY entry;
-    KIRQL irql;
 
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     for (entry = FltpGlobals.Filters.Flink; entry != &FltpGlobals.Filters; entry = entry->Flink) {
         PFLT_FILTER filter = CONTAINING_RECORD(entry, FLT_FILTER, Links);
         if (filter->DriverObject == DriverObject && !filter->Unregistering) {
@@ -174,7 +171,7 @@ static PFLT_FILTER FltpFilterOfDriver(PDRIVER_OBJECT DriverObject)
             break;
         }
     }
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     return found;
 }
 
@@ -198,7 +195,6 @@ NTSTATUS FLTAPI FltRegisterFilter(PDRIVER_OBJECT Driver, const FLT_REGISTRATION 
 {
     PFLT_FILTER filter;
     NTSTATUS status;
-    KIRQL irql;
 
     if (RetFilter != NULL) *RetFilter = NULL;
     if (!FltpGlobals.Initialized) return STATUS_FLT_NOT_INITIALIZED;
@@ -224,27 +220,26 @@ NTSTATUS FLTAPI FltRegisterFilter(PDRIVER_OBJECT Driver, const FLT_REGISTRATION 
     /* Without an unload callback a minifilter cannot be stopped (as on Windows). */
     if (Registration->FilterUnloadCallback != NULL) Driver->DriverUnload = FltpMiniFilterUnload;
 
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     InsertTailList(&FltpGlobals.Filters, &filter->Links);
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     *RetFilter = filter;
     return STATUS_SUCCESS;
 }
 
 VOID FLTAPI FltUnregisterFilter(PFLT_FILTER Filter)
 {
-    KIRQL irql;
 
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     Filter->Unregistering = TRUE;
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
 
     FltpFilterSideUnregister(Filter);
     FltpClosePortsOfFilter(Filter);
 
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     RemoveEntryList(&Filter->Links);
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     FltpManageForgetFilter(Filter);
     ExFreePoolWithTag(Filter, FLTP_POOL_TAG);
 }

@@ -3,10 +3,11 @@
  * devices and dispatch; ports.c: communication ports; filters.c: the filter-callback side). Not
  * for drivers.
  *
- * Locking: FltpGlobals.Lock (a spin lock: Wine implements them in user space, no server call)
- * guards the filter list, each filter's port and connection lists and every connection's queues.
- * Nothing that can block, and no IoCompleteRequest (a server call under Wine), runs under it:
- * IRPs to complete are collected on a local list and completed after the lock is released.
+ * Locking: one lock (FltpAcquireLock) guards the filter list, each filter's port and connection
+ * lists and every connection's queues. It is fltmgr's own (pushlock.c), not a KSPIN_LOCK: Wine 8's
+ * KeAcquireSpinLock returns at once when the lock is held by another thread. Nothing that can
+ * block, and no IoCompleteRequest (a server call under Wine), runs under it: IRPs to complete are
+ * collected on a local list and completed after the lock is released.
  */
 #ifndef FLTEMU_KERNEL_FLTMGRP_H
 #define FLTEMU_KERNEL_FLTMGRP_H
@@ -115,7 +116,7 @@ typedef struct _FLTP_MESSAGE {
     PVOID ReplyBuffer;
     ULONG ReplyCapacity;
     ULONG ReplyLength;     /* bytes written to ReplyBuffer */
-    KEVENT Done;
+    HANDLE Done;           /* an auto-reset event from the pool (ports.c), set once State is FltpMessageDone */
 } FLTP_MESSAGE, *PFLTP_MESSAGE;
 
 /* ---- global state ------------------------------------------------------------------------ */
@@ -124,7 +125,7 @@ typedef struct _FLTP_GLOBALS {
     BOOLEAN Initialized;          /* fltmgr's DriverEntry succeeded: FltRegisterFilter works */
     PDRIVER_OBJECT DriverObject;  /* fltmgr's own; owns every device */
     PDEVICE_OBJECT ControlDevice; /* \FileSystem\Filters\FltMgr */
-    KSPIN_LOCK Lock;
+    volatile LONG Lock;           /* FltpAcquireLock */
     LIST_ENTRY Filters;           /* FLT_FILTER.Links */
     volatile LONG64 NextMessageId;
     volatile LONG NextPortDevice;
@@ -132,8 +133,10 @@ typedef struct _FLTP_GLOBALS {
 
 extern FLTP_GLOBALS FltpGlobals;
 
-#define FLTP_LOCK(OldIrql) KeAcquireSpinLock(&FltpGlobals.Lock, (OldIrql))
-#define FLTP_UNLOCK(OldIrql) KeReleaseSpinLock(&FltpGlobals.Lock, (OldIrql))
+/* pushlock.c: the global lock, and the wait of a thread that found a lock taken. */
+VOID FltpAcquireLock(VOID);
+VOID FltpReleaseLock(VOID);
+VOID FltpBackOff(ULONG Attempt);
 
 /* ---- between the source files ------------------------------------------------------------ */
 

@@ -11,7 +11,7 @@
  * FilterAttach puts it, or another instance, on one. Not modelled: InstanceSetup callbacks
  * (every attachment succeeds), legacy filters, frames other than 0.
  *
- * Records live in one list guarded by FltpGlobals.Lock, with a generation count: a request reads
+ * Records live in one list guarded by fltmgr's lock (FltpAcquireLock), with a generation count: a request reads
  * the registry outside the lock and applies its change only if nothing changed meanwhile (else it
  * starts over), so the collision checks see what they change.
  */
@@ -119,24 +119,19 @@ static VOID FltpReadRegistryString(PCUNICODE_STRING Path, PCWSTR Value, PUNICODE
     String->Length = (USHORT)(bytes & ~1u);
 }
 
-/* \Registry\Machine\System\CurrentControlSet\Services\<Service>\Instances[\<Instance>] */
-static BOOLEAN FltpInstancesKeyPath(PCUNICODE_STRING Service, PCUNICODE_STRING Instance, PUNICODE_STRING Path)
-{
-    static const WCHAR prefix[] = L"\\Registry\\Machine\\System\\CurrentControlSet\\Services\\";
-    static const WCHAR instances[] = L"\\Instances";
-    UNICODE_STRING part;
+/* Where a service's Instances key is: under Parameters (Windows 11 24H2) or the service key
+ * (earlier versions); an INF writes both, and the first that answers counts (as in filters.c). */
+static const PCWSTR FltpInstancesLayouts[] = { L"\\Parameters\\Instances", L"\\Instances" };
 
-    RtlInitUnicodeString(&part, prefix);
+/* \Registry\Machine\System\CurrentControlSet\Services\<Service><Layout>[\<Instance>] */
+static BOOLEAN FltpInstancesKeyPath(PCUNICODE_STRING Service, PCWSTR Layout, PCUNICODE_STRING Instance, PUNICODE_STRING Path)
+{
     Path->Length = 0;
-    if (!NT_SUCCESS(RtlAppendUnicodeStringToString(Path, &part)) ||
-        !NT_SUCCESS(RtlAppendUnicodeStringToString(Path, Service)))
+    if (!NT_SUCCESS(RtlAppendUnicodeToString(Path, L"\\Registry\\Machine\\System\\CurrentControlSet\\Services\\")) ||
+        !NT_SUCCESS(RtlAppendUnicodeStringToString(Path, Service)) || !NT_SUCCESS(RtlAppendUnicodeToString(Path, Layout)))
         return FALSE;
-    RtlInitUnicodeString(&part, instances);
-    if (!NT_SUCCESS(RtlAppendUnicodeStringToString(Path, &part))) return FALSE;
     if (Instance == NULL) return TRUE;
-    RtlInitUnicodeString(&part, L"\\");
-    return NT_SUCCESS(RtlAppendUnicodeStringToString(Path, &part)) &&
-           NT_SUCCESS(RtlAppendUnicodeStringToString(Path, Instance));
+    return NT_SUCCESS(RtlAppendUnicodeToString(Path, L"\\")) && NT_SUCCESS(RtlAppendUnicodeStringToString(Path, Instance));
 }
 
 /* The Altitude of the filter's instance `Instance` in its Instances key (empty when none). */
@@ -144,20 +139,24 @@ static VOID FltpInstanceAltitude(PCUNICODE_STRING Service, PCUNICODE_STRING Inst
 {
     WCHAR pathBuffer[160 + 2 * FLTP_NAME_CHARS];
     UNICODE_STRING path = { 0, sizeof pathBuffer, pathBuffer };
+    ULONG i;
 
     Altitude->Length = 0;
-    if (FltpInstancesKeyPath(Service, Instance, &path)) FltpReadRegistryString(&path, L"Altitude", Altitude);
+    for (i = 0; i < ARRAYSIZE(FltpInstancesLayouts) && Altitude->Length == 0; ++i)
+        if (FltpInstancesKeyPath(Service, FltpInstancesLayouts[i], Instance, &path)) FltpReadRegistryString(&path, L"Altitude", Altitude);
 }
 
 static VOID FltpReadFilterRegistry(PFLTP_FILTER_VIEW Filter)
 {
     WCHAR pathBuffer[160 + 2 * FLTP_NAME_CHARS];
     UNICODE_STRING path = { 0, sizeof pathBuffer, pathBuffer };
+    ULONG i;
 
     Filter->DefaultInstance.Length = 0;
     Filter->Altitude.Length = 0;
-    if (!FltpInstancesKeyPath(&Filter->Name, NULL, &path)) return;
-    FltpReadRegistryString(&path, L"DefaultInstance", &Filter->DefaultInstance);
+    for (i = 0; i < ARRAYSIZE(FltpInstancesLayouts) && Filter->DefaultInstance.Length == 0; ++i)
+        if (FltpInstancesKeyPath(&Filter->Name, FltpInstancesLayouts[i], NULL, &path))
+            FltpReadRegistryString(&path, L"DefaultInstance", &Filter->DefaultInstance);
     if (Filter->DefaultInstance.Length != 0) FltpInstanceAltitude(&Filter->Name, &Filter->DefaultInstance, &Filter->Altitude);
 }
 
@@ -187,7 +186,6 @@ static NTSTATUS FltpTakeView(PFLTP_VIEW View)
 {
     ULONG filterCapacity = 8;
     ULONG instanceCapacity = 8;
-    KIRQL irql;
 
     RtlZeroMemory(View, sizeof *View);
     for (;;) {
@@ -201,7 +199,7 @@ static NTSTATUS FltpTakeView(PFLTP_VIEW View)
             FltpFreeView(View);
             return STATUS_INSUFFICIENT_RESOURCES;
         }
-        FLTP_LOCK(&irql);
+        FltpAcquireLock();
         for (entry = FltpGlobals.Filters.Flink; entry != &FltpGlobals.Filters; entry = entry->Flink) {
             PFLT_FILTER filter = CONTAINING_RECORD(entry, FLT_FILTER, Links);
             if (filter->Unregistering) continue;
@@ -217,7 +215,7 @@ static NTSTATUS FltpTakeView(PFLTP_VIEW View)
             ++instances;
         }
         View->Generation = FltpGeneration;
-        FLTP_UNLOCK(irql);
+        FltpReleaseLock();
         if (filters <= filterCapacity && instances <= instanceCapacity) {
             ULONG i;
             View->FilterCount = filters;
@@ -325,17 +323,16 @@ static NTSTATUS FltpApply(PFLTP_VIEW View, FLTP_CHANGE *Change)
     PFLTP_INSTANCE removed = NULL;
     BOOLEAN registered = FALSE;
     PLIST_ENTRY entry;
-    KIRQL irql;
 
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     if (FltpGeneration != View->Generation) {
-        FLTP_UNLOCK(irql);
+        FltpReleaseLock();
         return STATUS_RETRY;
     }
     for (entry = FltpGlobals.Filters.Flink; entry != &FltpGlobals.Filters; entry = entry->Flink)
         if (CONTAINING_RECORD(entry, FLT_FILTER, Links) == Change->Filter && !Change->Filter->Unregistering) registered = TRUE;
     if (!registered) {
-        FLTP_UNLOCK(irql);
+        FltpReleaseLock();
         return STATUS_FLT_FILTER_NOT_FOUND;
     }
     if (Change->Remove != NULL) {
@@ -353,7 +350,7 @@ static NTSTATUS FltpApply(PFLTP_VIEW View, FLTP_CHANGE *Change)
         Change->Insert = NULL;
     }
     ++FltpGeneration;
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     if (removed != NULL) ExFreePoolWithTag(removed, FLTP_POOL_TAG);
     return STATUS_SUCCESS;
 }
@@ -376,10 +373,9 @@ VOID FltpManageForgetFilter(PFLT_FILTER Filter)
 {
     LIST_ENTRY forgotten;
     PLIST_ENTRY entry;
-    KIRQL irql;
 
     InitializeListHead(&forgotten);
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     for (entry = FltpInstances.Flink; entry != &FltpInstances;) {
         PFLTP_INSTANCE record = CONTAINING_RECORD(entry, FLTP_INSTANCE, Links);
         entry = entry->Flink;
@@ -388,7 +384,7 @@ VOID FltpManageForgetFilter(PFLT_FILTER Filter)
         InsertTailList(&forgotten, &record->Links);
     }
     ++FltpGeneration;
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     while (!IsListEmpty(&forgotten)) ExFreePoolWithTag(CONTAINING_RECORD(RemoveHeadList(&forgotten), FLTP_INSTANCE, Links), FLTP_POOL_TAG);
 }
 

@@ -15,12 +15,11 @@
 
 static VOID FltpReleaseServerPort(PFLTP_SERVER_PORT Port)
 {
-    KIRQL irql;
     LONG left;
 
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     left = --Port->References;
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     if (left != 0) return;
     IoDeleteDevice(Port->Device);
     ExFreePoolWithTag(Port->Name.Buffer, FLTP_POOL_TAG);
@@ -35,12 +34,11 @@ static VOID FltpReferenceConnectionLocked(PFLTP_CONNECTION Connection)
 
 static VOID FltpReleaseConnection(PFLTP_CONNECTION Connection)
 {
-    KIRQL irql;
     LONG left;
 
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     left = --Connection->References;
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     if (left != 0) return;
     FltpReleaseServerPort(Connection->ServerPort);
     ExFreePoolWithTag(Connection, FLTP_POOL_TAG);
@@ -54,24 +52,22 @@ static VOID FltpEnterFilterLocked(PFLT_FILTER Filter)
 
 static VOID FltpLeaveFilter(PFLT_FILTER Filter)
 {
-    KIRQL irql;
 
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     if (--Filter->Busy == 0 && Filter->Unregistering) KeSetEvent(&Filter->Idle, IO_NO_INCREMENT, FALSE);
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
 }
 
 /* Returns once no port callback of Filter runs (Filter->Unregistering is set). */
 static VOID FltpWaitFilterIdle(PFLT_FILTER Filter)
 {
     for (;;) {
-        KIRQL irql;
         BOOLEAN idle;
 
-        FLTP_LOCK(&irql);
+        FltpAcquireLock();
         idle = Filter->Busy == 0;
         if (!idle) KeClearEvent(&Filter->Idle);
-        FLTP_UNLOCK(irql);
+        FltpReleaseLock();
         if (idle) return;
         KeWaitForSingleObject(&Filter->Idle, Executive, KernelMode, FALSE, NULL);
     }
@@ -86,16 +82,15 @@ static DRIVER_CANCEL FltpCancelRead;
 
 static VOID FltpCancelRead(PDEVICE_OBJECT Device, PIRP Irp)
 {
-    KIRQL irql;
 
     UNREFERENCED_PARAMETER(Device);
     IoReleaseCancelSpinLock(Irp->CancelIrql);
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     if (!IsListEmpty(&Irp->Tail.Overlay.ListEntry)) {
         RemoveEntryList(&Irp->Tail.Overlay.ListEntry);
         InitializeListHead(&Irp->Tail.Overlay.ListEntry);
     }
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     FltpCompleteIrp(Irp, STATUS_CANCELLED, 0);
 }
 
@@ -118,7 +113,49 @@ static VOID FltpFinishMessageLocked(PFLTP_MESSAGE Message, NTSTATUS Status)
 {
     Message->State = FltpMessageDone;
     Message->Status = Status;
-    KeSetEvent(&Message->Done, IO_NO_INCREMENT, FALSE);
+    ZwSetEvent(Message->Done, NULL);
+}
+
+/* Events for senders to wait on, kept for reuse: under Wine a KEVENT gets a new event handle for
+ * every wait (two more server round trips per message). Auto-reset; one returned to the pool is
+ * never signalled. */
+#define FLTP_MAX_POOLED_EVENTS 256
+
+static struct {
+    HANDLE Events[FLTP_MAX_POOLED_EVENTS]; /* under the lock */
+    ULONG Count;
+} FltpEventPool;
+
+static HANDLE FltpTakeEvent(VOID)
+{
+    OBJECT_ATTRIBUTES attributes;
+    HANDLE event = NULL;
+
+    FltpAcquireLock();
+    if (FltpEventPool.Count > 0) event = FltpEventPool.Events[--FltpEventPool.Count];
+    FltpReleaseLock();
+    if (event != NULL) return event;
+    InitializeObjectAttributes(&attributes, NULL, OBJ_KERNEL_HANDLE, NULL, NULL);
+    if (!NT_SUCCESS(ZwCreateEvent(&event, EVENT_ALL_ACCESS, &attributes, SynchronizationEvent, FALSE))) return NULL;
+    return event;
+}
+
+static VOID FltpReturnEvent(HANDLE Event)
+{
+    BOOLEAN pooled = FALSE;
+
+    FltpAcquireLock();
+    if (FltpEventPool.Count < FLTP_MAX_POOLED_EVENTS) {
+        FltpEventPool.Events[FltpEventPool.Count++] = Event;
+        pooled = TRUE;
+    }
+    FltpReleaseLock();
+    if (!pooled) ZwClose(Event);
+}
+
+static VOID FltpFreeEventPool(VOID)
+{
+    while (FltpEventPool.Count > 0) ZwClose(FltpEventPool.Events[--FltpEventPool.Count]);
 }
 
 /* IRPs taken off queues under the lock, completed after it is released. */
@@ -222,17 +259,16 @@ static VOID FltpNotifyDisconnect(PFLTP_CONNECTION Connection)
 {
     PFLT_FILTER filter;
     PFLT_DISCONNECT_NOTIFY notify = Connection->ServerPort->DisconnectNotify;
-    KIRQL irql;
 
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     filter = Connection->Filter;
     if (filter == NULL || !Connection->Accepted || Connection->DisconnectNotified) {
-        FLTP_UNLOCK(irql);
+        FltpReleaseLock();
         return;
     }
     Connection->DisconnectNotified = TRUE;
     FltpEnterFilterLocked(filter);
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
 
     notify(Connection->Cookie);
 
@@ -274,7 +310,6 @@ NTSTATUS FLTAPI FltCreateCommunicationPort(PFLT_FILTER Filter, PFLT_PORT *Server
     PFLTP_PORT_DEVICE extension;
     PCUNICODE_STRING name;
     NTSTATUS status;
-    KIRQL irql;
 
     if (ServerPort == NULL) return STATUS_INVALID_PARAMETER;
     *ServerPort = NULL;
@@ -328,9 +363,9 @@ NTSTATUS FLTAPI FltCreateCommunicationPort(PFLT_FILTER Filter, PFLT_PORT *Server
         return status;
     }
 
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     InsertTailList(&Filter->ServerPorts, &port->FilterLinks);
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     *ServerPort = &port->Header;
     return STATUS_SUCCESS;
 }
@@ -340,16 +375,15 @@ VOID FLTAPI FltCloseCommunicationPort(PFLT_PORT ServerPort)
 {
     PFLTP_SERVER_PORT port = CONTAINING_RECORD(ServerPort, FLTP_SERVER_PORT, Header);
     BOOLEAN closing;
-    KIRQL irql;
 
     if (ServerPort == NULL || ServerPort->Kind != FltpServerPort) return;
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     closing = !port->Closed;
     if (closing) {
         port->Closed = TRUE;
         RemoveEntryList(&port->FilterLinks);
     }
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     if (!closing) return;
     IoDeleteSymbolicLink(&port->Name);
     FltpReleaseServerPort(port);
@@ -361,17 +395,16 @@ VOID FLTAPI FltCloseClientPort(PFLT_FILTER Filter, PFLT_PORT *ClientPort)
 {
     FLTP_COMPLETIONS completions;
     PFLT_PORT port;
-    KIRQL irql;
 
     UNREFERENCED_PARAMETER(Filter);
     if (ClientPort == NULL) return;
     FltpInitCompletions(&completions);
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     port = *ClientPort;
     *ClientPort = NULL;
     if (port != NULL && port->Kind == FltpClientPort)
         FltpDisconnectLocked(CONTAINING_RECORD(port, FLTP_CONNECTION, Header), &completions);
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     FltpCompleteAll(&completions);
 }
 
@@ -383,37 +416,48 @@ static NTSTATUS FltpSend(PFLT_PORT *ClientPort, PFLTP_MESSAGE Message, PLARGE_IN
     FLTP_COMPLETIONS completions;
     PFLTP_CONNECTION connection;
     NTSTATUS status;
-    KIRQL irql;
+    NTSTATUS waited;
 
     FltpInitCompletions(&completions);
-    KeInitializeEvent(&Message->Done, NotificationEvent, FALSE);
     Message->State = FltpMessageQueued;
+    Message->Done = FltpTakeEvent();
+    if (Message->Done == NULL) return STATUS_INSUFFICIENT_RESOURCES;
 
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     connection = *ClientPort == NULL || (*ClientPort)->Kind != FltpClientPort
                      ? NULL
                      : CONTAINING_RECORD(*ClientPort, FLTP_CONNECTION, Header);
     if (connection == NULL || connection->State != FltpConnected) {
-        FLTP_UNLOCK(irql);
+        FltpReleaseLock();
+        FltpReturnEvent(Message->Done);
         return STATUS_PORT_DISCONNECTED;
     }
     FltpReferenceConnectionLocked(connection);
     InsertTailList(&connection->Messages, &Message->Links);
     FltpDeliverLocked(connection, &completions);
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     FltpCompleteAll(&completions);
 
-    KeWaitForSingleObject(&Message->Done, Executive, KernelMode, FALSE, Timeout);
+    waited = ZwWaitForSingleObject(Message->Done, FALSE, Timeout);
 
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     if (Message->State != FltpMessageDone) {
         /* Not delivered, or no reply, in time: withdrawn, so a late reply finds no waiter. */
         RemoveEntryList(&Message->Links);
         Message->State = FltpMessageDone;
         Message->Status = STATUS_TIMEOUT;
+        waited = STATUS_SUCCESS; /* nothing will set the event now */
     }
     status = Message->Status;
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
+    if (waited != STATUS_SUCCESS) {
+        /* The outcome came between the timeout and the look above: take the signal back before
+         * the event is reused. */
+        LARGE_INTEGER now;
+        now.QuadPart = 0;
+        ZwWaitForSingleObject(Message->Done, FALSE, &now);
+    }
+    FltpReturnEvent(Message->Done);
     FltpReleaseConnection(connection);
     return status;
 }
@@ -480,11 +524,10 @@ NTSTATUS FLTAPI FltEmuSendRawMessage(PFLT_FILTER Filter, PFLT_PORT *ClientPort, 
 
 VOID FLTAPI FltEmuDropOversizedMessages(PFLT_FILTER Filter, BOOLEAN Drop)
 {
-    KIRQL irql;
 
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     Filter->DropOversizedMessages = Drop;
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
 }
 
 /* ---- MessageNotify on worker threads ------------------------------------------------------ */
@@ -553,22 +596,21 @@ static VOID FltpWorker(PVOID Context)
     UNREFERENCED_PARAMETER(Context);
     for (;;) {
         PFLTP_WORK work = NULL;
-        KIRQL irql;
 
         KeWaitForSingleObject(&FltpWorkers.Work, Executive, KernelMode, FALSE, NULL);
-        FLTP_LOCK(&irql);
+        FltpAcquireLock();
         FltpWorkers.Idle--;
         if (!IsListEmpty(&FltpWorkers.Queue)) {
             work = CONTAINING_RECORD(RemoveHeadList(&FltpWorkers.Queue), FLTP_WORK, Links);
             FltpWorkers.Queued--;
         }
-        FLTP_UNLOCK(irql);
+        FltpReleaseLock();
         if (work == NULL) break; /* stopping */
         FltpRunSend(work);
         ExFreePoolWithTag(work, FLTP_POOL_TAG);
-        FLTP_LOCK(&irql);
+        FltpAcquireLock();
         FltpWorkers.Idle++;
-        FLTP_UNLOCK(irql);
+        FltpReleaseLock();
     }
     PsTerminateSystemThread(STATUS_SUCCESS);
 }
@@ -578,18 +620,17 @@ static BOOLEAN FltpAddWorker(VOID)
 {
     HANDLE thread;
     LONG index;
-    KIRQL irql;
 
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     index = FltpWorkers.Count < FLTP_MAX_WORKERS && !FltpWorkers.Stopping ? FltpWorkers.Count++ : -1;
     if (index >= 0) FltpWorkers.Idle++;
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     if (index < 0) return FALSE;
     if (!NT_SUCCESS(PsCreateSystemThread(&thread, THREAD_ALL_ACCESS, NULL, NULL, NULL, FltpWorker, NULL))) {
-        FLTP_LOCK(&irql);
+        FltpAcquireLock();
         FltpWorkers.Idle--;
         FltpWorkers.Count--;
-        FLTP_UNLOCK(irql);
+        FltpReleaseLock();
         return FALSE;
     }
     FltpWorkers.Threads[index] = thread;
@@ -607,12 +648,11 @@ VOID FltpStopWorkers(VOID)
 {
     LONG count;
     LONG i;
-    KIRQL irql;
 
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     FltpWorkers.Stopping = TRUE;
     count = FltpWorkers.Count;
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     KeReleaseSemaphore(&FltpWorkers.Work, IO_NO_INCREMENT, count, FALSE);
     for (i = 0; i < count; i++) {
         if (FltpWorkers.Threads[i] == NULL) continue;
@@ -620,6 +660,7 @@ VOID FltpStopWorkers(VOID)
         ZwClose(FltpWorkers.Threads[i]);
         FltpWorkers.Threads[i] = NULL;
     }
+    FltpFreeEventPool();
 }
 
 /* Hands a SEND to the pool (the connection and filter are already referenced for it). */
@@ -627,16 +668,15 @@ static NTSTATUS FltpQueueSend(PIRP Irp, PFLTP_CONNECTION Connection)
 {
     PFLTP_WORK work = (PFLTP_WORK)ExAllocatePoolZero(NonPagedPoolNx, sizeof *work, FLTP_POOL_TAG);
     BOOLEAN needWorker;
-    KIRQL irql;
 
     if (work == NULL) return STATUS_INSUFFICIENT_RESOURCES;
     work->Irp = Irp;
     work->Connection = Connection;
     IoMarkIrpPending(Irp);
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     InsertTailList(&FltpWorkers.Queue, &work->Links);
     needWorker = ++FltpWorkers.Queued > FltpWorkers.Idle;
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     /* A full pool still serves the item: a worker takes it when it is free. */
     if (needWorker) FltpAddWorker();
     KeReleaseSemaphore(&FltpWorkers.Work, IO_NO_INCREMENT, 1, FALSE);
@@ -656,7 +696,6 @@ NTSTATUS FltpPortCreate(PDEVICE_OBJECT Device, PIRP Irp)
     PFLTP_SERVER_PORT port = ((PFLTP_PORT_DEVICE)Device->DeviceExtension)->Port;
     PFLTP_CONNECTION connection;
     NTSTATUS status = STATUS_SUCCESS;
-    KIRQL irql;
 
     connection = (PFLTP_CONNECTION)ExAllocatePoolZero(NonPagedPoolNx, sizeof *connection, FLTP_POOL_TAG);
     if (connection == NULL) {
@@ -673,14 +712,14 @@ NTSTATUS FltpPortCreate(PDEVICE_OBJECT Device, PIRP Irp)
     InitializeListHead(&connection->Messages);
     InitializeListHead(&connection->Waiters);
 
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     /* Closed: the name is gone already, but an open can race with FltCloseCommunicationPort. */
     if (port->Closed)
         status = STATUS_OBJECT_NAME_NOT_FOUND;
     else
         port->References++;
     connection->Filter = port->Filter;
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     if (!NT_SUCCESS(status)) {
         ExFreePoolWithTag(connection, FLTP_POOL_TAG);
         FltpCompleteIrp(Irp, status, 0);
@@ -700,14 +739,13 @@ static NTSTATUS FltpConnect(PFLTP_CONNECTION Connection, PIRP Irp, PIO_STACK_LOC
     PFLT_FILTER filter;
     PVOID cookie = NULL;
     NTSTATUS status = STATUS_SUCCESS;
-    KIRQL irql;
 
     if (inputBytes < sizeof *request || request->ContextBytes > FLTEMU_MAX_CONTEXT ||
         request->ContextBytes != inputBytes - sizeof *request ||
         Stack->Parameters.DeviceIoControl.OutputBufferLength < sizeof(ULONG))
         return STATUS_INVALID_PARAMETER;
 
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     filter = Connection->Filter;
     if (Connection->State != FltpOpened)
         status = STATUS_INVALID_HANDLE;
@@ -719,14 +757,14 @@ static NTSTATUS FltpConnect(PFLTP_CONNECTION Connection, PIRP Irp, PIO_STACK_LOC
         port->Connections++; /* reserved while ConnectNotify decides */
         FltpEnterFilterLocked(filter);
     }
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     if (!NT_SUCCESS(status)) return status;
 
     status = port->ConnectNotify(&Connection->Header, port->Cookie,
                                  request->ContextBytes == 0 ? NULL : (PVOID)(request + 1), request->ContextBytes,
                                  &cookie);
 
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     if (NT_SUCCESS(status)) {
         Connection->Cookie = cookie;
         Connection->State = FltpConnected;
@@ -736,7 +774,7 @@ static NTSTATUS FltpConnect(PFLTP_CONNECTION Connection, PIRP Irp, PIO_STACK_LOC
     } else {
         port->Connections--;
     }
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     FltpLeaveFilter(filter);
     if (!NT_SUCCESS(status)) return status;
     /* The answer only a port gives: fltlib tells a port from another device by it. */
@@ -748,15 +786,14 @@ static NTSTATUS FltpConnect(PFLTP_CONNECTION Connection, PIRP Irp, PIO_STACK_LOC
 static NTSTATUS FltpGetMessage(PFLTP_CONNECTION Connection, PIRP Irp, PIO_STACK_LOCATION Stack)
 {
     FLTP_COMPLETIONS completions;
-    KIRQL irql;
 
     if (Stack->Parameters.DeviceIoControl.OutputBufferLength < sizeof(FILTER_MESSAGE_HEADER))
         return STATUS_BUFFER_TOO_SMALL;
     FltpInitCompletions(&completions);
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     if (Connection->State != FltpConnected) {
         NTSTATUS status = Connection->State == FltpOpened ? STATUS_INVALID_HANDLE : STATUS_PORT_DISCONNECTED;
-        FLTP_UNLOCK(irql);
+        FltpReleaseLock();
         return status;
     }
     /* Always pended, also when a message is waiting: the result always comes through the
@@ -764,13 +801,13 @@ static NTSTATUS FltpGetMessage(PFLTP_CONNECTION Connection, PIRP Irp, PIO_STACK_
     IoMarkIrpPending(Irp);
     IoSetCancelRoutine(Irp, FltpCancelRead);
     if (Irp->Cancel && IoSetCancelRoutine(Irp, NULL) != NULL) {
-        FLTP_UNLOCK(irql);
+        FltpReleaseLock();
         FltpCompleteIrp(Irp, STATUS_CANCELLED, 0);
         return STATUS_PENDING;
     }
     InsertTailList(&Connection->Reads, &Irp->Tail.Overlay.ListEntry);
     FltpDeliverLocked(Connection, &completions);
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     FltpCompleteAll(&completions);
     return STATUS_PENDING;
 }
@@ -782,14 +819,13 @@ static NTSTATUS FltpReply(PFLTP_CONNECTION Connection, PIRP Irp, PIO_STACK_LOCAT
     ULONG payloadBytes;
     PLIST_ENTRY entry;
     NTSTATUS status = STATUS_FLT_NO_WAITER_FOR_REPLY;
-    KIRQL irql;
 
     if (inputBytes < sizeof *reply) return STATUS_INVALID_PARAMETER;
     payloadBytes = inputBytes - (ULONG)sizeof *reply;
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     if (Connection->State != FltpConnected) {
         status = Connection->State == FltpOpened ? STATUS_INVALID_HANDLE : STATUS_PORT_DISCONNECTED;
-        FLTP_UNLOCK(irql);
+        FltpReleaseLock();
         return status;
     }
     for (entry = Connection->Waiters.Flink; entry != &Connection->Waiters; entry = entry->Flink) {
@@ -807,16 +843,15 @@ static NTSTATUS FltpReply(PFLTP_CONNECTION Connection, PIRP Irp, PIO_STACK_LOCAT
         FltpFinishMessageLocked(message, status);
         break;
     }
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     return status;
 }
 
 static NTSTATUS FltpSendToFilter(PFLTP_CONNECTION Connection, PIRP Irp)
 {
     NTSTATUS status = STATUS_SUCCESS;
-    KIRQL irql;
 
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     if (Connection->State != FltpConnected)
         status = Connection->State == FltpOpened ? STATUS_INVALID_HANDLE : STATUS_PORT_DISCONNECTED;
     else if (Connection->ServerPort->MessageNotify == NULL)
@@ -825,7 +860,7 @@ static NTSTATUS FltpSendToFilter(PFLTP_CONNECTION Connection, PIRP Irp)
         FltpReferenceConnectionLocked(Connection);
         FltpEnterFilterLocked(Connection->Filter);
     }
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     if (!NT_SUCCESS(status)) return status;
     status = FltpQueueSend(Irp, Connection);
     if (status != STATUS_PENDING) {
@@ -871,26 +906,25 @@ NTSTATUS FltpPortClose(PDEVICE_OBJECT Device, PIRP Irp)
 {
     PFLTP_CONNECTION connection = FltpConnectionOfIrp(Irp);
     FLTP_COMPLETIONS completions;
-    KIRQL irql;
 
     UNREFERENCED_PARAMETER(Device);
     FltpInitCompletions(&completions);
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     connection->State = FltpClosed;
     FltpFlushConnectionLocked(connection, STATUS_CANCELLED, &completions);
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     FltpCompleteAll(&completions);
 
     FltpNotifyDisconnect(connection);
     /* A client that closed keeps its slot until DisconnectNotify has returned, so a minifilter
      * that closes the client port there never closes a newcomer's. */
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     FltpFreeSlotLocked(connection);
     if (connection->Filter != NULL) {
         RemoveEntryList(&connection->FilterLinks);
         InitializeListHead(&connection->FilterLinks);
     }
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     FltpReleaseConnection(connection);
     FltpCompleteIrp(Irp, STATUS_SUCCESS, 0);
     return STATUS_SUCCESS;
@@ -902,15 +936,14 @@ VOID FltpClosePortsOfFilter(PFLT_FILTER Filter)
 {
     FLTP_COMPLETIONS completions;
     PLIST_ENTRY entry;
-    KIRQL irql;
 
     /* Server ports left open: closed as FltCloseCommunicationPort would. */
     for (;;) {
         PFLTP_SERVER_PORT port = NULL;
-        FLTP_LOCK(&irql);
+        FltpAcquireLock();
         if (!IsListEmpty(&Filter->ServerPorts))
             port = CONTAINING_RECORD(Filter->ServerPorts.Flink, FLTP_SERVER_PORT, FilterLinks);
-        FLTP_UNLOCK(irql);
+        FltpReleaseLock();
         if (port == NULL) break;
         FltCloseCommunicationPort(&port->Header);
     }
@@ -918,10 +951,10 @@ VOID FltpClosePortsOfFilter(PFLT_FILTER Filter)
     /* ConnectNotify calls in progress finish first, so that their connections are ended too. */
     FltpWaitFilterIdle(Filter);
     FltpInitCompletions(&completions);
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     for (entry = Filter->Connections.Flink; entry != &Filter->Connections; entry = entry->Flink)
         FltpDisconnectLocked(CONTAINING_RECORD(entry, FLTP_CONNECTION, FilterLinks), &completions);
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
     FltpCompleteAll(&completions);
     /* MessageNotify calls that started before. */
     FltpWaitFilterIdle(Filter);
@@ -930,7 +963,7 @@ VOID FltpClosePortsOfFilter(PFLT_FILTER Filter)
      * moment may run it instead: once either way). */
     for (;;) {
         PFLTP_CONNECTION connection = NULL;
-        FLTP_LOCK(&irql);
+        FltpAcquireLock();
         for (entry = Filter->Connections.Flink; entry != &Filter->Connections; entry = entry->Flink) {
             PFLTP_CONNECTION candidate = CONTAINING_RECORD(entry, FLTP_CONNECTION, FilterLinks);
             if (!candidate->DisconnectNotified) {
@@ -939,7 +972,7 @@ VOID FltpClosePortsOfFilter(PFLT_FILTER Filter)
                 break;
             }
         }
-        FLTP_UNLOCK(irql);
+        FltpReleaseLock();
         if (connection == NULL) break;
         FltpNotifyDisconnect(connection);
         FltpReleaseConnection(connection);
@@ -948,11 +981,11 @@ VOID FltpClosePortsOfFilter(PFLT_FILTER Filter)
 
     /* No callback of the filter can start any more. Connections whose clients still hold their
      * handles forget the filter (every request on them fails with STATUS_PORT_DISCONNECTED). */
-    FLTP_LOCK(&irql);
+    FltpAcquireLock();
     while (!IsListEmpty(&Filter->Connections)) {
         entry = RemoveHeadList(&Filter->Connections);
         InitializeListHead(entry);
         CONTAINING_RECORD(entry, FLTP_CONNECTION, FilterLinks)->Filter = NULL;
     }
-    FLTP_UNLOCK(irql);
+    FltpReleaseLock();
 }

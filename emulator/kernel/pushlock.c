@@ -1,6 +1,10 @@
 /*
- * Push locks (FltInitializePushLock & co.): shared or exclusive, not recursive, in the pointer-
- * sized EX_PUSH_LOCK itself, so that initialising one can never fail. Bit 0 = held exclusive;
+ * Locks: fltmgr's own global lock, and push locks (FltInitializePushLock & co.), made of interlocked
+ * operations because Wine 8's KeAcquireSpinLock does not exclude (it returns at once when another
+ * thread holds the lock) and its ERESOURCEs are built on it.
+ *
+ * Push locks are shared or exclusive, not recursive, in the pointer-sized EX_PUSH_LOCK itself, so
+ * that initialising one can never fail. Bit 0 = held exclusive;
  * the rest counts shared holders in steps of 2. A waiter spins briefly and then sleeps in short
  * steps; held locks are meant to be short (no lock of a driver is held across FltSendMessage).
  * Unlike Windows, waiting writers do not hold new readers back.
@@ -16,7 +20,7 @@ static volatile LONG64 *FltpPushLockWord(PEX_PUSH_LOCK PushLock)
 }
 
 /* The Attempt-th wait for a lock that was busy. */
-static VOID FltpPushLockBackOff(ULONG Attempt)
+VOID FltpBackOff(ULONG Attempt)
 {
     LARGE_INTEGER interval;
 
@@ -26,6 +30,18 @@ static VOID FltpPushLockBackOff(ULONG Attempt)
     }
     interval.QuadPart = Attempt < 256 ? 0 : -10000; /* a yield, then 1 ms naps */
     KeDelayExecutionThread(KernelMode, FALSE, &interval);
+}
+
+VOID FltpAcquireLock(VOID)
+{
+    ULONG attempt;
+
+    for (attempt = 0; InterlockedCompareExchange(&FltpGlobals.Lock, 1, 0) != 0; attempt++) FltpBackOff(attempt);
+}
+
+VOID FltpReleaseLock(VOID)
+{
+    InterlockedExchange(&FltpGlobals.Lock, 0);
 }
 
 VOID FLTAPI FltInitializePushLock(PEX_PUSH_LOCK PushLock)
@@ -44,7 +60,7 @@ VOID FLTAPI FltAcquirePushLockExclusive(PEX_PUSH_LOCK PushLock)
 
     for (attempt = 0; InterlockedCompareExchange64(FltpPushLockWord(PushLock), FLTP_PUSH_LOCK_EXCLUSIVE, 0) != 0;
          attempt++)
-        FltpPushLockBackOff(attempt);
+        FltpBackOff(attempt);
 }
 
 VOID FLTAPI FltAcquirePushLockShared(PEX_PUSH_LOCK PushLock)
@@ -56,7 +72,7 @@ VOID FLTAPI FltAcquirePushLockShared(PEX_PUSH_LOCK PushLock)
         if ((value & FLTP_PUSH_LOCK_EXCLUSIVE) == 0 &&
             InterlockedCompareExchange64(FltpPushLockWord(PushLock), value + FLTP_PUSH_LOCK_SHARED, value) == value)
             return;
-        FltpPushLockBackOff(attempt);
+        FltpBackOff(attempt);
     }
 }
 

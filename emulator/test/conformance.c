@@ -385,6 +385,18 @@ static ksend *ksend_start(srv *s, ULONG slot, const void *payload, ULONG len, UL
     return ksend_request(&req, payload, len);
 }
 
+/* FltEmuSendRawMessage on a kernel thread: `bytes` is the whole message, header included. */
+static ksend *ksend_raw(srv *s, ULONG slot, const void *bytes, ULONG len)
+{
+    CONTROL_REQUEST req;
+    if (!s) return NULL;
+    request_init(&req, CONTROL_KSEND, s->id);
+    req.Slot = slot;
+    req.Flags = CONF_RAW | CONF_HAS_TIMEOUT;
+    req.Timeout = -20LL * 10000000;
+    return ksend_request(&req, bytes, len);
+}
+
 /* A kernel thread sending count messages of a BULK_* kind. */
 static ksend *bulk_start(srv *s, ULONG kind, ULONG first, ULONG count)
 {
@@ -2065,6 +2077,76 @@ done:
     return ok;
 }
 
+/* FltEmuSendRawMessage: the header as the driver wrote it, whatever it says. */
+static int c_raw_message(char *detail)
+{
+    int ok = 1;
+    HANDLE h = INVALID_HANDLE_VALUE;
+    rd *r = rd_new(sizeof(FILTER_MESSAGE_HEADER) + 64);
+    ksend *k = NULL;
+    DWORD n = 0, err = 0;
+    struct {
+        FILTER_MESSAGE_HEADER h;
+        char data[5];
+    } raw;
+    srv *s = srv_start("raw", 4, TRUE, NULL);
+    CHECK(s && r, "setup failed");
+    CHECK_CONNECTED(s, h);
+    raw.h.ReplyLength = 7; /* no real FltSendMessage writes 1..15 */
+    raw.h.MessageId = 0;
+    memcpy(raw.data, "rawrw", 5);
+    CHECK(rd_start(h, r) == HR_IO_PENDING, "FilterGetMessage did not pend");
+    k = ksend_raw(s, 0, &raw, sizeof(FILTER_MESSAGE_HEADER) + 5);
+    CHECK(rd_wait(h, r, 10000, &n, &err) && err == 0, "read: err %lu", (unsigned long)err);
+    CHECK(n == sizeof(FILTER_MESSAGE_HEADER) + 5 && r->msg->ReplyLength == 7 && r->msg->MessageId == 0 &&
+              memcmp(payload_of(r), "rawrw", 5) == 0,
+          "%lu bytes, ReplyLength %lu, id %llu: not what the driver wrote", (unsigned long)n,
+          (unsigned long)r->msg->ReplyLength, (unsigned long long)r->msg->MessageId);
+    CHECK(ksend_done(k, 10000) && k->status == STATUS_SUCCESS, "FltEmuSendRawMessage: 0x%08lx", HX(k->status));
+    CHECK(reply_bytes(h, 0, "x", 1) == HR_NO_WAITER_FOR_REPLY, "a reply to a raw message found a waiter");
+done:
+    if (h != INVALID_HANDLE_VALUE) CloseHandle(h);
+    srv_stop(s);
+    rd_free(r);
+    ksend_free(k);
+    return ok;
+}
+
+/* FltEmuDropOversizedMessages: the other answer to "too small: lost or redelivered?". */
+static int c_drop_oversized(char *detail)
+{
+    int ok = 1;
+    HANDLE h = INVALID_HANDLE_VALUE;
+    rd *tiny = rd_new(sizeof(FILTER_MESSAGE_HEADER) + 4);
+    rd *big = rd_new(sizeof(FILTER_MESSAGE_HEADER) + 64);
+    ksend *k = NULL, *k2 = NULL;
+    DWORD n = 0, err = 0;
+    srv *s = srv_start("drop", 4, TRUE, NULL);
+    CHECK(s && tiny && big, "setup failed");
+    CHECK_CONNECTED(s, h);
+    CHECK(NT_SUCCESS(srv_op(s, CONTROL_DROP_OVERSIZED, 0, 1, NULL)), "FltEmuDropOversizedMessages failed");
+    CHECK(rd_start(h, tiny) == HR_IO_PENDING, "FilterGetMessage did not pend");
+    k = ksend_start(s, 0, "too-large", 9, 0, TRUE, -10LL * 10000000);
+    CHECK(rd_wait(h, tiny, 10000, &n, &err) && err == ERROR_INSUFFICIENT_BUFFER && n == 0,
+          "too-small read: err %lu, %lu bytes", (unsigned long)err, (unsigned long)n);
+    CHECK(ksend_done(k, 10000) && k->status == STATUS_BUFFER_OVERFLOW,
+          "dropped message's FltSendMessage: 0x%08lx, expected STATUS_BUFFER_OVERFLOW", HX(k->status));
+    CHECK(rd_start(h, big) == HR_IO_PENDING, "FilterGetMessage did not pend");
+    k2 = ksend_start(s, 0, "next", 4, 0, TRUE, -10LL * 10000000);
+    CHECK(rd_wait(h, big, 10000, &n, &err) && err == 0 && n == sizeof(FILTER_MESSAGE_HEADER) + 4 &&
+              memcmp(payload_of(big), "next", 4) == 0,
+          "the next read got %lu bytes (err %lu): the dropped message came back", (unsigned long)n,
+          (unsigned long)err);
+done:
+    if (h != INVALID_HANDLE_VALUE) CloseHandle(h);
+    srv_stop(s);
+    rd_free(tiny);
+    rd_free(big);
+    ksend_free(k);
+    ksend_free(k2);
+    return ok;
+}
+
 /* The handle is the connection: a copy made by DuplicateHandle reads, sends and replies too, and
  * the connection ends when the last copy is closed. */
 static int c_duplicate_handle(char *detail)
@@ -2248,13 +2330,16 @@ int main(int argc, char **argv)
     run_check("duplicate port name returns STATUS_OBJECT_NAME_COLLISION", c_duplicate_name, 20000);
     run_check("missing OBJ_KERNEL_HANDLE or MaxConnections 0 returns STATUS_INVALID_PARAMETER", c_port_parameters,
               20000);
-    run_check("no stray completions from internal credit writes on a thread-pool I/O", c_no_stray_completion, 30000);
+    run_check("no stray completions from internal I/O on a thread-pool I/O", c_no_stray_completion, 30000);
     run_check("synchronous FilterGetMessage (NULL OVERLAPPED) blocks until a message arrives", c_sync_get, 20000);
     run_check("scanner-sample client: completion port, 2 threads x 5 reads, 3000 messages", c_scanner_client, 70000);
     run_check("256 KiB messages in both directions", c_large_messages, 30000);
     run_check("unknown handle returns 0x80070006", c_unknown_handle, 10000);
     run_check("unregistering the filter runs DisconnectNotify and fails pending reads", c_unregister, 20000);
     run_check("a DuplicateHandle copy of the port handle works as the original", c_duplicate_handle, 20000);
+    run_check("FltEmuSendRawMessage delivers the header as written", c_raw_message, 20000);
+    run_check("FltEmuDropOversizedMessages: the too-small read fails with 122, the message is dropped",
+              c_drop_oversized, 20000);
     /* last: it unloads the driver */
     run_check("driver unload with reads pending: they end with 6, later calls 0x80070006", c_unload, 60000);
 

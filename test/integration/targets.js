@@ -25,7 +25,8 @@ async function protocolLayoutOfC() {
   child.stdout.setEncoding('utf8').on('data', (chunk) => {
     text += chunk;
   });
-  const [code] = await once(child, 'exit');
+  // 'close', not 'exit': the process can end before its output has been read.
+  const [code] = await once(child, 'close');
   if (code !== 0) throw new Error(`fltport-sample-layout exited with ${code}`);
   return JSON.parse(text);
 }
@@ -119,7 +120,7 @@ class DriverTarget {
     child.stdout.setEncoding('utf8').on('data', (chunk) => {
       text += chunk;
     });
-    await once(child, 'exit');
+    await once(child, 'close');
     const { pid, ok, code } = JSON.parse(text);
     if (ok) return { verdict: 'allow', pid };
     if (code === 'EACCES' || code === 'EPERM') return { verdict: 'deny', pid };
