@@ -20,6 +20,8 @@ export function table<T>(rows: readonly T[], columns: readonly Column<T>[]): str
 }
 
 const PREVIEW_BYTES = 32;
+// Text reads further than hex: a path a driver sends is often past its first 32 characters.
+const PREVIEW_UNITS = 64;
 
 /** The first bytes as hex, "…" when there are more. */
 export function hexPreview(data: Uint8Array): string {
@@ -27,9 +29,9 @@ export function hexPreview(data: Uint8Array): string {
   return data.byteLength > PREVIEW_BYTES ? `${shown} …` : shown;
 }
 
-/** The bytes read as UTF-16LE, printable characters only (others as "."), "…" when bytes are left over. */
+/** The first 64 UTF-16LE units, printable characters only (others as "."), "…" when bytes are left over. */
 export function utf16Preview(data: Uint8Array): string {
-  const units = Math.min(Math.floor(data.byteLength / 2), PREVIEW_BYTES);
+  const units = Math.min(Math.floor(data.byteLength / 2), PREVIEW_UNITS);
   const text = Buffer.from(data.buffer, data.byteOffset, units * 2).toString('utf16le');
   const printable = text.replace(/[^\x20-\x7e\u00a0-\ud7ff\ue000-\ufffd]/g, '.');
   return data.byteLength > units * 2 ? `${printable}…` : printable;

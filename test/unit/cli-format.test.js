@@ -24,7 +24,7 @@ describe('fltport output formatting', () => {
     assert.equal(table([], [{ header: 'A', value: () => '' }]), 'A\n-\n');
   });
 
-  it('previews bytes as hex and UTF-16, cut after 32 bytes', () => {
+  it('previews bytes as hex (32 bytes) and UTF-16 (64 characters)', () => {
     assert.equal(hexPreview(Buffer.from([0, 1, 0xab])), '00 01 ab');
     assert.equal(hexPreview(Buffer.alloc(0)), '');
     const long = Buffer.alloc(40, 0x41);
@@ -32,6 +32,7 @@ describe('fltport output formatting', () => {
     assert.equal(utf16Preview(Buffer.from('C:\\x.txt', 'utf16le')), 'C:\\x.txt');
     assert.equal(utf16Preview(Buffer.from('a\u0001b', 'utf16le')), 'a.b');
     assert.equal(utf16Preview(Buffer.from('abc', 'utf16le').subarray(0, 5)), 'ab…');
-    assert.equal(utf16Preview(Buffer.from('x'.repeat(40), 'utf16le')), `${'x'.repeat(32)}…`);
+    assert.equal(utf16Preview(Buffer.from('x'.repeat(64), 'utf16le')), 'x'.repeat(64));
+    assert.equal(utf16Preview(Buffer.from('x'.repeat(70), 'utf16le')), `${'x'.repeat(64)}…`);
   });
 });
