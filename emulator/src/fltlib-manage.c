@@ -573,14 +573,15 @@ static void Publish(WALK *walk, HANDLE *handle)
     *handle = (HANDLE)walk;
 }
 
-/* The walk `handle` stands for, of `kind`, with the lock held (shared) on success. */
+/* The walk `handle` stands for, of `kind`, with the lock held on success: two threads using one
+ * handle take turns. */
 static WALK *Lookup(HANDLE handle, WALK_KIND kind)
 {
     WALK *walk;
-    AcquireSRWLockShared(&g_walksLock);
+    AcquireSRWLockExclusive(&g_walksLock);
     for (walk = g_walks; walk != NULL; walk = walk->Next)
         if ((HANDLE)walk == handle && walk->Kind == kind) return walk;
-    ReleaseSRWLockShared(&g_walksLock);
+    ReleaseSRWLockExclusive(&g_walksLock);
     return NULL;
 }
 
@@ -658,7 +659,7 @@ static HRESULT Continue(HANDLE handle, WALK_KIND kind, int cls, void *buffer, DW
     walk = Lookup(handle, kind);
     if (walk == NULL) return E_HANDLE;
     hr = Step(walk, cls, buffer, bytes, returned);
-    ReleaseSRWLockShared(&g_walksLock);
+    ReleaseSRWLockExclusive(&g_walksLock);
     return hr;
 }
 
@@ -835,7 +836,7 @@ HRESULT WINAPI FilterGetInformation(HFILTER handle, FILTER_INFORMATION_CLASS cls
     walk = Lookup(handle, FilterHandle);
     if (walk == NULL) return E_HANDLE;
     wcscpy(name, walk->FilterName);
-    ReleaseSRWLockShared(&g_walksLock);
+    ReleaseSRWLockExclusive(&g_walksLock);
     hr = ReadState(&state);
     if (FAILED(hr)) return hr;
     filter = FindFilter(&state, name);
