@@ -45,8 +45,8 @@ async function call<T>(run: (native: NativeFilterManager) => Promise<T>): Promis
 const isHResult = (error: unknown, hresult: number): boolean => error instanceof WinError && error.hresult === hresult;
 const ERROR_FLT_VOLUME_NOT_FOUND = 0x801f0014;
 
-const checkFilterName = (value: unknown, name = 'filterName'): string => checkName(value, name, MAX_FILTER_NAME_UNITS);
-const checkVolumeName = (value: unknown, name = 'volumeName'): string => checkName(value, name, MAX_VOLUME_NAME_UNITS);
+const checkFilterName = (value: unknown): string => checkName(value, 'filterName', MAX_FILTER_NAME_UNITS);
+const checkVolumeName = (value: unknown): string => checkName(value, 'volumeName', MAX_VOLUME_NAME_UNITS);
 
 /** Every filter the filter manager knows, minifilters and legacy filters (FilterFindFirst/Next). */
 export async function listFilters(): Promise<FilterInfo[]> {
@@ -76,10 +76,10 @@ export async function listInstances(filterName?: string): Promise<InstanceInfo[]
     checkFilterName(filterName);
     return parseInstances(await call((native) => native.findInstances(filterName, INSTANCE_INFORMATION_CLASSES.aggregateStandard)));
   }
-  const volumes = await listVolumeNames();
+  const volumes = await findVolumes();
   const perVolume = await Promise.all(
     volumes.map((volume) =>
-      listVolumeInstances(volume).catch((error: unknown) => {
+      listVolumeInstances(volume.name).catch((error: unknown) => {
         if (isHResult(error, ERROR_FLT_VOLUME_NOT_FOUND)) return [];
         throw error;
       }),
@@ -94,15 +94,14 @@ export async function listVolumeInstances(volumeName: string): Promise<InstanceI
   return parseInstances(await call((native) => native.findVolumeInstances(volumeName, INSTANCE_INFORMATION_CLASSES.aggregateStandard)));
 }
 
-async function listVolumeNames(): Promise<string[]> {
+async function findVolumes(): Promise<VolumeInfo[]> {
   const buffers = await call((native) => native.findVolumes(VOLUME_INFORMATION_CLASSES.standard));
-  return buffers.flatMap((buffer) => parseVolumeInformation(buffer, 'standard')).map((volume) => volume.name);
+  return buffers.flatMap((buffer) => parseVolumeInformation(buffer, 'standard'));
 }
 
 /** Every volume the filter manager knows (FilterVolumeFindFirst/Next), with its DOS name. */
 export async function listVolumes(): Promise<VolumeWithDosName[]> {
-  const buffers = await call((native) => native.findVolumes(VOLUME_INFORMATION_CLASSES.standard));
-  const volumes = buffers.flatMap((buffer) => parseVolumeInformation(buffer, 'standard'));
+  const volumes = await findVolumes();
   return Promise.all(
     volumes.map(async (volume) => ({ ...volume, dosName: await dosName(volume.name).catch(() => null) })),
   );
