@@ -186,12 +186,12 @@ async function sendBench(port, { payloadBytes, inFlight, count, sampleAllocation
 }
 
 async function main() {
-  const [kernelExe, modeArg, payload, concurrency, countText, replyText] = process.argv.slice(2);
+  const [kernelSys, modeArg, payload, concurrency, countText, replyText] = process.argv.slice(2);
   const sampleAllocation = modeArg.startsWith('alloc-');
   const mode = modeArg.replace(/^alloc-/, '');
   const payloadBytes = Number(payload);
   const count = Number(countText);
-  const kernel = await startKernel({ exe: kernelExe });
+  const kernel = await startKernel({ sys: kernelSys });
   const port = await FilterPort.connect(kernel.portName);
   console.log(`FLTLIB ${String(runtimeInfo().fltlibPath).replaceAll('\\', '/')}`);
   let result;

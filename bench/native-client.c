@@ -1,10 +1,12 @@
 /*
  * The native baseline for bench/run.mjs: the scanner pattern done the fast way in C.
  *
- *   fltport-bench-native KERNEL_EXE FLTLIB notify PAYLOAD PENDING COUNT REPLY_BYTES|ff
- *   fltport-bench-native KERNEL_EXE FLTLIB send PAYLOAD THREADS COUNT
+ *   fltport-bench-native KERNEL_COMMAND FLTLIB notify PAYLOAD PENDING COUNT REPLY_BYTES|ff
+ *   fltport-bench-native KERNEL_COMMAND FLTLIB send PAYLOAD THREADS COUNT
  *
- * It starts emulator/test-kernel (KERNEL_EXE) on a fresh port, loads fltlib.dll with LoadLibrary
+ * It runs KERNEL_COMMAND PORT_NAME 8 (a command line that loads test-kernel.sys on that port,
+ * prints "ready" and unloads it when its standard input closes: node.exe
+ * emulator/test-kernel/test-kernel-host.cjs) with a fresh port name, loads fltlib.dll with LoadLibrary
  * (FLTLIB: a path or "fltlib.dll"), connects and runs one cell:
  *   notify  PENDING overlapped FilterGetMessage calls on thread-pool I/O; each completion replies
  *           at once on its pool thread with an exact-size FilterReplyMessage (header + the
@@ -119,7 +121,7 @@ static DWORD WarmupCount(DWORD measured) {
 
 static HANDLE g_kernelStdin;
 
-static void StartKernel(const wchar_t *exe, const wchar_t *portName) {
+static void StartKernel(const wchar_t *command, const wchar_t *portName) {
     SECURITY_ATTRIBUTES inherit = {sizeof(inherit), NULL, TRUE};
     HANDLE inRead, inWrite, outRead, outWrite;
     if (!CreatePipe(&inRead, &inWrite, &inherit, 0) || !CreatePipe(&outRead, &outWrite, &inherit, 0))
@@ -134,7 +136,7 @@ static void StartKernel(const wchar_t *exe, const wchar_t *portName) {
     startup.hStdOutput = outWrite;
     startup.hStdError = GetStdHandle(STD_ERROR_HANDLE);
     wchar_t commandLine[1024];
-    swprintf(commandLine, 1024, L"\"%ls\" %ls 8", exe, portName);
+    swprintf(commandLine, 1024, L"%ls %ls 8", command, portName);
     PROCESS_INFORMATION process;
     if (!CreateProcessW(NULL, commandLine, NULL, NULL, TRUE, 0, NULL, NULL, &startup, &process))
         Fail("CreateProcess(test-kernel)", HRESULT_FROM_WIN32(GetLastError()));
@@ -376,8 +378,8 @@ static int SendBench(DWORD payloadBytes, DWORD threads, DWORD count) {
 int wmain(int argc, wchar_t **argv) {
     if (argc < 7) {
         fprintf(stderr,
-                "usage: fltport-bench-native KERNEL_EXE FLTLIB notify PAYLOAD PENDING COUNT REPLY_BYTES|ff\n"
-                "       fltport-bench-native KERNEL_EXE FLTLIB send PAYLOAD THREADS COUNT\n");
+                "usage: fltport-bench-native KERNEL_COMMAND FLTLIB notify PAYLOAD PENDING COUNT REPLY_BYTES|ff\n"
+                "       fltport-bench-native KERNEL_COMMAND FLTLIB send PAYLOAD THREADS COUNT\n");
         return 2;
     }
     QueryPerformanceFrequency(&g_frequency);
@@ -416,7 +418,7 @@ int wmain(int argc, wchar_t **argv) {
         fprintf(stderr, "unknown mode\n");
         code = 2;
     }
-    CloseHandle(g_kernelStdin); /* the kernel ends when its stdin closes */
+    CloseHandle(g_kernelStdin); /* the kernel is unloaded when its host's stdin closes */
     fflush(stdout);
     ExitProcess((UINT)code);  /* without waiting for thread-pool callbacks still running */
 }

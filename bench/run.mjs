@@ -1,5 +1,7 @@
 // Benchmarks: what fltport costs per message, measured against a native C client in the same run,
-// over the same transport (the filter-manager emulator, emulator/test-kernel as the kernel side).
+// over the same transport (the filter-manager emulator, emulator/test-kernel's test-kernel.sys as
+// the kernel side, loaded once per run: by fltport-client.cjs itself for fltport, by
+// emulator/test-kernel/test-kernel-host.cjs for the C client).
 //
 //   node bench/run.mjs            full run (each cell 3 times, the target cells 5 times; medians)
 //   node bench/run.mjs --quick    a quarter of the messages, fewer cells
@@ -13,7 +15,8 @@
 //   options: --setup (what npm run bench adds: on Linux, scripts/setup.sh first), --reps N, --only notify|ff|send, --filter REGEXP (cell names), --messages N (per cell),
 //            --node-flags "FLAGS" (for the Windows node.exe, e.g. V8 heap sizes), --out FILE
 //
-// Linux: the Windows programs run under Wine (node.exe, the C client, the test kernel).
+// Linux: the Windows programs run under Wine (node.exe, the C client, the test kernel on the
+// emulator's fltmgr.sys).
 // Windows: they run natively (the C client is built with MSVC, fltlib.dll is the emulator's).
 // Results: a table on stdout and JSON in bench/results/<timestamp>.json.
 import { spawn, spawnSync } from 'node:child_process';
@@ -26,6 +29,7 @@ import {
   cmakeBuild,
   emulatedFltlibEnv,
   emulatedNodeExe,
+  installEmulatedFilterManager,
   isWindows,
   removeEmulatedFltlib,
   repoRoot,
@@ -81,7 +85,7 @@ async function buildEverything() {
   cmakeBuild(benchDir, buildDir);
   const nativeExe = path.join(buildDir, 'fltport-bench-native.exe');
   if (!fs.existsSync(nativeExe)) throw new Error(`the C client was not built: ${nativeExe}`);
-  return { fltlibDll: emulator.pipeFltlibDll, testKernelExe: emulator.testKernelExe, nativeExe };
+  return { fltlibDll: emulator.fltlibDll, fltmgrSys: emulator.fltmgrSys, testKernelSys: emulator.testKernelSys, nativeExe };
 }
 
 // ---------------------------------------------------------------- cells
@@ -186,11 +190,10 @@ function runProgram(exe, args, env, timeoutMs = RUN_TIMEOUT_MS, keepLog = undefi
 }
 
 async function runClient(impl, cell, setup, mode) {
-  const kernel = windowsPath(setup.testKernelExe);
   const [exe, args] =
     impl === 'native'
-      ? [setup.nativeExe, [kernel, setup.nativeFltlib, ...cellArgs(cell, mode)]]
-      : [setup.nodeExe, [...setup.nodeFlags, path.join('bench', 'fltport-client.cjs'), kernel, ...cellArgs(cell, mode)]];
+      ? [setup.nativeExe, [setup.kernelCommand, setup.nativeFltlib, ...cellArgs(cell, mode)]]
+      : [setup.nodeExe, [...setup.nodeFlags, path.join('bench', 'fltport-client.cjs'), windowsPath(setup.testKernelSys), ...cellArgs(cell, mode)]];
   const timeoutMs = mode === 'soak' ? 30 * 60_000 : RUN_TIMEOUT_MS;
   let { code, output, timedOut } = await runProgram(exe, args, setup.env, timeoutMs);
   if (timedOut) {
@@ -412,11 +415,10 @@ async function wineCalls(options, setup) {
       spawnSync('wineserver', ['-k'], { env: wineEnv() });
       spawnSync('wineserver', ['-w'], { env: wineEnv() });
       const log = path.join(cacheDir, `bench-wine-calls-${process.pid}.log`);
-      const kernel = windowsPath(setup.testKernelExe);
       const [exe, args] =
         impl === 'native'
-          ? [setup.nativeExe, [kernel, setup.nativeFltlib, ...cellArgs(cell)]]
-          : [setup.nodeExe, [path.join('bench', 'fltport-client.cjs'), kernel, ...cellArgs(cell)]];
+          ? [setup.nativeExe, [setup.kernelCommand, setup.nativeFltlib, ...cellArgs(cell)]]
+          : [setup.nodeExe, [path.join('bench', 'fltport-client.cjs'), windowsPath(setup.testKernelSys), ...cellArgs(cell)]];
       const { code } = await runProgram(exe, args, { ...setup.env, WINEDEBUG: '+server' }, RUN_TIMEOUT_MS * 5, log);
       const requests = new Map();
       let result;
@@ -456,9 +458,12 @@ async function main() {
   }
   const built = await buildEverything();
   const nodeExe = emulatedNodeExe(built.fltlibDll);
+  if (built.fltmgrSys) installEmulatedFilterManager(built.fltmgrSys);
   const setup = {
     ...built,
     nodeExe,
+    // What the C client runs to load test-kernel.sys on its port (a JS client loads it itself).
+    kernelCommand: [nodeExe, path.join(repoRoot, 'emulator', 'test-kernel', 'test-kernel-host.cjs'), built.testKernelSys].map((file) => `"${windowsPath(file)}"`).join(' '),
     env: emulatedFltlibEnv,
     // Both clients load the same emulator fltlib.dll: under Wine the copy emulatedNodeExe put in
     // system32 (WINEDLLOVERRIDES=fltlib=n), on Windows the copy beside the addon.

@@ -284,6 +284,9 @@ async function loadDriver(sysPath, { service, parameters = {}, altitude } = {}) 
   if (typeof sysPath !== 'string') throw new TypeError('sysPath must be a string');
   const name = service ?? `${path.basename(sysPath, '.sys')}-${process.pid}-${++instanceCounter}`;
   if (loaded.has(name)) throw new Error(`service ${name} is already loaded by this process`);
+  // A service of that name that this process did not load is left over from a process that
+  // ended without unloading it (Wine reuses process ids from one session to the next).
+  if (serviceStatus(name) !== null) await removeService(name).catch(() => {});
   fs.mkdirSync(copiesDir, { recursive: true });
   const copy = path.join(copiesDir, `${name}.sys`);
   fs.copyFileSync(sysPath, copy);
@@ -334,9 +337,24 @@ async function stopService(service) {
 async function unloadDriver(service) {
   let failure;
   try {
-    await stopService(service);
+    await removeService(service);
   } catch (error) {
     if (!(error.code === 'ERR_DRIVER_DEAD' && reportedDead.has(service))) failure = error;
+  }
+  const copy = loaded.get(service);
+  loaded.delete(service);
+  reportedDead.delete(service);
+  if (copy !== undefined) removeCopy(copy);
+  if (failure) throw failure;
+}
+
+/** Stops and deletes a service; it is deleted even when stopping it failed (then thrown). */
+async function removeService(service) {
+  let failure;
+  try {
+    await stopService(service);
+  } catch (error) {
+    failure = error;
   }
   withService(
     service,
@@ -348,10 +366,6 @@ async function unloadDriver(service) {
     },
     null,
   );
-  const copy = loaded.get(service);
-  loaded.delete(service);
-  reportedDead.delete(service);
-  if (copy !== undefined) removeCopy(copy);
   if (failure) throw failure;
 }
 

@@ -11,7 +11,7 @@ const buildDir = path.join(sourceDir, 'build');
 
 /**
  * Builds the emulator if needed and returns the paths of its outputs.
- * @returns {{ fltlibDll: string, kernelLib: string, includeDir: string, conformanceExe: string, testKernelExe: string }}
+ * @returns {{ fltlibDll: string, kernelLib: string, includeDir: string, conformanceExe: string, fltmgrSys?: string, testKernelSys?: string, loaderDriverSys?: string }}
  */
 export function buildEmulator() {
   cmakeBuild(sourceDir, buildDir);
@@ -22,21 +22,23 @@ export function buildEmulator() {
     kernelLib: kernelLibCandidates.find((file) => fs.existsSync(file)) ?? kernelLibCandidates[isWindows ? 1 : 0],
     includeDir: path.join(sourceDir, 'include'),
     conformanceExe: path.join(buildDir, 'emulator-conformance.exe'),
-    testKernelExe: path.join(buildDir, 'test-kernel.exe'),
     lpcStandInDll: path.join(buildDir, 'lpcemu.dll'),
     lpcConformanceExe: path.join(buildDir, 'lpc-conformance.exe'),
     // The kernel side under Wine (not built with MSVC: on Windows the real filter manager runs and
-    // the WDK builds the drivers): the emulator's filter manager, and the test drivers.
+    // the WDK builds the drivers): the emulator's filter manager, the test kernel and the loader
+    // suite's driver.
     ...(isWindows
       ? {}
       : {
           fltmgrSys: path.join(buildDir, 'fltmgr.sys'),
+          testKernelSys: path.join(buildDir, 'test-kernel.sys'),
+          loaderDriverSys: path.join(buildDir, 'loader-driver.sys'),
           conformanceDriverSys: path.join(buildDir, 'fltemu-conformance.sys'),
           loaderDriverSys: path.join(buildDir, 'loader-driver.sys'),
           sampleDriverSys: path.join(buildDir, 'fltportsample.sys'),
         }),
-    // The previous fltlib.dll over named pipes, for test-kernel.exe (user mode) until the suites
-    // move to the kernel drivers.
+    // The previous fltlib.dll over named pipes, for the sample host (user mode) until the
+    // integration suite moves to fltportsample.sys.
     pipeFltlibDll: path.join(buildDir, 'pipes', 'fltlib.dll'),
   };
   for (const [name, file] of Object.entries(outputs)) {

@@ -1,10 +1,8 @@
 // Runs a mocha suite inside Windows node.exe: under Wine on Linux, natively on Windows.
 //   node scripts/test-windows.mjs [--emulator] [--lpc-stand-in] [suite folder, default test/windows]
-// With --emulator the addon loads the emulator's fltlib.dll, Wine loads the emulator's fltmgr.sys
-// (the suites load their drivers with emulator/drivers.js), and the suites find the emulator's
-// test kernel (FLTPORT_TEST_KERNEL). With --lpc-stand-in
+// With --emulator the addon loads the emulator's fltlib.dll and Wine loads the emulator's
+// fltmgr.sys (the suites load their drivers with emulator/drivers.js). With --lpc-stand-in
 // (under Wine only) node.exe preloads the LPC stand-in, emulator/lpc/README.md.
-import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
@@ -17,15 +15,8 @@ import {
   runWindowsProgram,
   waitForWineSessionEnd,
   windowsNodeExe,
-  windowsPath,
 } from './windows-runtime.mjs';
 import { mochaCounts } from './mocha-summary.mjs';
-
-/** Whether a suite loads kernel drivers: its .mocharc.json requires emulator/drivers.js. */
-function loadsKernelDrivers(suite) {
-  const config = JSON.parse(fs.readFileSync(path.join(repoRoot, suite, '.mocharc.json'), 'utf8'));
-  return [config.require ?? []].flat().includes('emulator/drivers.js');
-}
 
 export async function runWindowsSuite(suite, { emulator = false, lpcStandIn = false } = {}) {
   let exe = windowsNodeExe();
@@ -39,22 +30,12 @@ export async function runWindowsSuite(suite, { emulator = false, lpcStandIn = fa
   if (emulator) {
     const { buildEmulator } = await import('./build-emulator.mjs');
     const built = buildEmulator();
-    if (loadsKernelDrivers(suite)) {
-      // The suite loads its drivers (emulator/drivers.js) on the emulator's fltmgr.sys, reached
-      // through the DeviceIoControl fltlib.dll.
-      exe = emulatedNodeExe(built.fltlibDll);
-      if (built.fltmgrSys) installEmulatedFilterManager(built.fltmgrSys);
-      // A session of its own, started by node.exe: its services.exe and winedevice.exe write to the
-      // suite's output (and not to a finished program's), and no driver of an earlier run remains.
-      waitForWineSessionEnd();
-    } else {
-      // The suite talks to test-kernel.exe, a user-mode process, through the named-pipe fltlib.dll.
-      exe = emulatedNodeExe(built.pipeFltlibDll);
-    }
-    env = {
-      ...emulatedFltlibEnv,
-      FLTPORT_TEST_KERNEL: windowsPath(built.testKernelExe),
-    };
+    exe = emulatedNodeExe(built.fltlibDll);
+    installEmulatedFilterManager(built.fltmgrSys);
+    // A session of its own, started by node.exe: its services.exe and winedevice.exe write to the
+    // suite's output (and not to a finished program's), and no driver of an earlier run remains.
+    waitForWineSessionEnd();
+    env = { ...emulatedFltlibEnv };
   }
   try {
     const mocha = path.join('node_modules', 'mocha', 'bin', 'mocha.js');

@@ -27,7 +27,7 @@ typedef struct _FLT_FILTER {
     PDRIVER_OBJECT DriverObject;
     const FLT_REGISTRATION *Registration; /* the driver's own structure, kept as given */
     LIST_ENTRY ServerPorts;               /* FLTP_SERVER_PORT.FilterLinks, open ones */
-    LIST_ENTRY Connections;               /* FLTP_CONNECTION.FilterLinks: accepted, file object open */
+    LIST_ENTRY Connections;               /* FLTP_CONNECTION.FilterLinks: accepted, not yet forgotten */
     BOOLEAN Unregistering;
     BOOLEAN DropOversizedMessages;        /* FltEmuDropOversizedMessages */
     volatile LONG Busy;                   /* port callbacks of this filter running right now */
@@ -81,18 +81,21 @@ typedef enum _FLTP_CONNECTION_STATE {
 typedef struct _FLTP_CONNECTION {
     FLT_PORT Header;
     PFLTP_SERVER_PORT ServerPort;
-    PFLT_FILTER Filter;    /* NULL once the filter is unregistered */
-    LIST_ENTRY FilterLinks;  /* Filter->Connections, from acceptance until the file object closes */
+    PFLT_FILTER Filter;    /* once accepted; NULL again once the filter is unregistered */
+    LIST_ENTRY FilterLinks;  /* Filter->Connections, from acceptance while the file object is open or the
+                              * minifilter holds its client port */
     PFILE_OBJECT FileObject;
     PVOID Cookie;          /* ConnectNotify's ConnectionPortCookie */
     FLTP_CONNECTION_STATE State;
     BOOLEAN Accepted;           /* ConnectNotify accepted it: DisconnectNotify is owed */
     BOOLEAN DisconnectNotified;
     BOOLEAN HoldsSlot;          /* counts in ServerPort->Connections (MaxConnections) */
+    BOOLEAN HeldByFilter;       /* the minifilter's client port: until FltCloseClientPort or unregistration */
     LIST_ENTRY Reads;      /* pending GET_MESSAGE IRPs, oldest first (Tail.Overlay.ListEntry) */
     LIST_ENTRY Messages;   /* FLTP_MESSAGE.Links: not yet delivered, oldest first */
     LIST_ENTRY Waiters;    /* FLTP_MESSAGE.Links: delivered, waiting for a reply */
-    LONG References;       /* the file object + every FltSendMessage / MessageNotify using it */
+    LONG References;       /* the file object, the minifilter's client port (HeldByFilter), every
+                            * FltSendMessage and MessageNotify using it */
 } FLTP_CONNECTION, *PFLTP_CONNECTION;
 
 /* ---- messages ---------------------------------------------------------------------------- */

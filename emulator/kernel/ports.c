@@ -5,8 +5,9 @@
  * shared/reference/port-semantics.md, and emulator/README.md lists every choice and divergence.
  *
  * Lifetimes: a server port lives while the minifilter has it open or a connection made through
- * its device exists (References); a connection lives while its file object exists or a sender or
- * MessageNotify uses it (References). A filter's port callbacks in progress are counted in
+ * its device exists (References); a connection lives while its file object exists, the minifilter
+ * holds its client port (until FltCloseClientPort), or a sender or MessageNotify uses it
+ * (References): a client port variable the minifilter has not closed never points at freed memory. A filter's port callbacks in progress are counted in
  * Filter->Busy so that FltUnregisterFilter returns only once none runs any more.
  */
 #include "fltmgrp.h"
@@ -242,6 +243,14 @@ static VOID FltpFreeSlotLocked(PFLTP_CONNECTION Connection)
     Connection->ServerPort->Connections--;
 }
 
+/* The connection leaves its filter's list (the entry is self-linked once off it). Caller holds
+ * the lock. */
+static VOID FltpForgetLocked(PFLTP_CONNECTION Connection)
+{
+    RemoveEntryList(&Connection->FilterLinks);
+    InitializeListHead(&Connection->FilterLinks);
+}
+
 /* The kernel side ends a connection (FltCloseClientPort, unregistration): every request on it
  * fails with STATUS_PORT_DISCONNECTED from now on, and its MaxConnections slot is free at once.
  * Caller holds the lock. */
@@ -394,6 +403,8 @@ VOID FLTAPI FltCloseCommunicationPort(PFLT_PORT ServerPort)
 VOID FLTAPI FltCloseClientPort(PFLT_FILTER Filter, PFLT_PORT *ClientPort)
 {
     FLTP_COMPLETIONS completions;
+    PFLTP_CONNECTION connection = NULL;
+    BOOLEAN release = FALSE;
     PFLT_PORT port;
 
     UNREFERENCED_PARAMETER(Filter);
@@ -402,10 +413,16 @@ VOID FLTAPI FltCloseClientPort(PFLT_FILTER Filter, PFLT_PORT *ClientPort)
     FltpAcquireLock();
     port = *ClientPort;
     *ClientPort = NULL;
-    if (port != NULL && port->Kind == FltpClientPort)
-        FltpDisconnectLocked(CONTAINING_RECORD(port, FLTP_CONNECTION, Header), &completions);
+    if (port != NULL && port->Kind == FltpClientPort) {
+        connection = CONTAINING_RECORD(port, FLTP_CONNECTION, Header);
+        FltpDisconnectLocked(connection, &completions);
+        release = connection->HeldByFilter;
+        connection->HeldByFilter = FALSE;
+        if (release && connection->State == FltpClosed) FltpForgetLocked(connection);
+    }
     FltpReleaseLock();
     FltpCompleteAll(&completions);
+    if (release) FltpReleaseConnection(connection);
 }
 
 /* Queues Message on the connection *ClientPort names (read under the lock: FltCloseClientPort
@@ -718,7 +735,6 @@ NTSTATUS FltpPortCreate(PDEVICE_OBJECT Device, PIRP Irp)
         status = STATUS_OBJECT_NAME_NOT_FOUND;
     else
         port->References++;
-    connection->Filter = port->Filter;
     FltpReleaseLock();
     if (!NT_SUCCESS(status)) {
         ExFreePoolWithTag(connection, FLTP_POOL_TAG);
@@ -746,10 +762,10 @@ static NTSTATUS FltpConnect(PFLTP_CONNECTION Connection, PIRP Irp, PIO_STACK_LOC
         return STATUS_INVALID_PARAMETER;
 
     FltpAcquireLock();
-    filter = Connection->Filter;
+    filter = port->Filter; /* valid while the port is open */
     if (Connection->State != FltpOpened)
         status = STATUS_INVALID_HANDLE;
-    else if (port->Closed || filter == NULL || filter->Unregistering)
+    else if (port->Closed || filter->Unregistering)
         status = STATUS_OBJECT_NAME_NOT_FOUND;
     else if (port->Connections >= port->MaxConnections)
         status = STATUS_CONNECTION_COUNT_LIMIT;
@@ -767,9 +783,12 @@ static NTSTATUS FltpConnect(PFLTP_CONNECTION Connection, PIRP Irp, PIO_STACK_LOC
     FltpAcquireLock();
     if (NT_SUCCESS(status)) {
         Connection->Cookie = cookie;
+        Connection->Filter = filter;
         Connection->State = FltpConnected;
         Connection->Accepted = TRUE;
         Connection->HoldsSlot = TRUE;
+        Connection->HeldByFilter = TRUE;
+        FltpReferenceConnectionLocked(Connection); /* the minifilter's client port */
         InsertTailList(&filter->Connections, &Connection->FilterLinks);
     } else {
         port->Connections--;
@@ -920,10 +939,7 @@ NTSTATUS FltpPortClose(PDEVICE_OBJECT Device, PIRP Irp)
      * that closes the client port there never closes a newcomer's. */
     FltpAcquireLock();
     FltpFreeSlotLocked(connection);
-    if (connection->Filter != NULL) {
-        RemoveEntryList(&connection->FilterLinks);
-        InitializeListHead(&connection->FilterLinks);
-    }
+    if (!connection->HeldByFilter) FltpForgetLocked(connection);
     FltpReleaseLock();
     FltpReleaseConnection(connection);
     FltpCompleteIrp(Irp, STATUS_SUCCESS, 0);
@@ -979,13 +995,22 @@ VOID FltpClosePortsOfFilter(PFLT_FILTER Filter)
     }
     FltpWaitFilterIdle(Filter);
 
-    /* No callback of the filter can start any more. Connections whose clients still hold their
-     * handles forget the filter (every request on them fails with STATUS_PORT_DISCONNECTED). */
-    FltpAcquireLock();
-    while (!IsListEmpty(&Filter->Connections)) {
-        entry = RemoveHeadList(&Filter->Connections);
-        InitializeListHead(entry);
-        CONTAINING_RECORD(entry, FLTP_CONNECTION, FilterLinks)->Filter = NULL;
+    /* No callback of the filter can start any more. Its connections forget it (requests on those
+     * whose clients still hold their handles fail with STATUS_PORT_DISCONNECTED), and client ports
+     * the minifilter never closed are closed. */
+    for (;;) {
+        PFLTP_CONNECTION connection = NULL;
+        BOOLEAN release = FALSE;
+        FltpAcquireLock();
+        if (!IsListEmpty(&Filter->Connections)) {
+            connection = CONTAINING_RECORD(Filter->Connections.Flink, FLTP_CONNECTION, FilterLinks);
+            FltpForgetLocked(connection);
+            connection->Filter = NULL;
+            release = connection->HeldByFilter; /* client ports the minifilter never closed */
+            connection->HeldByFilter = FALSE;
+        }
+        FltpReleaseLock();
+        if (connection == NULL) break;
+        if (release) FltpReleaseConnection(connection);
     }
-    FltpReleaseLock();
 }

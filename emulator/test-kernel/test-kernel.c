@@ -1,7 +1,7 @@
 /*
- * test-kernel: a scriptable kernel side on the emulator, for testing user-mode clients (fltport's
- * own suites use it; so can anyone testing an agent). It creates one communication port and
- * obeys commands that the client sends through FilterSendMessage itself:
+ * test-kernel.sys: a scriptable minifilter for testing user-mode clients (fltport's own suites and
+ * bench use it; so can anyone testing an agent). It creates one communication port and obeys
+ * commands that the client sends through FilterSendMessage itself:
  *
  *   command = 24-byte header { UINT32 op, arg0, arg1, arg2, arg3, reserved } + payload
  *
@@ -18,7 +18,7 @@
  *   FLOOD      load generator (bench/): arg3 sender threads (1..64) that start together (a start
  *              barrier), each sending arg0 messages of arg1 payload bytes (first 8 bytes = thread
  *              index << 32 | sequence), arg2 = kernel ReplyLength (0xFFFFFFFF = fire and forget),
- *              no timeout; every FltSendMessage round trip is timed with QueryPerformanceCounter
+ *              no timeout; every FltSendMessage round trip is timed with KeQueryPerformanceCounter
  *              into the connection's latency histogram (reset by each FLOOD). Counts go to the
  *              stats as for NOTIFY; WAIT waits for these senders too. Returns at once.
  *   LATENCY    output = latency = { UINT64 count, elapsedNs (barrier release to the last sender's
@@ -30,9 +30,10 @@
  *              RAW_ID_BASE + sequence (0 when arg2 != 0), sequence = arg1 + the entry's index,
  *              payload stamped as for NOTIFY. arg0 = timeout in ms per message (0 = wait forever).
  *              Counts go to the stats as for NOTIFY (sent, timeouts, failures).
+ *              Emulator only: STATUS_NOT_SUPPORTED on the real filter manager.
  *   DROP_OVERSIZED arg0 != 0: from now on a message that meets a read too small for it is dropped
  *              (its sender counts a failure) instead of waiting for a read that fits; for every
- *              connection of this kernel (FltEmuDropOversizedMessages).
+ *              connection of this kernel (FltEmuDropOversizedMessages). Emulator only, as RAW.
  *   DELAY      MessageNotify returns after arg0 ms, or when the kernel stops: a send blocked in
  *              the kernel
  *   BLOCKED    waits until at least arg0 DELAY calls of this connection are in MessageNotify at
@@ -43,15 +44,20 @@
  *
  * A connection context of exactly "refuse" makes ConnectNotify refuse with STATUS_ACCESS_DENIED.
  *
- * Usage: test-kernel.exe PORT_NAME [MAX_CONNECTIONS]. Prints "ready" once the port exists and
- * runs until its standard input closes.
+ * Parameters (the service's Parameters key; emulator/test-kernel/test-kernel.js writes them):
+ *   PortName        REG_SZ     the port's name, e.g. \FltportTest-1
+ *   MaxConnections  REG_DWORD  (default 8)
+ * Unloading it (sc stop) closes the port and unregisters the filter: every client is
+ * disconnected, DELAY and BLOCKED calls return, every sender thread has ended.
+ *
+ * One source for the emulator (mingw-w64, emulator/kernel/fltKernel.h, Wine) and the WDK.
  */
+/* ExAllocatePoolZero on Windows 10 before 2004 (the WDK's down-level inline helper). */
+#define POOL_ZERO_DOWN_LEVEL_SUPPORT
 #include <fltKernel.h>
-
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#ifdef FLTEMU
+#include <fltEmu.h>
+#endif
 
 enum {
     OP_ECHO = 1,
@@ -75,77 +81,122 @@ enum {
 #define NO_REPLY_BUFFER 0xFFFFFFFFu
 #define MAX_SENDERS 128
 #define MAX_FLOOD_THREADS 64
+#define DEFAULT_MAX_CONNECTIONS 8
+#define TEST_KERNEL_TAG 'nKsT'
 
 /* Latency histogram: exact below 128 ns, then 64 sub-buckets per power of two. */
 #define HIST_EXACT 128
 #define HIST_SUB 64
 #define HIST_BUCKETS (HIST_EXACT + 58 * HIST_SUB)
 
-typedef struct Stats {
+typedef struct STATS {
     UINT32 sent, replied, matched, timeouts, failures;
     INT32 lastStatus;
     UINT32 replyBytesLast, connections;
-} Stats;
+} STATS;
 
-typedef struct Connection {
+/* A thread the driver started. Waited for through a kernel handle (Wine 8 mishandles references
+ * to thread objects: ObReferenceObjectByHandle on a thread handle leads to a crash once the
+ * thread ends); shared by the connection's list and whoever waits for it. */
+typedef struct SENDER_THREAD {
+    HANDLE handle;
+    volatile LONG references;
+} SENDER_THREAD;
+
+typedef struct CONNECTION {
     PFLT_PORT clientPort;
-    CRITICAL_SECTION lock;
-    Stats stats;
-    HANDLE senders[MAX_SENDERS];
+    FAST_MUTEX lock; /* taken with LockConnection(): stays at PASSIVE_LEVEL for the Zw calls */
+    KEVENT closing;  /* set by DisconnectNotify: a pending DISCONNECT ends at once */
+    STATS stats;
+    SENDER_THREAD *senders[MAX_SENDERS];
     int senderCount;
-    BYTE *context;
+    UCHAR *context;
     ULONG contextBytes;
     /* FLOOD latency, under lock */
     UINT32 *histogram;
     UINT64 latencyCount, latencySumNs, latencyMinNs, latencyMaxNs;
     LONGLONG floodStart, floodEnd;
     volatile LONG delaying; /* DELAY calls in MessageNotify */
-} Connection;
+} CONNECTION;
 
-typedef struct Flood {
-    Connection *connection;
-    HANDLE start;
+typedef struct FLOOD {
+    CONNECTION *connection;
+    KEVENT start;
     volatile LONG remaining;
     volatile LONG abandon;
     UINT32 count, payloadBytes, replyLength;
-} Flood;
+} FLOOD;
 
-typedef struct FloodThread {
-    Flood *flood;
+typedef struct FLOOD_THREAD {
+    FLOOD *flood;
     UINT32 index;
-} FloodThread;
+} FLOOD_THREAD;
 
-typedef struct Latency {
+typedef struct LATENCY {
     UINT64 count, elapsedNs, p50Ns, p99Ns, p999Ns, maxNs, minNs, meanNs;
-} Latency;
+} LATENCY;
 
-static LARGE_INTEGER g_qpcFrequency;
-
-typedef struct Sender {
-    Connection *connection;
+typedef struct SENDER {
+    CONNECTION *connection;
     UINT32 count, payloadBytes, replyLength, timeoutMs, delayMs;
-} Sender;
+} SENDER;
+
+typedef struct RAW_SENDER {
+    CONNECTION *connection;
+    UINT32 timeoutMs, firstSequence, zeroId, entries;
+    UINT32 script[1]; /* entries x { payloadBytes, replyLength } */
+} RAW_SENDER;
+
+DRIVER_INITIALIZE DriverEntry;
 
 static PFLT_FILTER g_filter;
+static PFLT_PORT g_serverPort;
+static UNICODE_STRING g_portName;
+static LARGE_INTEGER g_qpcFrequency;
 static volatile LONG g_connections;
-static HANDLE g_stopping; /* set when standard input closes: DELAY and BLOCKED return */
+static KEVENT g_stopping; /* set when the driver unloads: DELAY and BLOCKED return */
+
+static VOID LockConnection(CONNECTION *connection) {
+    KeEnterCriticalRegion();
+    ExAcquireFastMutexUnsafe(&connection->lock);
+}
+
+static VOID UnlockConnection(CONNECTION *connection) {
+    ExReleaseFastMutexUnsafe(&connection->lock);
+    KeLeaveCriticalRegion();
+}
+
+static PVOID Allocate(SIZE_T bytes) {
+    return ExAllocatePoolZero(NonPagedPoolNx, bytes, TEST_KERNEL_TAG);
+}
+
+static VOID Free(PVOID memory) {
+    if (memory != NULL) ExFreePoolWithTag(memory, TEST_KERNEL_TAG);
+}
+
+/* A relative timeout of `ms` milliseconds for the Ke* waits and FltSendMessage. */
+static LARGE_INTEGER RelativeMs(UINT32 ms) {
+    LARGE_INTEGER timeout;
+    timeout.QuadPart = -(LONGLONG)ms * 10000;
+    return timeout;
+}
 
 static NTSTATUS FLTAPI OnConnect(PFLT_PORT clientPort, PVOID serverCookie, PVOID context, ULONG contextBytes,
                                  PVOID *connectionCookie) {
     UNREFERENCED_PARAMETER(serverCookie);
-    if (contextBytes == 6 && context != NULL && memcmp(context, "refuse", 6) == 0) return STATUS_ACCESS_DENIED;
-    Connection *connection = (Connection *)calloc(1, sizeof(Connection));
+    if (contextBytes == 6 && context != NULL && RtlCompareMemory(context, "refuse", 6) == 6) return STATUS_ACCESS_DENIED;
+    CONNECTION *connection = (CONNECTION *)Allocate(sizeof(CONNECTION));
     if (connection == NULL) return STATUS_INSUFFICIENT_RESOURCES;
-    InitializeCriticalSection(&connection->lock);
+    ExInitializeFastMutex(&connection->lock);
+    KeInitializeEvent(&connection->closing, NotificationEvent, FALSE);
     connection->clientPort = clientPort;
-    if (contextBytes > 0) {
-        connection->context = (BYTE *)malloc(contextBytes);
+    if (contextBytes > 0 && context != NULL) {
+        connection->context = (UCHAR *)Allocate(contextBytes);
         if (connection->context == NULL) {
-            DeleteCriticalSection(&connection->lock);
-            free(connection);
+            Free(connection);
             return STATUS_INSUFFICIENT_RESOURCES;
         }
-        memcpy(connection->context, context, contextBytes);
+        RtlCopyMemory(connection->context, context, contextBytes);
         connection->contextBytes = contextBytes;
     }
     InterlockedIncrement(&g_connections);
@@ -153,48 +204,57 @@ static NTSTATUS FLTAPI OnConnect(PFLT_PORT clientPort, PVOID serverCookie, PVOID
     return STATUS_SUCCESS;
 }
 
+static BOOLEAN ThreadEnded(SENDER_THREAD *thread) {
+    LARGE_INTEGER now = {0};
+    return ZwWaitForSingleObject(thread->handle, FALSE, &now) == STATUS_SUCCESS;
+}
+
+static VOID WaitForThread(SENDER_THREAD *thread) {
+    ZwWaitForSingleObject(thread->handle, FALSE, NULL);
+}
+
+static VOID ReleaseThread(SENDER_THREAD *thread) {
+    if (InterlockedDecrement(&thread->references) != 0) return;
+    ZwClose(thread->handle);
+    Free(thread);
+}
+
 /* Returns once every sender of the connection has ended. A running sender stays in the list while
- * it is waited for (through a handle of the waiter's own), so that two WAITs at once both wait
+ * it is waited for (through a reference of the waiter's own), so that two WAITs at once both wait
  * for it: one that took it out would let the other return early with stats not yet counted. */
-static void WaitForSenders(Connection *connection) {
+static VOID WaitForSenders(CONNECTION *connection) {
     for (;;) {
-        HANDLE running = NULL;
-        EnterCriticalSection(&connection->lock);
-        while (connection->senderCount > 0 &&
-               WaitForSingleObject(connection->senders[connection->senderCount - 1], 0) == WAIT_OBJECT_0) {
-            CloseHandle(connection->senders[--connection->senderCount]);
+        SENDER_THREAD *running = NULL;
+        LockConnection(connection);
+        while (connection->senderCount > 0 && ThreadEnded(connection->senders[connection->senderCount - 1])) {
+            ReleaseThread(connection->senders[--connection->senderCount]);
         }
         if (connection->senderCount > 0) {
-            DuplicateHandle(GetCurrentProcess(), connection->senders[connection->senderCount - 1], GetCurrentProcess(),
-                            &running, SYNCHRONIZE, FALSE, 0);
+            running = connection->senders[connection->senderCount - 1];
+            InterlockedIncrement(&running->references);
         }
-        BOOL done = connection->senderCount == 0;
-        LeaveCriticalSection(&connection->lock);
-        if (done) return;
-        if (running == NULL) {
-            Sleep(1); /* no handle to spare: look again */
-            continue;
-        }
-        WaitForSingleObject(running, INFINITE);
-        CloseHandle(running);
+        UnlockConnection(connection);
+        if (running == NULL) return;
+        WaitForThread(running);
+        ReleaseThread(running);
     }
 }
 
 static VOID FLTAPI OnDisconnect(PVOID connectionCookie) {
-    Connection *connection = (Connection *)connectionCookie;
+    CONNECTION *connection = (CONNECTION *)connectionCookie;
     /* Senders fail fast once the client is gone; the scanner sample closes the port here too. */
     FltCloseClientPort(g_filter, &connection->clientPort);
+    KeSetEvent(&connection->closing, IO_NO_INCREMENT, FALSE);
     WaitForSenders(connection);
     InterlockedDecrement(&g_connections);
-    DeleteCriticalSection(&connection->lock);
-    free(connection->context);
-    free(connection->histogram);
-    free(connection);
+    Free(connection->context);
+    Free(connection->histogram);
+    Free(connection);
 }
 
 /* Counts one FltSendMessage outcome in the connection's stats (caller holds its lock); TRUE when
  * the message was sent. */
-static BOOL CountSendLocked(Connection *connection, NTSTATUS status) {
+static BOOLEAN CountSendLocked(CONNECTION *connection, NTSTATUS status) {
     connection->stats.lastStatus = status;
     if (status == STATUS_TIMEOUT) {
         connection->stats.timeouts++;
@@ -208,137 +268,133 @@ static BOOL CountSendLocked(Connection *connection, NTSTATUS status) {
     return TRUE;
 }
 
-static DWORD WINAPI SendNotifications(LPVOID parameter) {
-    Sender *sender = (Sender *)parameter;
-    Connection *connection = sender->connection;
-    BYTE *message = (BYTE *)calloc(1, sender->payloadBytes < 8 ? 8 : sender->payloadBytes);
-    BYTE *reply = (BYTE *)calloc(1, sender->replyLength == NO_REPLY_BUFFER || sender->replyLength < 8 ? 8
-                                                                                                        : sender->replyLength);
+/* Fills a message's payload: the byte (sequence & 0xFF), the first 8 bytes = `stamp`. */
+static VOID Stamp(UCHAR *payload, UINT32 payloadBytes, UINT32 sequence, UINT64 stamp) {
+    RtlFillMemory(payload, payloadBytes, (UCHAR)(sequence & 0xFF));
+    RtlCopyMemory(payload, &stamp, payloadBytes < 8 ? payloadBytes : 8);
+}
+
+static VOID SendNotifications(PVOID parameter) {
+    SENDER *sender = (SENDER *)parameter;
+    CONNECTION *connection = sender->connection;
+    BOOLEAN noReply = sender->replyLength == NO_REPLY_BUFFER;
+    UCHAR *message = (UCHAR *)Allocate(sender->payloadBytes < 8 ? 8 : sender->payloadBytes);
+    UCHAR *reply = (UCHAR *)Allocate(noReply || sender->replyLength < 8 ? 8 : sender->replyLength);
     for (UINT32 sequence = 0; message != NULL && reply != NULL && sequence < sender->count; ++sequence) {
         UINT64 seq64 = sequence;
-        memset(message, (int)(sequence & 0xFF), sender->payloadBytes);
-        memcpy(message, &seq64, sender->payloadBytes < 8 ? sender->payloadBytes : 8);
-        LARGE_INTEGER timeout;
-        timeout.QuadPart = -(LONGLONG)sender->timeoutMs * 10000;
-        ULONG replyLength = sender->replyLength == NO_REPLY_BUFFER ? 0 : sender->replyLength;
-        memset(reply, 0, replyLength < 8 ? 8 : replyLength);
+        Stamp(message, sender->payloadBytes, sequence, seq64);
+        LARGE_INTEGER timeout = RelativeMs(sender->timeoutMs);
+        ULONG replyLength = noReply ? 0 : sender->replyLength;
+        RtlZeroMemory(reply, replyLength < 8 ? 8 : replyLength);
         NTSTATUS status = FltSendMessage(g_filter, &connection->clientPort, message, sender->payloadBytes,
-                                         sender->replyLength == NO_REPLY_BUFFER ? NULL : reply,
-                                         sender->replyLength == NO_REPLY_BUFFER ? NULL : &replyLength,
+                                         noReply ? NULL : reply, noReply ? NULL : &replyLength,
                                          sender->timeoutMs == 0 ? NULL : &timeout);
-        EnterCriticalSection(&connection->lock);
-        if (CountSendLocked(connection, status) && sender->replyLength != NO_REPLY_BUFFER) {
+        LockConnection(connection);
+        if (CountSendLocked(connection, status) && !noReply) {
             UINT64 echoed = 0;
-            memcpy(&echoed, reply, 8);
+            RtlCopyMemory(&echoed, reply, 8);
             connection->stats.replied++;
             connection->stats.replyBytesLast = replyLength;
             if (replyLength >= 8 && echoed == seq64) connection->stats.matched++;
         }
-        LeaveCriticalSection(&connection->lock);
+        UnlockConnection(connection);
         if (status == STATUS_PORT_DISCONNECTED) break;
     }
-    free(message);
-    free(reply);
-    free(sender);
-    return 0;
+    Free(message);
+    Free(reply);
+    Free(sender);
+    PsTerminateSystemThread(STATUS_SUCCESS);
 }
 
-typedef struct RawSender {
-    Connection *connection;
-    UINT32 timeoutMs, firstSequence, zeroId, entries;
-    UINT32 script[]; /* entries x { payloadBytes, replyLength } */
-} RawSender;
-
+#ifdef FLTEMU
 /* Sends the message a RAW entry describes; the same stamping as SendNotifications. */
-static NTSTATUS SendRaw(RawSender *sender, UINT32 index, BYTE *message) {
+static NTSTATUS SendRaw(RAW_SENDER *sender, UINT32 index, UCHAR *message) {
     UINT32 payloadBytes = sender->script[2 * index];
-    UINT64 sequence = (UINT64)sender->firstSequence + index;
+    UINT32 sequence = sender->firstSequence + index;
     FILTER_MESSAGE_HEADER header;
     header.ReplyLength = sender->script[2 * index + 1];
     header.MessageId = sender->zeroId ? 0 : RAW_ID_BASE + sequence;
-    memcpy(message, &header, sizeof header);
-    memset(message + sizeof header, (int)(sequence & 0xFF), payloadBytes);
-    memcpy(message + sizeof header, &sequence, payloadBytes < 8 ? payloadBytes : 8);
-    LARGE_INTEGER timeout;
-    timeout.QuadPart = -(LONGLONG)sender->timeoutMs * 10000;
+    RtlCopyMemory(message, &header, sizeof header);
+    Stamp(message + sizeof header, payloadBytes, sequence, (UINT64)sequence);
+    LARGE_INTEGER timeout = RelativeMs(sender->timeoutMs);
     return FltEmuSendRawMessage(g_filter, &sender->connection->clientPort, message, (ULONG)sizeof header + payloadBytes,
                                 sender->timeoutMs == 0 ? NULL : &timeout);
 }
 
-static DWORD WINAPI SendRawMessages(LPVOID parameter) {
-    RawSender *sender = (RawSender *)parameter;
-    Connection *connection = sender->connection;
+static VOID SendRawMessages(PVOID parameter) {
+    RAW_SENDER *sender = (RAW_SENDER *)parameter;
+    CONNECTION *connection = sender->connection;
     UINT32 largest = 0;
     for (UINT32 i = 0; i < sender->entries; ++i) {
         if (sender->script[2 * i] > largest) largest = sender->script[2 * i];
     }
-    BYTE *message = (BYTE *)malloc(sizeof(FILTER_MESSAGE_HEADER) + (size_t)largest);
+    UCHAR *message = (UCHAR *)Allocate(sizeof(FILTER_MESSAGE_HEADER) + (SIZE_T)largest);
     for (UINT32 i = 0; message != NULL && i < sender->entries; ++i) {
         NTSTATUS status = SendRaw(sender, i, message);
-        EnterCriticalSection(&connection->lock);
+        LockConnection(connection);
         CountSendLocked(connection, status);
-        LeaveCriticalSection(&connection->lock);
+        UnlockConnection(connection);
         if (status == STATUS_PORT_DISCONNECTED) break;
     }
-    free(message);
-    free(sender);
-    return 0;
+    Free(message);
+    Free(sender);
+    PsTerminateSystemThread(STATUS_SUCCESS);
 }
+#endif
 
+/* Integer arithmetic only: no floating point in kernel code. */
 static UINT64 TicksToNs(LONGLONG ticks) {
-    return (UINT64)((double)ticks * 1e9 / (double)g_qpcFrequency.QuadPart);
+    UINT64 frequency = (UINT64)g_qpcFrequency.QuadPart;
+    UINT64 whole = (UINT64)ticks / frequency, rest = (UINT64)ticks % frequency;
+    return whole * 1000000000ull + rest * 1000000000ull / frequency;
 }
 
-static unsigned BucketOf(UINT64 ns) {
-    if (ns < HIST_EXACT) return (unsigned)ns;
-    unsigned msb = 0;
+static ULONG BucketOf(UINT64 ns) {
+    if (ns < HIST_EXACT) return (ULONG)ns;
+    ULONG msb = 0;
     for (UINT64 rest = ns; rest > 1; rest >>= 1) ++msb;
-    unsigned shift = msb - 6; /* keeps 7 significant bits: mantissa 64..127 */
-    unsigned index = HIST_EXACT + (shift - 1) * HIST_SUB + (unsigned)((ns >> shift) - HIST_SUB);
+    ULONG shift = msb - 6; /* keeps 7 significant bits: mantissa 64..127 */
+    ULONG index = HIST_EXACT + (shift - 1) * HIST_SUB + (ULONG)((ns >> shift) - HIST_SUB);
     return index < HIST_BUCKETS ? index : HIST_BUCKETS - 1;
 }
 
 /* The middle of a bucket, in ns. */
-static UINT64 BucketValue(unsigned index) {
+static UINT64 BucketValue(ULONG index) {
     if (index < HIST_EXACT) return index;
-    unsigned shift = (index - HIST_EXACT) / HIST_SUB + 1;
+    ULONG shift = (index - HIST_EXACT) / HIST_SUB + 1;
     UINT64 mantissa = HIST_SUB + (index - HIST_EXACT) % HIST_SUB;
     return (mantissa << shift) + ((1ull << shift) >> 1);
 }
 
-static void FinishFlood(Flood *flood) {
+static VOID FinishFlood(FLOOD *flood) {
     if (InterlockedDecrement(&flood->remaining) != 0) return;
-    Connection *connection = flood->connection;
-    LARGE_INTEGER now;
-    QueryPerformanceCounter(&now);
-    EnterCriticalSection(&connection->lock);
+    CONNECTION *connection = flood->connection;
+    LARGE_INTEGER now = KeQueryPerformanceCounter(NULL);
+    LockConnection(connection);
     connection->floodEnd = now.QuadPart;
-    LeaveCriticalSection(&connection->lock);
-    CloseHandle(flood->start);
-    free(flood);
+    UnlockConnection(connection);
+    Free(flood);
 }
 
-static DWORD WINAPI FloodSender(LPVOID parameter) {
-    FloodThread *self = (FloodThread *)parameter;
-    Flood *flood = self->flood;
-    Connection *connection = flood->connection;
-    UINT32 *histogram = (UINT32 *)calloc(HIST_BUCKETS, sizeof(UINT32));
-    BYTE *message = (BYTE *)calloc(1, flood->payloadBytes < 8 ? 8 : flood->payloadBytes);
-    BOOL noReply = flood->replyLength == NO_REPLY_BUFFER;
-    BYTE *reply = (BYTE *)calloc(1, noReply || flood->replyLength < 8 ? 8 : flood->replyLength);
-    Stats local = {0};
-    UINT64 sumNs = 0, minNs = UINT64_MAX, maxNs = 0, timed = 0;
-    WaitForSingleObject(flood->start, INFINITE);
+static VOID FloodSender(PVOID parameter) {
+    FLOOD_THREAD *self = (FLOOD_THREAD *)parameter;
+    FLOOD *flood = self->flood;
+    CONNECTION *connection = flood->connection;
+    UINT32 *histogram = (UINT32 *)Allocate(HIST_BUCKETS * sizeof(UINT32));
+    UCHAR *message = (UCHAR *)Allocate(flood->payloadBytes < 8 ? 8 : flood->payloadBytes);
+    BOOLEAN noReply = flood->replyLength == NO_REPLY_BUFFER;
+    UCHAR *reply = (UCHAR *)Allocate(noReply || flood->replyLength < 8 ? 8 : flood->replyLength);
+    STATS local = {0};
+    UINT64 sumNs = 0, minNs = MAXUINT64, maxNs = 0, timed = 0;
+    KeWaitForSingleObject(&flood->start, Executive, KernelMode, FALSE, NULL);
     for (UINT32 sequence = 0; !flood->abandon && histogram && message && reply && sequence < flood->count; ++sequence) {
         UINT64 seq64 = ((UINT64)self->index << 32) | sequence;
-        memset(message, (int)(sequence & 0xFF), flood->payloadBytes);
-        memcpy(message, &seq64, flood->payloadBytes < 8 ? flood->payloadBytes : 8);
+        Stamp(message, flood->payloadBytes, sequence, seq64);
         ULONG replyLength = noReply ? 0 : flood->replyLength;
-        LARGE_INTEGER before, after;
-        QueryPerformanceCounter(&before);
+        LARGE_INTEGER before = KeQueryPerformanceCounter(NULL);
         NTSTATUS status = FltSendMessage(g_filter, &connection->clientPort, message, flood->payloadBytes,
                                          noReply ? NULL : reply, noReply ? NULL : &replyLength, NULL);
-        QueryPerformanceCounter(&after);
+        LARGE_INTEGER after = KeQueryPerformanceCounter(NULL);
         local.lastStatus = status;
         if (!NT_SUCCESS(status)) {
             local.failures++;
@@ -354,13 +410,13 @@ static DWORD WINAPI FloodSender(LPVOID parameter) {
         local.sent++;
         if (!noReply) {
             UINT64 echoed = 0;
-            memcpy(&echoed, reply, 8);
+            RtlCopyMemory(&echoed, reply, 8);
             local.replied++;
             local.replyBytesLast = replyLength;
             if (replyLength >= 8 && echoed == seq64) local.matched++;
         }
     }
-    EnterCriticalSection(&connection->lock);
+    LockConnection(connection);
     connection->stats.sent += local.sent;
     connection->stats.replied += local.replied;
     connection->stats.matched += local.matched;
@@ -368,94 +424,121 @@ static DWORD WINAPI FloodSender(LPVOID parameter) {
     if (local.sent + local.failures > 0) connection->stats.lastStatus = local.lastStatus;
     if (local.replied > 0) connection->stats.replyBytesLast = local.replyBytesLast;
     if (connection->histogram != NULL && histogram != NULL) {
-        for (unsigned i = 0; i < HIST_BUCKETS; ++i) connection->histogram[i] += histogram[i];
+        for (ULONG i = 0; i < HIST_BUCKETS; ++i) connection->histogram[i] += histogram[i];
     }
     connection->latencyCount += timed;
     connection->latencySumNs += sumNs;
     if (timed > 0 && minNs < connection->latencyMinNs) connection->latencyMinNs = minNs;
     if (maxNs > connection->latencyMaxNs) connection->latencyMaxNs = maxNs;
-    LeaveCriticalSection(&connection->lock);
-    free(histogram);
-    free(message);
-    free(reply);
+    UnlockConnection(connection);
+    Free(histogram);
+    Free(message);
+    Free(reply);
     FinishFlood(flood);
-    free(self);
-    return 0;
+    Free(self);
+    PsTerminateSystemThread(STATUS_SUCCESS);
 }
 
-static NTSTATUS StartFlood(Connection *connection, const UINT32 *command) {
+/* Adds a thread to the connection's senders; FALSE when the list is full. */
+static BOOLEAN TrackSender(CONNECTION *connection, SENDER_THREAD *thread) {
+    BOOLEAN tracked = FALSE;
+    LockConnection(connection);
+    if (connection->senderCount < MAX_SENDERS) {
+        connection->senders[connection->senderCount++] = thread;
+        tracked = TRUE;
+    }
+    UnlockConnection(connection);
+    return tracked;
+}
+
+/* Starts a system thread running routine(parameter), which owns and frees `parameter`. Every
+ * thread is one of the connection's senders, so that DisconnectNotify (and so unloading) waits
+ * for it; with MAX_SENDERS running, the caller waits for this one. */
+static NTSTATUS StartThread(CONNECTION *connection, PKSTART_ROUTINE routine, PVOID parameter) {
+    SENDER_THREAD *thread = (SENDER_THREAD *)Allocate(sizeof(SENDER_THREAD));
+    if (thread == NULL) {
+        Free(parameter);
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
+    /* A kernel handle: MessageNotify may run in the client's process (Windows). */
+    OBJECT_ATTRIBUTES attributes;
+    InitializeObjectAttributes(&attributes, NULL, OBJ_KERNEL_HANDLE, NULL, NULL);
+    NTSTATUS status = PsCreateSystemThread(&thread->handle, SYNCHRONIZE, &attributes, NULL, NULL, routine, parameter);
+    if (!NT_SUCCESS(status)) {
+        Free(thread);
+        Free(parameter);
+        return status;
+    }
+    thread->references = 1;
+    if (!TrackSender(connection, thread)) {
+        WaitForThread(thread);
+        ReleaseThread(thread);
+    }
+    return STATUS_SUCCESS;
+}
+
+static NTSTATUS StartFlood(CONNECTION *connection, const UINT32 *command) {
     UINT32 threads = command[4];
     if (threads < 1 || threads > MAX_FLOOD_THREADS) return STATUS_INVALID_PARAMETER;
-    EnterCriticalSection(&connection->lock);
-    BOOL room = connection->senderCount + (int)threads <= MAX_SENDERS;
+    LockConnection(connection);
+    BOOLEAN room = connection->senderCount + (int)threads <= MAX_SENDERS;
     if (room) {
-        if (connection->histogram == NULL) connection->histogram = (UINT32 *)calloc(HIST_BUCKETS, sizeof(UINT32));
-        if (connection->histogram != NULL) memset(connection->histogram, 0, HIST_BUCKETS * sizeof(UINT32));
+        if (connection->histogram == NULL) connection->histogram = (UINT32 *)Allocate(HIST_BUCKETS * sizeof(UINT32));
+        if (connection->histogram != NULL) RtlZeroMemory(connection->histogram, HIST_BUCKETS * sizeof(UINT32));
         connection->latencyCount = connection->latencySumNs = connection->latencyMaxNs = 0;
-        connection->latencyMinNs = UINT64_MAX;
+        connection->latencyMinNs = MAXUINT64;
         connection->floodStart = connection->floodEnd = 0;
     }
-    LeaveCriticalSection(&connection->lock);
+    UnlockConnection(connection);
     if (!room) return STATUS_INSUFFICIENT_RESOURCES;
-    Flood *flood = (Flood *)calloc(1, sizeof(Flood));
+    FLOOD *flood = (FLOOD *)Allocate(sizeof(FLOOD));
     if (flood == NULL) return STATUS_INSUFFICIENT_RESOURCES;
     flood->connection = connection;
     flood->count = command[1];
     flood->payloadBytes = command[2];
     flood->replyLength = command[3];
     flood->remaining = (LONG)threads;
-    flood->start = CreateEventW(NULL, TRUE, FALSE, NULL);
-    if (flood->start == NULL) {
-        free(flood);
-        return STATUS_INSUFFICIENT_RESOURCES;
-    }
+    KeInitializeEvent(&flood->start, NotificationEvent, FALSE);
     UINT32 started = 0;
     for (; started < threads; ++started) {
-        FloodThread *self = (FloodThread *)calloc(1, sizeof(FloodThread));
-        HANDLE thread = self == NULL ? NULL : CreateThread(NULL, 0, FloodSender, self, CREATE_SUSPENDED, NULL);
-        if (thread == NULL) {
-            free(self);
-            break;
-        }
+        FLOOD_THREAD *self = (FLOOD_THREAD *)Allocate(sizeof(FLOOD_THREAD));
+        if (self == NULL) break;
         self->flood = flood;
         self->index = started;
-        EnterCriticalSection(&connection->lock);
-        connection->senders[connection->senderCount++] = thread;
-        LeaveCriticalSection(&connection->lock);
-        ResumeThread(thread);
+        if (!NT_SUCCESS(StartThread(connection, FloodSender, self))) break;
     }
-    LARGE_INTEGER now;
-    QueryPerformanceCounter(&now);
-    EnterCriticalSection(&connection->lock);
+    LARGE_INTEGER now = KeQueryPerformanceCounter(NULL);
+    LockConnection(connection);
     connection->floodStart = now.QuadPart;
-    LeaveCriticalSection(&connection->lock);
+    UnlockConnection(connection);
     if (started < threads) {
         flood->abandon = 1;
-        SetEvent(flood->start);
+        KeSetEvent(&flood->start, IO_NO_INCREMENT, FALSE);
         /* threads never started count as finished */
         for (UINT32 i = started; i < threads; ++i) FinishFlood(flood);
         return STATUS_INSUFFICIENT_RESOURCES;
     }
-    SetEvent(flood->start);
+    KeSetEvent(&flood->start, IO_NO_INCREMENT, FALSE);
     return STATUS_SUCCESS;
 }
 
-static Latency LatencyOf(Connection *connection) {
-    Latency latency = {0};
-    EnterCriticalSection(&connection->lock);
+static LATENCY LatencyOf(CONNECTION *connection) {
+    LATENCY latency = {0};
+    LockConnection(connection);
     latency.count = connection->latencyCount;
     if (connection->floodEnd > connection->floodStart) latency.elapsedNs = TicksToNs(connection->floodEnd - connection->floodStart);
     if (latency.count > 0 && connection->histogram != NULL) {
         latency.minNs = connection->latencyMinNs;
         latency.maxNs = connection->latencyMaxNs;
         latency.meanNs = connection->latencySumNs / latency.count;
-        const double quantiles[3] = {0.5, 0.99, 0.999};
+        /* quantiles 0.5, 0.99, 0.999 as fractions of 1000 */
+        const UINT64 perMille[3] = {500, 990, 999};
         UINT64 *out[3] = {&latency.p50Ns, &latency.p99Ns, &latency.p999Ns};
         int q = 0;
         UINT64 seen = 0;
-        for (unsigned i = 0; i < HIST_BUCKETS && q < 3; ++i) {
+        for (ULONG i = 0; i < HIST_BUCKETS && q < 3; ++i) {
             seen += connection->histogram[i];
-            while (q < 3 && (double)seen >= quantiles[q] * (double)latency.count) {
+            while (q < 3 && seen * 1000 >= perMille[q] * latency.count) {
                 UINT64 value = BucketValue(i);
                 if (value > latency.maxNs) value = latency.maxNs;
                 if (value < latency.minNs) value = latency.minNs;
@@ -463,183 +546,261 @@ static Latency LatencyOf(Connection *connection) {
             }
         }
     }
-    LeaveCriticalSection(&connection->lock);
+    UnlockConnection(connection);
     return latency;
 }
 
-static DWORD WINAPI DisconnectLater(LPVOID parameter) {
-    Sender *request = (Sender *)parameter;
-    Sleep(request->delayMs);
-    FltCloseClientPort(g_filter, &request->connection->clientPort);
-    free(request);
-    return 0;
+static VOID DisconnectLater(PVOID parameter) {
+    SENDER *request = (SENDER *)parameter;
+    LARGE_INTEGER timeout = RelativeMs(request->delayMs);
+    /* Ends at once when the client goes first (the connection is about to be freed). */
+    if (KeWaitForSingleObject(&request->connection->closing, Executive, KernelMode, FALSE, &timeout) == STATUS_TIMEOUT) {
+        FltCloseClientPort(g_filter, &request->connection->clientPort);
+    }
+    Free(request);
+    PsTerminateSystemThread(STATUS_SUCCESS);
 }
 
-static NTSTATUS StartThread(Connection *connection, LPTHREAD_START_ROUTINE routine, void *parameter, BOOL track) {
-    HANDLE thread = CreateThread(NULL, 0, routine, parameter, 0, NULL);
-    if (thread == NULL) {
-        free(parameter);
-        return STATUS_INSUFFICIENT_RESOURCES;
-    }
-    if (!track) {
-        CloseHandle(thread);
-        return STATUS_SUCCESS;
-    }
-    EnterCriticalSection(&connection->lock);
-    if (connection->senderCount < MAX_SENDERS) {
-        connection->senders[connection->senderCount++] = thread;
-        thread = NULL;
-    }
-    LeaveCriticalSection(&connection->lock);
-    if (thread != NULL) { /* too many at once: wait for this one here */
-        WaitForSingleObject(thread, INFINITE);
-        CloseHandle(thread);
-    }
-    return STATUS_SUCCESS;
-}
-
-static ULONG CopyOut(PVOID output, ULONG outputBytes, const void *data, ULONG bytes) {
+/* Copies what fits of `bytes` into the caller's output buffer; returns the count copied. */
+static ULONG CopyOut(PVOID output, ULONG outputBytes, const VOID *data, ULONG bytes) {
     ULONG copied = bytes < outputBytes ? bytes : outputBytes;
-    if (copied > 0) memcpy(output, data, copied);
+    if (copied > 0 && output != NULL) RtlCopyMemory(output, data, copied);
     return copied;
 }
 
-static NTSTATUS FLTAPI OnMessage(PVOID connectionCookie, PVOID input, ULONG inputBytes, PVOID output,
-                                 ULONG outputBytes, PULONG returned) {
-    Connection *connection = (Connection *)connectionCookie;
-    UINT32 command[6];
-    *returned = 0;
-    if (input == NULL || inputBytes < COMMAND_HEADER_BYTES) return STATUS_INVALID_PARAMETER;
-    memcpy(command, input, sizeof(command));
-    const BYTE *payload = (const BYTE *)input + COMMAND_HEADER_BYTES;
-    ULONG payloadBytes = inputBytes - COMMAND_HEADER_BYTES;
-    Stats snapshot;
-
-    switch (command[0]) {
-        case OP_ECHO:
-            *returned = CopyOut(output, outputBytes, payload, payloadBytes);
-            return STATUS_SUCCESS;
-        case OP_FAIL:
-            return (NTSTATUS)command[1];
-        case OP_NOTIFY: {
-            Sender *sender = (Sender *)calloc(1, sizeof(Sender));
-            if (sender == NULL) return STATUS_INSUFFICIENT_RESOURCES;
-            sender->connection = connection;
-            sender->count = command[1];
-            sender->payloadBytes = command[2];
-            sender->replyLength = command[3];
-            sender->timeoutMs = command[4];
-            return StartThread(connection, SendNotifications, sender, TRUE);
-        }
-        case OP_WAIT:
-            WaitForSenders(connection);
-            /* fall through */
-        case OP_STATS:
-            EnterCriticalSection(&connection->lock);
-            snapshot = connection->stats;
-            LeaveCriticalSection(&connection->lock);
-            snapshot.connections = (UINT32)g_connections;
-            *returned = CopyOut(output, outputBytes, &snapshot, sizeof(snapshot));
-            return STATUS_SUCCESS;
-        case OP_DISCONNECT: {
-            Sender *request = (Sender *)calloc(1, sizeof(Sender));
-            if (request == NULL) return STATUS_INSUFFICIENT_RESOURCES;
-            request->connection = connection;
-            request->delayMs = command[1];
-            return StartThread(connection, DisconnectLater, request, FALSE);
-        }
-        case OP_CONTEXT:
-            *returned = CopyOut(output, outputBytes, connection->context, connection->contextBytes);
-            return STATUS_SUCCESS;
-        case OP_FLOOD:
-            return StartFlood(connection, command);
-        case OP_DROP_OVERSIZED:
-            FltEmuDropOversizedMessages(g_filter, command[1] != 0);
-            return STATUS_SUCCESS;
-        case OP_RAW: {
-            UINT32 entries = payloadBytes / 8;
-            for (UINT32 i = 0; i < entries; ++i) {
-                UINT32 bytes;
-                memcpy(&bytes, payload + 8 * i, sizeof bytes);
-                if (bytes > 0x7FFFFFF0u - sizeof(FILTER_MESSAGE_HEADER)) return STATUS_INVALID_PARAMETER;
-            }
-            RawSender *sender = (RawSender *)malloc(sizeof(RawSender) + (size_t)entries * 8);
-            if (sender == NULL) return STATUS_INSUFFICIENT_RESOURCES;
-            sender->connection = connection;
-            sender->timeoutMs = command[1];
-            sender->firstSequence = command[2];
-            sender->zeroId = command[3];
-            sender->entries = entries;
-            memcpy(sender->script, payload, (size_t)entries * 8);
-            return StartThread(connection, SendRawMessages, sender, TRUE);
-        }
-        case OP_LATENCY: {
-            Latency latency = LatencyOf(connection);
-            *returned = CopyOut(output, outputBytes, &latency, sizeof(latency));
-            return STATUS_SUCCESS;
-        }
-        case OP_DELAY:
-            InterlockedIncrement(&connection->delaying);
-            WaitForSingleObject(g_stopping, command[1]);
-            InterlockedDecrement(&connection->delaying);
-            return STATUS_SUCCESS;
-        case OP_BLOCKED: {
-            UINT32 count;
-            while ((count = (UINT32)connection->delaying) < command[1] && WaitForSingleObject(g_stopping, 10) == WAIT_TIMEOUT) {
-            }
-            *returned = CopyOut(output, outputBytes, &count, sizeof(count));
-            return STATUS_SUCCESS;
-        }
-        default:
-            return STATUS_INVALID_PARAMETER;
+/* Starts a NOTIFY or DISCONNECT thread described by a SENDER. */
+static NTSTATUS StartSender(CONNECTION *connection, const UINT32 *command, PKSTART_ROUTINE routine) {
+    SENDER *sender = (SENDER *)Allocate(sizeof(SENDER));
+    if (sender == NULL) return STATUS_INSUFFICIENT_RESOURCES;
+    sender->connection = connection;
+    if (routine == DisconnectLater) {
+        sender->delayMs = command[1];
+    } else {
+        sender->count = command[1];
+        sender->payloadBytes = command[2];
+        sender->replyLength = command[3];
+        sender->timeoutMs = command[4];
     }
+    return StartThread(connection, routine, sender);
 }
 
-int wmain(int argc, wchar_t **argv) {
-    if (argc < 2) {
-        fprintf(stderr, "usage: test-kernel PORT_NAME [MAX_CONNECTIONS]\n");
-        return 2;
+#ifdef FLTEMU
+static NTSTATUS StartRaw(CONNECTION *connection, const UINT32 *command, const UCHAR *payload, ULONG payloadBytes) {
+    UINT32 entries = payloadBytes / 8;
+    for (UINT32 i = 0; i < entries; ++i) {
+        UINT32 bytes;
+        RtlCopyMemory(&bytes, payload + 8 * i, sizeof bytes);
+        if (bytes > 0x7FFFFFF0u - sizeof(FILTER_MESSAGE_HEADER)) return STATUS_INVALID_PARAMETER;
     }
-    LONG maxConnections = argc > 2 ? (LONG)_wtoi(argv[2]) : 8;
-    QueryPerformanceFrequency(&g_qpcFrequency);
-    g_stopping = CreateEventW(NULL, TRUE, FALSE, NULL);
-    if (g_stopping == NULL) {
-        fprintf(stderr, "CreateEventW failed: %lu\n", (unsigned long)GetLastError());
-        return 1;
+    RAW_SENDER *sender = (RAW_SENDER *)Allocate(FIELD_OFFSET(RAW_SENDER, script) + (SIZE_T)entries * 8);
+    if (sender == NULL) return STATUS_INSUFFICIENT_RESOURCES;
+    sender->connection = connection;
+    sender->timeoutMs = command[1];
+    sender->firstSequence = command[2];
+    sender->zeroId = command[3];
+    sender->entries = entries;
+    RtlCopyMemory(sender->script, payload, (SIZE_T)entries * 8);
+    return StartThread(connection, SendRawMessages, sender);
+}
+#endif
+
+static NTSTATUS Delay(CONNECTION *connection, UINT32 ms) {
+    LARGE_INTEGER timeout = RelativeMs(ms);
+    InterlockedIncrement(&connection->delaying);
+    KeWaitForSingleObject(&g_stopping, Executive, KernelMode, FALSE, &timeout);
+    InterlockedDecrement(&connection->delaying);
+    return STATUS_SUCCESS;
+}
+
+static UINT32 WaitForDelays(CONNECTION *connection, UINT32 wanted) {
+    LARGE_INTEGER pause = RelativeMs(10);
+    UINT32 count;
+    while ((count = (UINT32)connection->delaying) < wanted &&
+           KeWaitForSingleObject(&g_stopping, Executive, KernelMode, FALSE, &pause) == STATUS_TIMEOUT) {
     }
-    NTSTATUS status = FltEmuCreateFilter(&g_filter);
-    if (!NT_SUCCESS(status)) {
-        fprintf(stderr, "FltEmuCreateFilter failed: 0x%08lX\n", (unsigned long)status);
-        return 1;
+    return count;
+}
+
+/*
+ * The commands. Input and output are the client's buffers: on Windows raw user-mode addresses
+ * (hence __try), under Wine winedevice.exe's copies of them.
+ */
+static NTSTATUS FLTAPI OnMessage(PVOID connectionCookie, PVOID input, ULONG inputBytes, PVOID output,
+                                 ULONG outputBytes, PULONG returned) {
+    CONNECTION *connection = (CONNECTION *)connectionCookie;
+    UINT32 command[6];
+    NTSTATUS status = STATUS_SUCCESS;
+    STATS snapshot;
+    LATENCY latency;
+    UINT32 count;
+    *returned = 0;
+    if (input == NULL || inputBytes < COMMAND_HEADER_BYTES) return STATUS_INVALID_PARAMETER;
+    const UCHAR *payload = (const UCHAR *)input + COMMAND_HEADER_BYTES;
+    ULONG payloadBytes = inputBytes - COMMAND_HEADER_BYTES;
+
+    __try {
+        RtlCopyMemory(command, input, sizeof(command));
+        switch (command[0]) {
+            case OP_ECHO:
+                *returned = CopyOut(output, outputBytes, payload, payloadBytes);
+                break;
+            case OP_FAIL:
+                status = (NTSTATUS)command[1];
+                break;
+            case OP_NOTIFY:
+                status = StartSender(connection, command, SendNotifications);
+                break;
+            case OP_WAIT:
+            case OP_STATS:
+                if (command[0] == OP_WAIT) WaitForSenders(connection);
+                LockConnection(connection);
+                snapshot = connection->stats;
+                UnlockConnection(connection);
+                snapshot.connections = (UINT32)g_connections;
+                *returned = CopyOut(output, outputBytes, &snapshot, sizeof(snapshot));
+                break;
+            case OP_DISCONNECT:
+                status = StartSender(connection, command, DisconnectLater);
+                break;
+            case OP_CONTEXT:
+                *returned = CopyOut(output, outputBytes, connection->context, connection->contextBytes);
+                break;
+            case OP_FLOOD:
+                status = StartFlood(connection, command);
+                break;
+#ifdef FLTEMU
+            case OP_DROP_OVERSIZED:
+                FltEmuDropOversizedMessages(g_filter, command[1] != 0);
+                break;
+            case OP_RAW:
+                status = StartRaw(connection, command, payload, payloadBytes);
+                break;
+#else
+            case OP_DROP_OVERSIZED:
+            case OP_RAW:
+                status = STATUS_NOT_SUPPORTED;
+                break;
+#endif
+            case OP_LATENCY:
+                latency = LatencyOf(connection);
+                *returned = CopyOut(output, outputBytes, &latency, sizeof(latency));
+                break;
+            case OP_DELAY:
+                status = Delay(connection, command[1]);
+                break;
+            case OP_BLOCKED:
+                count = WaitForDelays(connection, command[1]);
+                *returned = CopyOut(output, outputBytes, &count, sizeof(count));
+                break;
+            default:
+                status = STATUS_INVALID_PARAMETER;
+                break;
+        }
+    } __except (EXCEPTION_EXECUTE_HANDLER) {
+        *returned = 0;
+        status = GetExceptionCode();
     }
-    PSECURITY_DESCRIPTOR descriptor = NULL;
-    status = FltBuildDefaultSecurityDescriptor(&descriptor, FLT_PORT_ALL_ACCESS);
-    if (!NT_SUCCESS(status)) {
-        fprintf(stderr, "FltBuildDefaultSecurityDescriptor failed: 0x%08lX\n", (unsigned long)status);
-        return 1;
-    }
-    UNICODE_STRING name;
-    RtlInitUnicodeString(&name, argv[1]);
+    return status;
+}
+
+/* Reads the value `name` of the open key into `info` (caller's buffer of `bytes`). */
+static NTSTATUS QueryValue(HANDLE key, PCWSTR name, PKEY_VALUE_PARTIAL_INFORMATION info, ULONG bytes) {
+    UNICODE_STRING valueName;
+    ULONG needed = 0;
+    RtlInitUnicodeString(&valueName, name);
+    return ZwQueryValueKey(key, &valueName, KeyValuePartialInformation, info, bytes, &needed);
+}
+
+/* Takes PortName (into g_portName) and MaxConnections from the service's Parameters key. */
+static NTSTATUS ReadParameters(PUNICODE_STRING registryPath, LONG *maxConnections) {
+    static const WCHAR suffix[] = L"\\Parameters";
+    UNICODE_STRING keyPath;
+    keyPath.Length = 0;
+    keyPath.MaximumLength = (USHORT)(registryPath->Length + sizeof(suffix));
+    keyPath.Buffer = (PWCH)Allocate(keyPath.MaximumLength);
+    if (keyPath.Buffer == NULL) return STATUS_INSUFFICIENT_RESOURCES;
+    RtlCopyUnicodeString(&keyPath, registryPath);
+    RtlAppendUnicodeToString(&keyPath, suffix);
     OBJECT_ATTRIBUTES attributes;
-    InitializeObjectAttributes(&attributes, &name, OBJ_KERNEL_HANDLE | OBJ_CASE_INSENSITIVE, NULL, descriptor);
-    PFLT_PORT serverPort = NULL;
-    status = FltCreateCommunicationPort(g_filter, &serverPort, &attributes, NULL, OnConnect, OnDisconnect, OnMessage,
+    InitializeObjectAttributes(&attributes, &keyPath, OBJ_KERNEL_HANDLE | OBJ_CASE_INSENSITIVE, NULL, NULL);
+    HANDLE key = NULL;
+    NTSTATUS status = ZwOpenKey(&key, KEY_READ, &attributes);
+    Free(keyPath.Buffer);
+    if (!NT_SUCCESS(status)) return status;
+
+    /* Room for a name of 255 characters. */
+    union {
+        KEY_VALUE_PARTIAL_INFORMATION info;
+        UCHAR bytes[sizeof(KEY_VALUE_PARTIAL_INFORMATION) + 512];
+    } value;
+    *maxConnections = DEFAULT_MAX_CONNECTIONS;
+    status = QueryValue(key, L"MaxConnections", &value.info, sizeof(value));
+    if (NT_SUCCESS(status) && value.info.Type == REG_DWORD && value.info.DataLength == sizeof(ULONG)) {
+        RtlCopyMemory(maxConnections, value.info.Data, sizeof(LONG));
+    }
+    status = QueryValue(key, L"PortName", &value.info, sizeof(value));
+    ZwClose(key);
+    if (!NT_SUCCESS(status)) return status;
+    if (value.info.Type != REG_SZ || value.info.DataLength < sizeof(WCHAR)) return STATUS_OBJECT_TYPE_MISMATCH;
+    ULONG nameBytes = value.info.DataLength;
+    while (nameBytes >= sizeof(WCHAR) && ((const WCHAR *)value.info.Data)[nameBytes / sizeof(WCHAR) - 1] == L'\0') {
+        nameBytes -= (ULONG)sizeof(WCHAR);
+    }
+    if (nameBytes == 0) return STATUS_OBJECT_NAME_INVALID;
+    g_portName.Buffer = (PWCH)Allocate(nameBytes);
+    if (g_portName.Buffer == NULL) return STATUS_INSUFFICIENT_RESOURCES;
+    RtlCopyMemory(g_portName.Buffer, value.info.Data, nameBytes);
+    g_portName.Length = g_portName.MaximumLength = (USHORT)nameBytes;
+    return STATUS_SUCCESS;
+}
+
+static NTSTATUS FLTAPI Unload(FLT_FILTER_UNLOAD_FLAGS flags) {
+    UNREFERENCED_PARAMETER(flags);
+    KeSetEvent(&g_stopping, IO_NO_INCREMENT, FALSE);
+    FltCloseCommunicationPort(g_serverPort);
+    /* Disconnects every client: DisconnectNotify waits for each connection's threads. */
+    FltUnregisterFilter(g_filter);
+    Free(g_portName.Buffer);
+    return STATUS_SUCCESS;
+}
+
+static const FLT_REGISTRATION g_registration = {
+    sizeof(FLT_REGISTRATION), /* Size */
+    FLT_REGISTRATION_VERSION, /* Version */
+    0,                        /* Flags */
+    NULL,                     /* ContextRegistration */
+    NULL,                     /* OperationRegistration: no I/O is filtered */
+    Unload,                   /* FilterUnloadCallback */
+};
+
+static NTSTATUS CreatePort(LONG maxConnections) {
+    PSECURITY_DESCRIPTOR descriptor = NULL;
+    NTSTATUS status = FltBuildDefaultSecurityDescriptor(&descriptor, FLT_PORT_ALL_ACCESS);
+    if (!NT_SUCCESS(status)) return status;
+    OBJECT_ATTRIBUTES attributes;
+    InitializeObjectAttributes(&attributes, &g_portName, OBJ_KERNEL_HANDLE | OBJ_CASE_INSENSITIVE, NULL, descriptor);
+    status = FltCreateCommunicationPort(g_filter, &g_serverPort, &attributes, NULL, OnConnect, OnDisconnect, OnMessage,
                                         maxConnections);
     FltFreeSecurityDescriptor(descriptor);
-    if (!NT_SUCCESS(status)) {
-        fprintf(stderr, "FltCreateCommunicationPort failed: 0x%08lX\n", (unsigned long)status);
-        return 1;
-    }
-    printf("ready\n");
-    fflush(stdout);
+    return status;
+}
 
-    char sink[256];
-    DWORD read;
-    HANDLE input = GetStdHandle(STD_INPUT_HANDLE);
-    while (ReadFile(input, sink, sizeof(sink), &read, NULL) && read > 0) {
+NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registryPath) {
+    ExInitializeDriverRuntime(DrvRtPoolNxOptIn);
+    KeQueryPerformanceCounter(&g_qpcFrequency);
+    KeInitializeEvent(&g_stopping, NotificationEvent, FALSE);
+    LONG maxConnections;
+    NTSTATUS status = ReadParameters(registryPath, &maxConnections);
+    if (!NT_SUCCESS(status)) return status;
+    status = FltRegisterFilter(driver, &g_registration, &g_filter);
+    if (NT_SUCCESS(status)) {
+        status = CreatePort(maxConnections);
+        if (NT_SUCCESS(status)) {
+            status = FltStartFiltering(g_filter);
+            if (!NT_SUCCESS(status)) FltCloseCommunicationPort(g_serverPort);
+        }
+        if (!NT_SUCCESS(status)) FltUnregisterFilter(g_filter);
     }
-    SetEvent(g_stopping);
-    FltCloseCommunicationPort(serverPort);
-    FltEmuUnregisterFilter(g_filter);
-    return 0;
+    if (!NT_SUCCESS(status)) Free(g_portName.Buffer);
+    return status;
 }

@@ -1,9 +1,9 @@
 'use strict';
-// The JS side of test-kernel.exe, a kernel on the filter-manager emulator that obeys commands
-// sent through FilterSendMessage (see the comment at the top of test-kernel.c). Used by
-// test/filter-port and bench/; runs inside Windows node.exe.
-const { spawn } = require('node:child_process');
-const { once } = require('node:events');
+// The JS side of test-kernel.sys, a minifilter that obeys commands sent through FilterSendMessage
+// (see the comment at the top of test-kernel.c). Used by test/filter-port, test/fuzz,
+// test/workers and bench/; runs inside Windows node.exe (under Wine on the emulator's
+// fltmgr.sys, on Windows on the real filter manager with test signing).
+const path = require('node:path');
 
 const OP = { ECHO: 1, FAIL: 2, NOTIFY: 3, STATS: 4, WAIT: 5, DISCONNECT: 6, CONTEXT: 7, FLOOD: 8, LATENCY: 9, RAW: 10, DROP_OVERSIZED: 11, DELAY: 12, BLOCKED: 13 };
 /** MessageId of a RAW message = RAW_ID_BASE + its sequence number (unless zeroId). */
@@ -29,40 +29,34 @@ function parseLatency(buffer) {
   return Object.fromEntries(names.map((name, i) => [name, Number(buffer.readBigUInt64LE(i * 8))]));
 }
 
+const DEFAULT_DRIVER = path.join(__dirname, '..', 'build', 'test-kernel.sys');
+/** Altitudes in the FSFilter Activity Monitor range; a fraction of its own for each instance. */
+const ALTITUDE_BASE = 385100;
+
 /**
- * Starts a test kernel with a fresh port name; resolves once its port exists. `exe` defaults to
- * FLTPORT_TEST_KERNEL, which scripts/test-windows.mjs --emulator sets.
+ * Loads a fresh instance of test-kernel.sys (a service, a module and a port name of its own) and
+ * resolves once its port exists. `sys` defaults to emulator/build/test-kernel.sys; `portName` to
+ * a fresh one.
  */
-async function startKernel({ exe = process.env.FLTPORT_TEST_KERNEL, maxConnections = 8 } = {}) {
-  if (!exe) throw new Error('FLTPORT_TEST_KERNEL is not set: run this suite through scripts/test-windows.mjs --emulator');
-  const portName = `\\FltportTest-${process.pid}-${++portCounter}`;
-  const child = spawn(exe, [portName, String(maxConnections)], { stdio: ['pipe', 'pipe', 'inherit'] });
-  let output = '';
-  child.stdout.setEncoding('utf8');
-  await new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`test-kernel exited with ${code} before it was ready`)));
-    child.stdout.on('data', (text) => {
-      output += text;
-      if (output.includes('ready')) resolve();
-    });
+async function startKernel({ sys = DEFAULT_DRIVER, maxConnections = 8, portName } = {}) {
+  // Loaded on first use: worker threads and child processes use `kernel` without loading drivers.
+  const drivers = require('../drivers.js');
+  const instance = ++portCounter;
+  portName ??= `\\FltportTest-${process.pid}-${instance}`;
+  await drivers.startFilterManager();
+  const { service } = await drivers.loadDriver(sys, {
+    parameters: { PortName: portName, MaxConnections: maxConnections },
+    altitude: `${ALTITUDE_BASE}.${process.pid}${String(instance).padStart(4, '0')}`,
   });
-  child.removeAllListeners('exit');
-  const exited = () => child.exitCode !== null || child.signalCode !== null;
+  let unloading;
+  const unload = () => (unloading ??= drivers.unloadDriver(service));
   return {
     portName,
-    /** Ends the kernel the orderly way (FltEmuUnregisterFilter). */
-    async stop() {
-      if (exited()) return;
-      child.stdin.end();
-      await once(child, 'exit');
-    },
-    /** The kernel process dies: everything on its pipes breaks. */
-    async kill() {
-      if (exited()) return;
-      child.kill();
-      await once(child, 'exit');
-    },
+    service,
+    /** Unloads the driver: FltUnregisterFilter disconnects every client (STATUS_PORT_DISCONNECTED). */
+    stop: unload,
+    /** There is no kernel process to kill any more: the same as stop(). */
+    kill: unload,
   };
 }
 

@@ -36,6 +36,7 @@ struct _SERVER {
     SLOT Slots[CONF_MAX_SLOTS];
     volatile LONG Connects, Disconnects, Messages;
     NTSTATUS Refuse;
+    BOOLEAN KeepClientPorts;
     ULONG ContextBytes;
     UCHAR Context[CONF_MAX_CONTEXT];
 };
@@ -119,7 +120,7 @@ static VOID FLTAPI TestDisconnect(PVOID ConnectionCookie)
     SLOT *slot = (SLOT *)ConnectionCookie;
     SERVER *server = slot->Server;
 
-    FltCloseClientPort(server->Filter, &slot->Port); /* as the samples do */
+    if (!server->KeepClientPorts) FltCloseClientPort(server->Filter, &slot->Port); /* as the samples do */
     FltAcquirePushLockExclusive(&g.Lock);
     slot->Used = FALSE;
     FltReleasePushLock(&g.Lock);
@@ -319,6 +320,7 @@ static NTSTATUS StartServer(const CONTROL_REQUEST *Request, CONTROL_ANSWER *Answ
     FltReleasePushLock(&g.Lock);
     if (server == NULL) return STATUS_INSUFFICIENT_RESOURCES;
 
+    server->KeepClientPorts = (Request->Flags & CONF_KEEP_CLIENT_PORTS) != 0;
     status = FltRegisterFilter(g.Driver, &g_Registration, &server->Filter);
     if (NT_SUCCESS(status))
         status = CreatePort(server->Filter, Request->Name, server, TestConnect, TestDisconnect,

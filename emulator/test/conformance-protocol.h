@@ -48,6 +48,7 @@ enum {
 #define CONF_RAW 0x4 /* FltEmuSendRawMessage: the payload is the whole message, header included */
 #define CONF_WITH_CONTEXT 0x8
 #define CONF_ON_SERVER_FILTER 0x10
+#define CONF_KEEP_CLIENT_PORTS 0x20 /* START_SERVER: DisconnectNotify leaves the client port open */
 
 typedef struct _CONTROL_REQUEST {
     ULONG Op;

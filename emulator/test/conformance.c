@@ -244,7 +244,7 @@ static void make_name(WCHAR *out, size_t cch, const char *tag)
 }
 
 /* A test port under a filter of its own (the name given, or a fresh one). */
-static srv *srv_start_named(const WCHAR *name, const char *tag, LONG maxConnections, BOOL withMessageNotify,
+static srv *srv_start_flags(const WCHAR *name, const char *tag, LONG maxConnections, ULONG flags,
                             NTSTATUS *statusOut)
 {
     srv *s = (srv *)calloc(1, sizeof *s);
@@ -258,7 +258,7 @@ static srv *srv_start_named(const WCHAR *name, const char *tag, LONG maxConnecti
     wcscpy(req.Name, s->name);
     req.MaxConnections = (ULONG)maxConnections;
     req.Attributes = OBJ_KERNEL_HANDLE | OBJ_CASE_INSENSITIVE;
-    req.Flags = withMessageNotify ? CONF_WITH_MESSAGE_NOTIFY : 0;
+    req.Flags = flags;
     status = control(&req, NULL, 0, &answer, NULL, 0);
     if (statusOut) *statusOut = status;
     if (!NT_SUCCESS(status)) {
@@ -267,6 +267,12 @@ static srv *srv_start_named(const WCHAR *name, const char *tag, LONG maxConnecti
     }
     s->id = answer.Value;
     return s;
+}
+
+static srv *srv_start_named(const WCHAR *name, const char *tag, LONG maxConnections, BOOL withMessageNotify,
+                            NTSTATUS *statusOut)
+{
+    return srv_start_flags(name, tag, maxConnections, withMessageNotify ? CONF_WITH_MESSAGE_NOTIFY : 0, statusOut);
 }
 
 static srv *srv_start(const char *tag, LONG maxConnections, BOOL withMessageNotify, NTSTATUS *statusOut)
@@ -2147,6 +2153,30 @@ done:
     return ok;
 }
 
+/* A minifilter that leaves a client port open after DisconnectNotify: its variable stays usable
+ * (sends fail with STATUS_PORT_DISCONNECTED) until FltCloseClientPort, as on Windows. */
+static int c_client_port_kept(char *detail)
+{
+    int ok = 1;
+    HANDLE h = INVALID_HANDLE_VALUE;
+    ksend *k = NULL;
+    srv *s = srv_start_flags(NULL, "kept", 4, CONF_WITH_MESSAGE_NOTIFY | CONF_KEEP_CLIENT_PORTS, NULL);
+    CHECK(s, "setup failed");
+    CHECK_CONNECTED(s, h);
+    CloseHandle(h);
+    h = INVALID_HANDLE_VALUE;
+    CHECK(wait_count(s, W_DISCONNECTS, 1, 10000), "no DisconnectNotify");
+    k = ksend_start(s, 0, "late", 4, 0, TRUE, -5LL * 10000000);
+    CHECK(ksend_done(k, 10000) && k->status == STATUS_PORT_DISCONNECTED,
+          "FltSendMessage on the client port left open: 0x%08lx", HX(k->status));
+    CHECK(srv_close_client(s, 0), "FltCloseClientPort afterwards did not NULL the variable");
+done:
+    if (h != INVALID_HANDLE_VALUE) CloseHandle(h);
+    srv_stop(s);
+    ksend_free(k);
+    return ok;
+}
+
 /* The handle is the connection: a copy made by DuplicateHandle reads, sends and replies too, and
  * the connection ends when the last copy is closed. */
 static int c_duplicate_handle(char *detail)
@@ -2337,6 +2367,8 @@ int main(int argc, char **argv)
     run_check("unknown handle returns 0x80070006", c_unknown_handle, 10000);
     run_check("unregistering the filter runs DisconnectNotify and fails pending reads", c_unregister, 20000);
     run_check("a DuplicateHandle copy of the port handle works as the original", c_duplicate_handle, 20000);
+    run_check("a client port left open after DisconnectNotify stays usable until FltCloseClientPort",
+              c_client_port_kept, 20000);
     run_check("FltEmuSendRawMessage delivers the header as written", c_raw_message, 20000);
     run_check("FltEmuDropOversizedMessages: the too-small read fails with 122, the message is dropped",
               c_drop_oversized, 20000);

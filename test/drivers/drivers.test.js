@@ -70,6 +70,20 @@ describe('drivers.js: kernel drivers for the suites', function () {
     }
   });
 
+  it('replaces a service left over by a process that ended without unloading it', async () => {
+    const service = `loader-leftover-${process.pid}`;
+    const parameters = (instance) => ({ DeviceName: `\\Device\\LoaderLeftover-${process.pid}`, Instance: instance });
+    const script = `require('./emulator/drivers.js').loadDriver(${JSON.stringify(loaderDriver)}, ${JSON.stringify({ service, parameters: parameters(1) })})
+      .then(() => process.exit(0), (error) => { console.error(error); process.exit(1); });`;
+    const child = spawn(process.execPath, ['-e', script], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stderr.on('data', (chunk) => (output += chunk));
+    assert.equal(await new Promise((resolve) => child.on('close', resolve)), 0, output);
+    assert.equal(ping(`LoaderLeftover-${process.pid}`), 1);
+    await drivers.loadDriver(loaderDriver, { service, parameters: parameters(2) });
+    assert.equal(ping(`LoaderLeftover-${process.pid}`), 2);
+  });
+
   it('rejects a driver whose DriverEntry fails, naming it, and leaves no service behind', async () => {
     const service = `loader-no-device-${process.pid}`;
     // No DeviceName parameter: DriverEntry returns STATUS_OBJECT_NAME_NOT_FOUND.

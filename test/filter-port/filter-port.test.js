@@ -370,7 +370,7 @@ describe('FilterPort against the emulator', function () {
       await assert.rejects(port.send(new Uint8Array(1)), (error) => error instanceof WinError && error.code === 'ERROR_INVALID_HANDLE');
     });
 
-    it('throws the WinError when the kernel process dies with reads pending', async () => {
+    it('throws the WinError when the kernel unloads with reads pending', async () => {
       const port = await connect();
       const iterate = async () => {
         for await (const _ of port.messages({ pending: 8 })) {
