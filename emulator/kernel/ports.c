@@ -551,8 +551,10 @@ VOID FLTAPI FltEmuDropOversizedMessages(PFLT_FILTER Filter, BOOLEAN Drop)
 
 /* One thread dispatches every IRP under Wine, and MessageNotify may block for seconds (or send a
  * message itself and wait for the reply): each SEND runs on a worker of this pool, which grows
- * when no worker is idle. */
-#define FLTP_MAX_WORKERS 256
+ * when no worker is idle. On Windows MessageNotify runs in the caller's thread, so as many run at
+ * once as clients call: the pool's limit is high (a client blocking 600 sends in the kernel at once
+ * is a test of fltport's); beyond it a SEND waits for a free worker. */
+#define FLTP_MAX_WORKERS 2048
 
 typedef struct _FLTP_WORK {
     LIST_ENTRY Links;
