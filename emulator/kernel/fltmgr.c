@@ -25,11 +25,80 @@ static DRIVER_UNLOAD FltpMiniFilterUnload;
  * while fltmgr runs (a directory object lives as long as a handle to it). */
 static HANDLE FltpDirectories[2];
 
+/*
+ * Completed IRPs are kept a while before Wine frees them. Wine 8 has a race: a cancel the client
+ * asks for (CancelIoEx) reaches the dispatch thread as the IRP's address (server/device.c
+ * cancel_irp_call), and nothing withdraws it when the IRP completes meanwhile on another thread;
+ * ntoskrnl's dispatch_cancel then runs IoCancelIrp on freed memory and winedevice.exe dies (seen
+ * with test/fuzz: reads aborted at random while messages are delivered). So the completion
+ * routine Wine put on our stack location is wrapped: once it has reported the result, the IRP is
+ * parked (its cancel routine is already cleared, so a late IoCancelIrp only sets Irp->Cancel) and
+ * completed for good - freed by Wine - after FLTP_IRP_GRACE.
+ */
+#define FLTP_IRP_GRACE (2 * 10000000LL) /* 2 s, in 100 ns units */
+#define FLTP_PARKED_ROUTINE 0
+#define FLTP_PARKED_CONTEXT 1
+#define FLTP_PARKED_SINCE 2
+
+static FAST_MUTEX FltpParkedLock;
+static LIST_ENTRY FltpParkedIrps;
+static BOOLEAN FltpParkingReady;
+
+static NTSTATUS FltpParkCompletedIrp(PDEVICE_OBJECT Device, PIRP Irp, PVOID Context)
+{
+    PIO_COMPLETION_ROUTINE original = (PIO_COMPLETION_ROUTINE)Irp->Tail.Overlay.DriverContext[FLTP_PARKED_ROUTINE];
+    NTSTATUS status = original(Device, Irp, Irp->Tail.Overlay.DriverContext[FLTP_PARKED_CONTEXT]);
+
+    UNREFERENCED_PARAMETER(Context);
+    /* Completed inside its dispatch call: Wine's dispatch loop reports and frees it, no race. */
+    if (status == STATUS_MORE_PROCESSING_REQUIRED) return status;
+    Irp->Tail.Overlay.DriverContext[FLTP_PARKED_SINCE] = (PVOID)(ULONG_PTR)KeQueryInterruptTime();
+    KeEnterCriticalRegion();
+    ExAcquireFastMutexUnsafe(&FltpParkedLock);
+    InsertTailList(&FltpParkedIrps, &Irp->Tail.Overlay.ListEntry);
+    ExReleaseFastMutexUnsafe(&FltpParkedLock);
+    KeLeaveCriticalRegion();
+    return STATUS_MORE_PROCESSING_REQUIRED;
+}
+
+/* Frees the parked IRPs older than FLTP_IRP_GRACE (all of them with All). */
+static VOID FltpFreeParkedIrps(BOOLEAN All)
+{
+    LIST_ENTRY expired;
+    ULONGLONG now = KeQueryInterruptTime();
+
+    InitializeListHead(&expired);
+    KeEnterCriticalRegion();
+    ExAcquireFastMutexUnsafe(&FltpParkedLock);
+    while (!IsListEmpty(&FltpParkedIrps)) {
+        PIRP irp = CONTAINING_RECORD(FltpParkedIrps.Flink, IRP, Tail.Overlay.ListEntry);
+        if (!All && now - (ULONGLONG)(ULONG_PTR)irp->Tail.Overlay.DriverContext[FLTP_PARKED_SINCE] < FLTP_IRP_GRACE) break;
+        RemoveEntryList(&irp->Tail.Overlay.ListEntry);
+        InsertTailList(&expired, &irp->Tail.Overlay.ListEntry);
+    }
+    ExReleaseFastMutexUnsafe(&FltpParkedLock);
+    KeLeaveCriticalRegion();
+    while (!IsListEmpty(&expired)) {
+        PIRP irp = CONTAINING_RECORD(RemoveHeadList(&expired), IRP, Tail.Overlay.ListEntry);
+        /* Past its last stack location: Wine frees the buffer and the IRP. */
+        IoCompleteRequest(irp, IO_NO_INCREMENT);
+    }
+}
+
 VOID FltpCompleteIrp(PIRP Irp, NTSTATUS Status, ULONG_PTR Information)
 {
+    PIO_STACK_LOCATION stack = IoGetCurrentIrpStackLocation(Irp);
+
     Irp->IoStatus.Status = Status;
     Irp->IoStatus.Information = Information;
+    if (FltpParkingReady && stack->CompletionRoutine != NULL) {
+        Irp->Tail.Overlay.DriverContext[FLTP_PARKED_ROUTINE] = (PVOID)stack->CompletionRoutine;
+        Irp->Tail.Overlay.DriverContext[FLTP_PARKED_CONTEXT] = stack->Context;
+        stack->CompletionRoutine = FltpParkCompletedIrp;
+        stack->Context = NULL;
+    }
     IoCompleteRequest(Irp, IO_NO_INCREMENT);
+    if (FltpParkingReady) FltpFreeParkedIrps(FALSE);
 }
 
 static BOOLEAN FltpIsPortDevice(PDEVICE_OBJECT Device)
@@ -101,6 +170,9 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
 
     InitializeListHead(&FltpGlobals.Filters);
     FltpGlobals.DriverObject = DriverObject;
+    ExInitializeFastMutex(&FltpParkedLock);
+    InitializeListHead(&FltpParkedIrps);
+    FltpParkingReady = TRUE;
 
     status = FltpCreateDirectory(L"\\FileSystem", &FltpDirectories[0]);
     if (NT_SUCCESS(status)) status = FltpCreateDirectory(L"\\FileSystem\\Filters", &FltpDirectories[1]);
@@ -151,6 +223,7 @@ static VOID FltpUnload(PDRIVER_OBJECT DriverObject)
         FltUnregisterFilter(filter);
     }
     FltpStopWorkers();
+    FltpFreeParkedIrps(TRUE);
     IoDeleteDevice(FltpGlobals.ControlDevice);
     FltpGlobals.ControlDevice = NULL;
     FltpCloseDirectories();

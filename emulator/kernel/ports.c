@@ -180,7 +180,7 @@ static VOID FltpCompleteAll(FLTP_COMPLETIONS *Completions)
 {
     while (!IsListEmpty(&Completions->Irps)) {
         PIRP irp = CONTAINING_RECORD(RemoveHeadList(&Completions->Irps), IRP, Tail.Overlay.ListEntry);
-        IoCompleteRequest(irp, IO_NO_INCREMENT);
+        FltpCompleteIrp(irp, irp->IoStatus.Status, irp->IoStatus.Information);
     }
 }
 

@@ -1339,9 +1339,10 @@ describe('reads that a kernel completes oddly', function () {
     });
 
     // The emulator keeps a message that no read can take until the kernel gives up on it (its
-    // FltSendMessage timeout); the loop reports it once and goes on with the next ones.
+    // FltSendMessage timeout); the loop reports it once and goes on with the next ones. The
+    // timeout leaves the loop time to grow its reads to maxBufferBytes on a loaded machine.
     const unreadable = async (loop) => {
-      await kernel.raw(port, [{ payloadBytes: 5000, replyLength: 0 }], { timeoutMs: 1500 });
+      await kernel.raw(port, [{ payloadBytes: 5000, replyLength: 0 }], { timeoutMs: 5000 });
       await kernel.raw(port, [64, 64, 64].map((payloadBytes) => ({ payloadBytes, replyLength: 0 })), { firstSequence: 1 });
       const errors = [];
       const sequences = await loop({ bufferBytes: 64, maxBufferBytes: 1024, pending: 4, onError: (error, message) => errors.push([error, message]) });
