@@ -55,8 +55,31 @@ export interface NativeMessageStream {
   stop(): void;
 }
 
+/**
+ * fltlib's filter-manager calls, each run off the JS thread. Enumerations resolve with one
+ * buffer per FilterFindFirst/Next (and kin) call, in the information class asked for; a
+ * function fltlib does not export (or Wine's built-in fltlib.dll, whose are stubs) rejects
+ * with ERROR_PROC_NOT_FOUND named after it.
+ */
+export interface NativeFilterManager {
+  findFilters(informationClass: number): Promise<Buffer[]>;
+  findInstances(filterName: string, informationClass: number): Promise<Buffer[]>;
+  findVolumes(informationClass: number): Promise<Buffer[]>;
+  findVolumeInstances(volumeName: string, informationClass: number): Promise<Buffer[]>;
+  /** FilterCreate + FilterGetInformation + FilterClose. */
+  filterInformation(filterName: string, informationClass: number): Promise<Buffer>;
+  loadFilter(filterName: string): Promise<void>;
+  unloadFilter(filterName: string): Promise<void>;
+  /** FilterAttach, or FilterAttachAtAltitude with an altitude; resolves with the created instance's name. */
+  attach(filterName: string, volumeName: string, instanceName: string | null, altitude: string | null): Promise<string>;
+  detach(filterName: string, volumeName: string, instanceName: string | null): Promise<void>;
+  /** FilterGetDosName: '' for a volume with neither a drive letter nor a mount point. */
+  dosName(volumeName: string): Promise<string>;
+}
+
 export interface NativeModule {
   runtimeInfo(): NativeRuntimeInfo;
+  filterManager: NativeFilterManager;
   /** Throws a TypeError (ERR_INVALID_ARG_VALUE) for inheritHandle without syncHandle. */
   filterConnect(name: string, context: Uint8Array | null, syncHandle: boolean, inheritHandle: boolean): Promise<NativeFilterPort>;
   /** NtConnectPort (NtSecureConnectPort with serverSid); impersonationLevel 0..3 = Anonymous..Delegation. */

@@ -1,4 +1,4 @@
-// Symbolic names for the codes that filter-port and LPC calls can produce. Kept to those codes:
+// Symbolic names for the codes that filter-port, filter-manager and LPC calls can produce. Kept to those codes:
 // anything else is named by its number (HRESULT_0x..., STATUS_0x...).
 
 /** HRESULT_FROM_WIN32: the HRESULT a Win32 error code becomes. */
@@ -19,17 +19,23 @@ const win32Names: ReadonlyMap<number, string> = new Map([
   [109, 'ERROR_BROKEN_PIPE'],
   [122, 'ERROR_INSUFFICIENT_BUFFER'],
   [123, 'ERROR_INVALID_NAME'],
+  [127, 'ERROR_PROC_NOT_FOUND'],
   [161, 'ERROR_BAD_PATHNAME'],
   [233, 'ERROR_PIPE_NOT_CONNECTED'],
   [234, 'ERROR_MORE_DATA'],
   [258, 'WAIT_TIMEOUT'],
+  [259, 'ERROR_NO_MORE_ITEMS'],
   [995, 'ERROR_OPERATION_ABORTED'],
   [997, 'ERROR_IO_PENDING'],
   [998, 'ERROR_NOACCESS'],
+  [1056, 'ERROR_SERVICE_ALREADY_RUNNING'],
+  [1060, 'ERROR_SERVICE_DOES_NOT_EXIST'],
+  [1062, 'ERROR_SERVICE_NOT_ACTIVE'],
   [1168, 'ERROR_NOT_FOUND'],
   [1236, 'ERROR_CONNECTION_ABORTED'],
   [1238, 'ERROR_CONNECTION_COUNT_LIMIT'],
   [1306, 'ERROR_REVISION_MISMATCH'],
+  [1314, 'ERROR_PRIVILEGE_NOT_HELD'],
   [1450, 'ERROR_NO_SYSTEM_RESOURCES'],
 ]);
 
@@ -45,7 +51,14 @@ const hresultNames: ReadonlyMap<number, string> = new Map([
   [0x801f0008, 'ERROR_FLT_FILTER_NOT_READY'],
   [0x801f000a, 'ERROR_FLT_INTERNAL_ERROR'],
   [0x801f000b, 'ERROR_FLT_DELETING_OBJECT'],
+  [0x801f000f, 'ERROR_FLT_DO_NOT_ATTACH'],
+  [0x801f0010, 'ERROR_FLT_DO_NOT_DETACH'],
+  [0x801f0011, 'ERROR_FLT_INSTANCE_ALTITUDE_COLLISION'],
+  [0x801f0012, 'ERROR_FLT_INSTANCE_NAME_COLLISION'],
   [0x801f0013, 'ERROR_FLT_FILTER_NOT_FOUND'],
+  [0x801f0014, 'ERROR_FLT_VOLUME_NOT_FOUND'],
+  [0x801f0015, 'ERROR_FLT_INSTANCE_NOT_FOUND'],
+  [0x801f001a, 'ERROR_FLT_VOLUME_ALREADY_MOUNTED'],
   [0x801f0020, 'ERROR_FLT_NO_WAITER_FOR_REPLY'],
 ]);
 

@@ -11,7 +11,8 @@ export type FltportErrorCode =
   | 'ERR_FLTPORT_REPLY_NOT_EXPECTED'
   | 'ERR_FLTPORT_ALREADY_REPLIED'
   | 'ERR_FLTPORT_NO_TYPE'
-  | 'ERR_FLTPORT_FAILURE_REPLY';
+  | 'ERR_FLTPORT_FAILURE_REPLY'
+  | 'ERR_FLTPORT_INVALID_INFORMATION';
 
 export class FltportError extends Error {
   readonly code: FltportErrorCode;

@@ -45,3 +45,30 @@ export {
   encodePortMessage,
 } from './port-message';
 export type { ClientId, PortMessage, PortMessageInit } from './port-message';
+export {
+  attach,
+  detach,
+  dosName,
+  getFilterInfo,
+  listFilters,
+  listInstances,
+  listVolumeInstances,
+  listVolumes,
+  loadFilter,
+  toDosPath,
+  unloadFilter,
+  MAX_FILTER_NAME_UNITS,
+  MAX_INSTANCE_NAME_UNITS,
+  MAX_VOLUME_NAME_UNITS,
+} from './filter-manager';
+export type { AttachOptions, VolumeWithDosName } from './filter-manager';
+export { fileSystemName, parseFilterInformation, parseInstanceInformation, parseVolumeInformation } from './filter-information';
+export type {
+  FilterInfo,
+  FilterInformationClass,
+  FilterKind,
+  InstanceInfo,
+  InstanceInformationClass,
+  VolumeInfo,
+  VolumeInformationClass,
+} from './filter-information';

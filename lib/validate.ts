@@ -9,11 +9,16 @@ export const MAX_PORT_NAME_UNITS = 32767;
 export const MAX_CONTEXT_BYTES = 0xffe8;
 
 export function checkPortName(name: unknown): string {
-  if (typeof name !== 'string') throw invalidArgType('name', 'a string', name);
-  if (name.length === 0) throw invalidArgValue('name', 'must not be empty');
-  if (name.length > MAX_PORT_NAME_UNITS) throw outOfRange('name', `at most ${MAX_PORT_NAME_UNITS} UTF-16 units`, name);
-  if (name.includes('\0')) throw invalidArgValue('name', 'must not contain NUL characters');
-  return name;
+  return checkName(name, 'name', MAX_PORT_NAME_UNITS);
+}
+
+/** A non-empty string of at most `maxUnits` UTF-16 units without NUL characters. */
+export function checkName(value: unknown, name: string, maxUnits: number): string {
+  if (typeof value !== 'string') throw invalidArgType(name, 'a string', value);
+  if (value.length === 0) throw invalidArgValue(name, 'must not be empty');
+  if (value.length > maxUnits) throw outOfRange(name, `at most ${maxUnits} UTF-16 units`, value);
+  if (value.includes('\0')) throw invalidArgValue(name, 'must not contain NUL characters');
+  return value;
 }
 
 export function checkOptionsObject(options: unknown, name = 'options'): Record<string, unknown> {

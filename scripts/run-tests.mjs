@@ -48,6 +48,8 @@ const suites = [
   ['fuzz (odd reads, random aborts)', () => runWindowsSuite('test/fuzz', { emulator: true })],
   ['workers (worker_threads on the emulator)', () => runWindowsSuite('test/workers', { emulator: true })],
   ['integration (sample on the emulator)', () => runWindowsSuite('test/integration', { emulator: true })],
+  ['cli (the fltport command on the emulator)', () => runWindowsSuite('test/cli', { emulator: true })],
+  ['filter-manager (the API and command on the emulated fltmgr.sys)', () => runWindowsSuite('test/filter-manager', { emulator: true })],
   // Real ntdll on Windows; under Wine against the LPC stand-in (emulator/lpc/README.md).
   ['windows-native (LPC)', () => runWindowsSuite('test/windows-native', { lpcStandIn: true })],
   ['pack (npm pack, install, load)', () => runLocalMocha('test/pack')],

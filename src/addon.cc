@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "addon_data.h"
+#include "filter_manager_binding.h"
 #include "filter_port_binding.h"
 #include "lpc_port_binding.h"
 #include "pool_job.h"
@@ -68,6 +69,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.AddCleanupHook(&TeardownEnvironment, data);
   InitRuntimeInfo(env, exports);
   InitFilterPort(env, exports);
+  InitFilterManager(env, exports);
   InitLpcPort(env, exports);
   return exports;
 }

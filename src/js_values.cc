@@ -15,15 +15,20 @@ bool Throw(Napi::Env env, bool range, const char* code, const std::string& messa
 }  // namespace
 
 bool ReadPortName(const Napi::Value& value, size_t maxUnits, std::wstring* out) {
+  return ReadString(value, "name", maxUnits, out);
+}
+
+bool ReadString(const Napi::Value& value, const char* name, size_t maxUnits, std::wstring* out) {
   Napi::Env env = value.Env();
-  if (!value.IsString()) return Throw(env, false, "ERR_INVALID_ARG_TYPE", "name must be a string");
+  const std::string label(name);
+  if (!value.IsString()) return Throw(env, false, "ERR_INVALID_ARG_TYPE", label + " must be a string");
   std::u16string units = value.As<Napi::String>().Utf16Value();
-  if (units.empty()) return Throw(env, false, "ERR_INVALID_ARG_VALUE", "name must not be empty");
+  if (units.empty()) return Throw(env, false, "ERR_INVALID_ARG_VALUE", label + " must not be empty");
   if (units.size() > maxUnits) {
-    return Throw(env, true, "ERR_OUT_OF_RANGE", "name must be at most " + std::to_string(maxUnits) + " UTF-16 units");
+    return Throw(env, true, "ERR_OUT_OF_RANGE", label + " must be at most " + std::to_string(maxUnits) + " UTF-16 units");
   }
   if (units.find(u'\0') != std::u16string::npos) {
-    return Throw(env, false, "ERR_INVALID_ARG_VALUE", "name must not contain NUL characters");
+    return Throw(env, false, "ERR_INVALID_ARG_VALUE", label + " must not contain NUL characters");
   }
   out->assign(units.begin(), units.end());
   return true;

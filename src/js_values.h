@@ -14,6 +14,8 @@
 namespace fltport {
 
 bool ReadPortName(const Napi::Value& value, size_t maxUnits, std::wstring* out);
+// A non-empty string of at most `maxUnits` UTF-16 units without NUL, named `name` in errors.
+bool ReadString(const Napi::Value& value, const char* name, size_t maxUnits, std::wstring* out);
 bool ReadOptionalBytes(const Napi::Value& value, const char* name, size_t maxBytes, std::vector<uint8_t>* out);
 bool ReadBoolean(const Napi::Value& value, const char* name, bool* out);
 bool ReadUint32(const Napi::Value& value, const char* name, uint32_t min, uint32_t max, uint32_t* out);

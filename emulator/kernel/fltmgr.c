@@ -10,6 +10,7 @@
  * in the same load-order group.
  */
 #include "fltmgrp.h"
+#include "manage.h"
 
 FLTP_GLOBALS FltpGlobals;
 
@@ -61,6 +62,7 @@ static NTSTATUS FltpDispatchDeviceControl(PDEVICE_OBJECT Device, PIRP Irp)
         FltpCompleteIrp(Irp, STATUS_SUCCESS, 0);
         return STATUS_SUCCESS;
     }
+    if (FltpIsManageIoctl(stack->Parameters.DeviceIoControl.IoControlCode)) return FltpManageDeviceControl(Irp, stack);
     if (stack->Parameters.DeviceIoControl.IoControlCode != IOCTL_FLTEMU_INJECT_CREATE) {
         FltpCompleteIrp(Irp, STATUS_INVALID_DEVICE_REQUEST, 0);
         return STATUS_INVALID_DEVICE_REQUEST;
@@ -249,6 +251,7 @@ VOID FLTAPI FltUnregisterFilter(PFLT_FILTER Filter)
     FltpAcquireLock();
     RemoveEntryList(&Filter->Links);
     FltpReleaseLock();
+    FltpManageForgetFilter(Filter);
     ExFreePoolWithTag(Filter, FLTP_POOL_TAG);
 }
 

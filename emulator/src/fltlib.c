@@ -36,8 +36,8 @@
 
 NTSYSAPI ULONG NTAPI RtlNtStatusToDosError(NTSTATUS Status);
 
-/* FilterHResultFromNtStatus as reverse-engineered (port-semantics.md). */
-static HRESULT HResultFromNtStatus(NTSTATUS status)
+/* FilterHResultFromNtStatus as reverse-engineered (port-semantics.md). Also fltlib-manage.c's. */
+HRESULT HResultFromNtStatus(NTSTATUS status)
 {
     ULONG code = (ULONG)status;
     ULONG facility = (code >> 16) & 0x0FFFu;

@@ -26,9 +26,16 @@ describe('the mingw-w64 build of the addon', function () {
     assert.match(dump, /Magic\s+020b\s+\(PE32\+\)/);
   });
 
-  it('imports only NODE.EXE, KERNEL32.dll, msvcrt.dll and FLTLIB.DLL', () => {
+  // ADVAPI32: loadFilter/unloadFilter enable SeLoadDriverPrivilege for their call.
+  it('imports only NODE.EXE, KERNEL32.dll, ADVAPI32.dll, msvcrt.dll and FLTLIB.DLL', () => {
     const imports = [...dump.matchAll(/DLL Name: (\S+)/g)].map((match) => match[1]).sort();
-    assert.deepEqual(imports, ['FLTLIB.DLL', 'KERNEL32.dll', 'NODE.EXE', 'msvcrt.dll']);
+    assert.deepEqual(imports, ['ADVAPI32.dll', 'FLTLIB.DLL', 'KERNEL32.dll', 'NODE.EXE', 'msvcrt.dll']);
+  });
+
+  it('imports from FLTLIB.DLL only the four port functions (the filter-manager calls are resolved at run time)', () => {
+    const fltlib = dump.slice(dump.indexOf('DLL Name: FLTLIB.DLL')).split(/\n\s*\n/)[0];
+    const names = [...fltlib.matchAll(/^\s+[0-9a-f]+\s+\d+\s+(\w+)$/gm)].map((match) => match[1]).sort();
+    assert.deepEqual(names, ['FilterConnectCommunicationPort', 'FilterGetMessage', 'FilterReplyMessage', 'FilterSendMessage']);
   });
 
   it('imports no Nt*Port function statically', () => {

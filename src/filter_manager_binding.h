@@ -1,0 +1,9 @@
+#pragma once
+
+#include <napi.h>
+
+namespace fltport {
+
+void InitFilterManager(Napi::Env env, Napi::Object exports);
+
+}  // namespace fltport

@@ -1,0 +1,201 @@
+'use strict';
+// The filter-manager API end to end: Windows node.exe, the emulator's fltlib.dll and fltmgr.sys
+// under Wine, the sample minifilter (fltportsample.sys at 370035) and wdkstyle.sys (at 380000)
+// loaded as the suite's filters. Volumes are Wine's drives (C: and Z:).
+const assert = require('node:assert/strict');
+const koffi = require('koffi');
+const fltport = require('fltport');
+const { startEmulatedSample, loadEmulatedFilter } = require('../../driver-sample/emulated');
+const drivers = require('../../emulator/drivers');
+
+const { WinError } = fltport;
+const isWinError = (code, syscall) => (error) => {
+  assert.ok(error instanceof WinError, String(error));
+  assert.equal(error.code, code, error.message);
+  if (syscall !== undefined) assert.equal(error.syscall, syscall);
+  return true;
+};
+
+describe('filter-manager API against the emulated filter manager', function () {
+  let sample;
+  let unloadWdk;
+  let sampleName;
+  let wdkName;
+  let volumes;
+
+  before(async function () {
+    // The emulated filter manager runs under Wine; on Windows test/windows checks the real one.
+    if (!drivers.isWine) this.skip();
+    sample = await startEmulatedSample();
+    unloadWdk = await loadEmulatedFilter('wdkstyle.sys', '380000');
+    sampleName = drivers.loadedDrivers().find((name) => name.startsWith('fltportsample-'));
+    wdkName = drivers.loadedDrivers().find((name) => name.startsWith('wdkstyle-'));
+    volumes = await fltport.listVolumes();
+  });
+  after(async () => {
+    await unloadWdk?.();
+    await sample?.stop();
+  });
+
+  const filterNamed = async (name) => (await fltport.listFilters()).find((filter) => filter.name === name);
+  const systemVolume = () => volumes.find((volume) => volume.dosName === 'C:');
+
+  describe('volumes, DOS names and paths', () => {
+    it('listVolumes() has the machine\'s drives, each with its NT name, DOS name and file system', async () => {
+      assert.ok(volumes.length >= 1);
+      for (const volume of volumes) {
+        assert.match(volume.name, /^\\Device\\/);
+        assert.match(volume.dosName, /^[A-Z]:$/);
+        assert.equal(volume.frameId, 0);
+        assert.equal(volume.detached, false);
+        assert.equal(typeof volume.fileSystem, 'string');
+      }
+      assert.equal(systemVolume().fileSystem, 'NTFS');
+      assert.equal(new Set(volumes.map((volume) => volume.name)).size, volumes.length);
+    });
+
+    it('dosName() answers for NT names and drive letters, and fails for an unknown volume', async () => {
+      const c = systemVolume();
+      assert.equal(await fltport.dosName(c.name), 'C:');
+      assert.equal(await fltport.dosName(`${c.name}\\`), 'C:');
+      assert.equal(await fltport.dosName('c:'), 'C:');
+      await assert.rejects(fltport.dosName('\\Device\\NoSuchVolume'), isWinError('ERROR_FILE_NOT_FOUND', 'FilterGetDosName'));
+    });
+
+    it('toDosPath() turns NT paths into DOS paths, in any case, and null off every volume', async () => {
+      const c = systemVolume();
+      assert.equal(await fltport.toDosPath(`${c.name}\\Users\\x.txt`), 'C:\\Users\\x.txt');
+      assert.equal(await fltport.toDosPath(`${c.name.toUpperCase()}\\A\\b`), 'C:\\A\\b');
+      assert.equal(await fltport.toDosPath(c.name), 'C:\\');
+      // A prefix of a volume's name is not that volume (HarddiskVolume1 vs HarddiskVolume10).
+      assert.equal(await fltport.toDosPath(`${c.name}0\\x`), null);
+      assert.equal(await fltport.toDosPath('\\Device\\NoSuchVolume\\x'), null);
+    });
+
+    it('toDosPath() finds a volume mounted after its cache was filled', async () => {
+      const DefineDosDeviceW = koffi.load('kernel32.dll').func('bool __stdcall DefineDosDeviceW(uint32 flags, const char16_t *name, const char16_t *target)');
+      const DDD_RAW_TARGET_PATH = 0x1;
+      const DDD_REMOVE_DEFINITION = 0x2;
+      const DDD_EXACT_MATCH_ON_REMOVE = 0x4;
+      const letter = ['Q:', 'R:', 'S:', 'T:'].find((candidate) => !volumes.some((volume) => volume.dosName === candidate));
+      const device = `\\Device\\FltportLaterVolume${process.pid}`;
+      assert.equal(await fltport.toDosPath(`${systemVolume().name}\\x`), 'C:\\x'); // the cache is filled
+      assert.equal(DefineDosDeviceW(DDD_RAW_TARGET_PATH, letter, device), true);
+      try {
+        assert.equal(await fltport.toDosPath(`${device}\\Users\\later.txt`), `${letter}\\Users\\later.txt`);
+      } finally {
+        DefineDosDeviceW(DDD_RAW_TARGET_PATH | DDD_REMOVE_DEFINITION | DDD_EXACT_MATCH_ON_REMOVE, letter, device);
+      }
+    });
+  });
+
+  describe('filters and instances', () => {
+    it('listFilters() shows the loaded minifilters with their altitude, frame 0 and one instance per volume', async () => {
+      const filters = await fltport.listFilters();
+      const sampleFilter = filters.find((filter) => filter.name === sampleName);
+      const wdk = filters.find((filter) => filter.name === wdkName);
+      assert.deepEqual(sampleFilter, { name: sampleName, kind: 'minifilter', altitude: '370035', frameId: 0, instances: volumes.length, flags: 0 });
+      assert.equal(wdk.altitude, '380000');
+      assert.deepEqual(await fltport.getFilterInfo(sampleName), sampleFilter);
+    });
+
+    it('getFilterInfo() and listInstances() of a filter that is not loaded fail with ERROR_FLT_FILTER_NOT_FOUND', async () => {
+      await assert.rejects(fltport.getFilterInfo('fltport-no-such-filter'), isWinError('ERROR_FLT_FILTER_NOT_FOUND', 'FilterCreate'));
+      await assert.rejects(fltport.listInstances('fltport-no-such-filter'), isWinError('ERROR_FLT_FILTER_NOT_FOUND', 'FilterInstanceFindFirst'));
+    });
+
+    it('listInstances(filter) has its default instance on every volume (automatic attachment)', async () => {
+      const instances = await fltport.listInstances(sampleName);
+      assert.deepEqual(instances.map((instance) => instance.volumeName).sort(), volumes.map((volume) => volume.name).sort());
+      for (const instance of instances) {
+        assert.equal(instance.instanceName, `${sampleName} Instance`);
+        assert.equal(instance.altitude, '370035');
+        assert.equal(instance.filterName, sampleName);
+        assert.equal(instance.kind, 'minifilter');
+        assert.equal(instance.frameId, 0);
+        assert.equal(instance.detachedVolume, false);
+      }
+    });
+
+    it('listVolumeInstances() lists a volume\'s instances from the highest altitude down, by NT name or drive letter', async () => {
+      const byLetter = await fltport.listVolumeInstances('C:');
+      const ours = byLetter.filter((instance) => instance.filterName === sampleName || instance.filterName === wdkName);
+      assert.deepEqual(ours.map((instance) => instance.altitude), ['380000', '370035']);
+      assert.deepEqual(await fltport.listVolumeInstances(systemVolume().name), byLetter);
+      await assert.rejects(fltport.listVolumeInstances('\\Device\\NoSuchVolume'), isWinError('ERROR_FLT_VOLUME_NOT_FOUND', 'FilterVolumeInstanceFindFirst'));
+    });
+
+    it('listInstances() lists every volume\'s instances', async () => {
+      const all = await fltport.listInstances();
+      assert.equal(all.filter((instance) => instance.filterName === sampleName).length, volumes.length);
+      assert.equal(all.filter((instance) => instance.filterName === wdkName).length, volumes.length);
+    });
+  });
+
+  describe('attach and detach', () => {
+    it('detach() takes the default instance off a volume; attach() puts it back', async () => {
+      await fltport.detach(sampleName, 'C:');
+      try {
+        assert.equal((await fltport.listVolumeInstances('C:')).some((instance) => instance.filterName === sampleName), false);
+        assert.equal((await filterNamed(sampleName)).instances, volumes.length - 1);
+        await assert.rejects(fltport.detach(sampleName, 'C:'), isWinError('ERROR_FLT_INSTANCE_NOT_FOUND', 'FilterDetach'));
+      } finally {
+        assert.equal(await fltport.attach(sampleName, 'C:'), `${sampleName} Instance`);
+      }
+      assert.equal((await filterNamed(sampleName)).instances, volumes.length);
+      await assert.rejects(fltport.attach(sampleName, 'C:'), isWinError('ERROR_FLT_INSTANCE_NAME_COLLISION', 'FilterAttach'));
+    });
+
+    it('attach() at an altitude makes a named instance; names and altitudes collide as on Windows', async () => {
+      const created = await fltport.attach(sampleName, systemVolume().name, { altitude: '370036.5', instanceName: 'fltport extra' });
+      try {
+        assert.equal(created, 'fltport extra');
+        const onC = await fltport.listVolumeInstances('C:');
+        const extra = onC.find((instance) => instance.instanceName === 'fltport extra');
+        assert.equal(extra.altitude, '370036.5');
+        assert.equal(extra.filterName, sampleName);
+        assert.equal((await filterNamed(sampleName)).instances, volumes.length + 1);
+        await assert.rejects(
+          fltport.attach(sampleName, 'C:', { altitude: '370037', instanceName: 'fltport extra' }),
+          isWinError('ERROR_FLT_INSTANCE_NAME_COLLISION', 'FilterAttachAtAltitude'),
+        );
+        await assert.rejects(
+          fltport.attach(sampleName, 'C:', { altitude: '380000', instanceName: 'fltport third' }),
+          isWinError('ERROR_FLT_INSTANCE_ALTITUDE_COLLISION', 'FilterAttachAtAltitude'),
+        );
+      } finally {
+        await fltport.detach(sampleName, 'C:', 'fltport extra');
+      }
+      assert.equal((await fltport.listVolumeInstances('C:')).some((instance) => instance.instanceName === 'fltport extra'), false);
+    });
+
+    it('attach() and detach() fail for an unknown filter or volume', async () => {
+      await assert.rejects(fltport.attach('fltport-no-such-filter', 'C:'), isWinError('ERROR_FLT_FILTER_NOT_FOUND', 'FilterAttach'));
+      await assert.rejects(fltport.attach(sampleName, '\\Device\\NoSuchVolume'), isWinError('ERROR_FLT_VOLUME_NOT_FOUND', 'FilterAttach'));
+      await assert.rejects(fltport.detach('fltport-no-such-filter', 'C:'), isWinError('ERROR_FLT_FILTER_NOT_FOUND', 'FilterDetach'));
+      await assert.rejects(fltport.detach(sampleName, 'C:', 'fltport never attached'), isWinError('ERROR_FLT_INSTANCE_NOT_FOUND', 'FilterDetach'));
+    });
+  });
+
+  describe('load and unload', () => {
+    it('unloadFilter() stops the filter\'s service and loadFilter() starts it again', async () => {
+      await fltport.unloadFilter(wdkName);
+      try {
+        assert.equal(await filterNamed(wdkName), undefined);
+        assert.equal(drivers.serviceStatus(wdkName).state, 'STOPPED');
+        await assert.rejects(fltport.getFilterInfo(wdkName), isWinError('ERROR_FLT_FILTER_NOT_FOUND'));
+        await assert.rejects(fltport.unloadFilter(wdkName), isWinError('ERROR_FLT_FILTER_NOT_FOUND', 'FilterUnload'));
+      } finally {
+        await fltport.loadFilter(wdkName);
+      }
+      const wdk = await filterNamed(wdkName);
+      assert.equal(wdk.altitude, '380000');
+      assert.equal(wdk.instances, volumes.length);
+      await assert.rejects(fltport.loadFilter(wdkName), isWinError('ERROR_SERVICE_ALREADY_RUNNING', 'FilterLoad'));
+    });
+
+    it('loadFilter() of a service that does not exist fails with ERROR_FILE_NOT_FOUND', async () => {
+      await assert.rejects(fltport.loadFilter('fltport-no-such-service'), isWinError('ERROR_FILE_NOT_FOUND', 'FilterLoad'));
+    });
+  });
+});
