@@ -44,7 +44,12 @@
 #define IOCTL_FLTEMU_REPLY FLTEMU_IOCTL(0x804)
 #define IOCTL_FLTEMU_INJECT_CREATE FLTEMU_IOCTL(0x810)
 /* Internal to fltmgr.sys (limbo.c): the control device completes it at once. */
-#define IOCTL_FLTEMU_FENCE FLTEMU_IOCTL(0x820)
+#define IOCTL_FLTEMU_FENCE FLTEMU_IOCTL(0x811)
+/* The filter-manager calls (manage-protocol.h). Every function number is here, so none is taken
+ * twice. */
+#define IOCTL_FLTEMU_QUERY_FILTERS FLTEMU_IOCTL(0x820)
+#define IOCTL_FLTEMU_ATTACH FLTEMU_IOCTL(0x821)
+#define IOCTL_FLTEMU_DETACH FLTEMU_IOCTL(0x822)
 
 /* Largest connection context: the real fltlib's extended-attribute layout caps it here (System
  * Informer). */
