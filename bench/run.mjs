@@ -31,12 +31,12 @@ import {
   emulatedNodeExe,
   installEmulatedFilterManager,
   isWindows,
-  removeEmulatedFltlib,
   repoRoot,
   runChecked,
   cacheDir,
   ensureWinePrefix,
   wineEnv,
+  windowsNodeExe,
   windowsPath,
 } from '../scripts/windows-runtime.mjs';
 
@@ -80,14 +80,18 @@ async function buildEverything() {
     console.log('building fltport (npm run build)');
     runChecked('npm', ['run', 'build', '--silent'], { shell: isWindows });
   }
-  const { buildEmulator } = await import('../scripts/build-emulator.mjs');
-  const emulator = buildEmulator();
   cmakeBuild(benchDir, buildDir);
   const nativeExe = path.join(buildDir, 'fltport-bench-native.exe');
   if (!fs.existsSync(nativeExe)) throw new Error(`the C client was not built: ${nativeExe}`);
-  // On Windows the WDK builds test-kernel.sys (test-signed): FLTPORT_TEST_KERNEL names it.
-  const testKernelSys = process.env.FLTPORT_TEST_KERNEL ?? emulator.testKernelSys;
-  return { fltlibDll: emulator.fltlibDll, fltmgrSys: emulator.fltmgrSys, testKernelSys, nativeExe };
+  if (isWindows) {
+    // The real filter manager and fltlib.dll; test-kernel.sys built with the WDK and test-signed
+    // (emulator/test-kernel/sign.ps1 puts it in emulator/build/; FLTPORT_TEST_KERNEL names another).
+    const testKernelSys = process.env.FLTPORT_TEST_KERNEL ?? path.join(repoRoot, 'emulator', 'build', 'test-kernel.sys');
+    return { testKernelSys, nativeExe };
+  }
+  const { buildEmulator } = await import('../scripts/build-emulator.mjs');
+  const emulator = buildEmulator();
+  return { fltlibDll: emulator.fltlibDll, fltmgrSys: emulator.fltmgrSys, testKernelSys: process.env.FLTPORT_TEST_KERNEL ?? emulator.testKernelSys, nativeExe };
 }
 
 // ---------------------------------------------------------------- cells
@@ -459,17 +463,17 @@ async function main() {
     if (setup.status !== 0) process.exit(setup.status ?? 1);
   }
   const built = await buildEverything();
-  const nodeExe = emulatedNodeExe(built.fltlibDll);
-  if (built.fltmgrSys) installEmulatedFilterManager(built.fltmgrSys);
+  const nodeExe = isWindows ? windowsNodeExe() : emulatedNodeExe(built.fltlibDll);
+  if (!isWindows) installEmulatedFilterManager(built.fltmgrSys);
   const setup = {
     ...built,
     nodeExe,
     // What the C client runs to load test-kernel.sys on its port (a JS client loads it itself).
     kernelCommand: [nodeExe, path.join(repoRoot, 'emulator', 'test-kernel', 'test-kernel-host.cjs'), built.testKernelSys].map((file) => `"${windowsPath(file)}"`).join(' '),
-    env: emulatedFltlibEnv,
-    // Both clients load the same emulator fltlib.dll: under Wine the copy emulatedNodeExe put in
-    // system32 (WINEDLLOVERRIDES=fltlib=n), on Windows the copy beside the addon.
-    nativeFltlib: isWindows ? path.join(repoRoot, 'build', 'Release', 'fltlib.dll') : 'fltlib.dll',
+    // Under Wine both clients load the emulator's fltlib.dll (the copy emulatedNodeExe put in
+    // system32, WINEDLLOVERRIDES=fltlib=n); on Windows the system's.
+    env: isWindows ? {} : emulatedFltlibEnv,
+    nativeFltlib: 'fltlib.dll',
     timeouts: [],
     nodeFlags: options.nodeFlags,
   };
@@ -506,7 +510,6 @@ async function main() {
     }
   } finally {
     stopWatching();
-    removeEmulatedFltlib();
   }
   const loadAfter = load();
   if (loadAfter) console.log(`load average after: ${loadAfter.join(' ')}`);

@@ -12,7 +12,6 @@ import {
   emulatedFltlibEnv,
   emulatedNodeExe,
   installEmulatedFilterManager,
-  removeEmulatedFltlib,
   repoRoot,
   runWindowsProgram,
   waitForWineSessionEnd,
@@ -51,5 +50,4 @@ try {
   process.exitCode = code;
 } finally {
   fs.rmSync(stopFile, { force: true });
-  if (target === 'emulator') removeEmulatedFltlib();
 }

@@ -1,7 +1,8 @@
 // Runs a mocha suite inside Windows node.exe: under Wine on Linux, natively on Windows.
 //   node scripts/test-windows.mjs [--emulator] [--lpc-stand-in] [suite folder, default test/windows]
-// With --emulator the addon loads the emulator's fltlib.dll and Wine loads the emulator's
-// fltmgr.sys (the suites load their drivers with emulator/drivers.js). With --lpc-stand-in
+// With --emulator (Wine only) the addon loads the emulator's fltlib.dll and Wine the emulator's
+// fltmgr.sys; the suites load their drivers with emulator/drivers.js. On Windows the same suites
+// run without --emulator against the real filter manager, loading test-signed drivers. With --lpc-stand-in
 // (under Wine only) node.exe preloads the LPC stand-in, emulator/lpc/README.md.
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -10,7 +11,6 @@ import {
   emulatedNodeExe,
   installEmulatedFilterManager,
   isWindows,
-  removeEmulatedFltlib,
   repoRoot,
   runWindowsProgram,
   waitForWineSessionEnd,
@@ -37,16 +37,12 @@ export async function runWindowsSuite(suite, { emulator = false, lpcStandIn = fa
     waitForWineSessionEnd();
     env = { ...emulatedFltlibEnv };
   }
-  try {
-    const mocha = path.join('node_modules', 'mocha', 'bin', 'mocha.js');
-    const { code, output } = await runWindowsProgram(exe, [...preload, mocha, '--config', path.join(suite, '.mocharc.json')], { env });
-    const counts = mochaCounts(output);
-    // A crash of node.exe leaves no summary: count it as a failure.
-    if (code !== 0 && counts.failed === 0) counts.failed = 1;
-    return counts;
-  } finally {
-    if (emulator) removeEmulatedFltlib();
-  }
+  const mocha = path.join('node_modules', 'mocha', 'bin', 'mocha.js');
+  const { code, output } = await runWindowsProgram(exe, [...preload, mocha, '--config', path.join(suite, '.mocharc.json')], { env });
+  const counts = mochaCounts(output);
+  // A crash of node.exe leaves no summary: count it as a failure.
+  if (code !== 0 && counts.failed === 0) counts.failed = 1;
+  return counts;
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {

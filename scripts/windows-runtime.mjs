@@ -88,20 +88,16 @@ export function ensureWinePrefix() {
 }
 
 /**
- * Makes the unchanged addon load the emulator's fltlib.dll instead of the system's (Wine's stub
- * here) and returns the node.exe to run. Windows loads an addon's imports from the addon's own
- * folder first (node loads addons with LOAD_WITH_ALTERED_SEARCH_PATH), so there the DLL goes
- * beside fltport.node; node.exe's folder is not searched first. Under Wine it replaces the
- * prefix's placeholder system32\fltlib.dll, and WINEDLLOVERRIDES picks native (the emulator,
- * emulatedFltlibEnv) or builtin (Wine's stub, the default of wineEnv) per run.
+ * Wine only: makes the unchanged addon load the emulator's fltlib.dll instead of Wine's stub and
+ * returns the node.exe to run. The DLL replaces the prefix's placeholder system32\fltlib.dll, and
+ * WINEDLLOVERRIDES picks native (the emulator, emulatedFltlibEnv) or builtin (Wine's stub, the
+ * default of wineEnv) per run, so nothing needs undoing. (node.exe loads addons with
+ * LOAD_WITH_ALTERED_SEARCH_PATH: a copy beside node.exe alone would not be found.)
  */
 export function emulatedNodeExe(fltlibDll) {
-  if (isWindows) {
-    fs.copyFileSync(fltlibDll, path.join(repoRoot, 'build', 'Release', 'fltlib.dll'));
-  } else {
-    ensureWinePrefix();
-    fs.copyFileSync(fltlibDll, path.join(winePrefix, 'drive_c', 'windows', 'system32', 'fltlib.dll'));
-  }
+  if (isWindows) throw new Error('the emulator runs under Wine only: on Windows the real fltlib.dll and filter manager run');
+  ensureWinePrefix();
+  fs.copyFileSync(fltlibDll, path.join(winePrefix, 'drive_c', 'windows', 'system32', 'fltlib.dll'));
   return windowsNodeExe();
 }
 
@@ -128,11 +124,6 @@ export function installEmulatedFilterManager(fltmgrSys) {
 export function waitForWineSessionEnd() {
   if (isWindows) return;
   spawnSync('wineserver', ['--wait'], { env: wineEnv(), stdio: 'ignore', timeout: 30000 });
-}
-
-/** Undoes emulatedNodeExe where a file decides (Windows); under Wine the override decides. */
-export function removeEmulatedFltlib() {
-  if (isWindows) fs.rmSync(path.join(repoRoot, 'build', 'Release', 'fltlib.dll'), { force: true });
 }
 
 /** Environment for a run with the emulator's fltlib.dll; FLTPORT_FLTLIB tells the tests. */

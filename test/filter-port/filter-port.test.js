@@ -663,8 +663,8 @@ describe('FilterPort against the emulator', function () {
   });
 
   describe('serve() fails closed', () => {
-    // The emulator's kernel never sees FILTER_REPLY_HEADER.Status (fltemu ignores it, as the
-    // filter manager may: unverified on Windows), so the status serve() sends is read where it
+    // The emulator's kernel never sees FILTER_REPLY_HEADER.Status (its fltmgr.sys ignores it, as
+    // the real filter manager may: unverified on Windows), so the status serve() sends is read where it
     // leaves JS: on the real addon's reply() of each port connected here, which this wraps and
     // still calls.
     let sentReplies;
