@@ -22,7 +22,7 @@ export const MAX_VOLUME_NAME_UNITS = 1024;
 const MAX_ALTITUDE_UNITS = 64;
 
 export interface VolumeWithDosName extends VolumeInfo {
-  /** FilterGetDosName: 'C:', a mount point path, or null when the volume has neither (or the call failed for it). */
+  /** FilterGetDosName: 'C:', a mount point path, or null when the volume has neither (or went away meanwhile). */
   dosName: string | null;
 }
 
@@ -44,6 +44,7 @@ async function call<T>(run: (native: NativeFilterManager) => Promise<T>): Promis
 
 const isHResult = (error: unknown, hresult: number): boolean => error instanceof WinError && error.hresult === hresult;
 const ERROR_FLT_VOLUME_NOT_FOUND = 0x801f0014;
+const ERROR_FILE_NOT_FOUND = 0x80070002;
 
 const checkFilterName = (value: unknown): string => checkName(value, 'filterName', MAX_FILTER_NAME_UNITS);
 const checkVolumeName = (value: unknown): string => checkName(value, 'volumeName', MAX_VOLUME_NAME_UNITS);
@@ -99,11 +100,21 @@ async function findVolumes(): Promise<VolumeInfo[]> {
   return buffers.flatMap((buffer) => parseVolumeInformation(buffer, 'standard'));
 }
 
-/** Every volume the filter manager knows (FilterVolumeFindFirst/Next), with its DOS name. */
+/**
+ * Every volume the filter manager knows (FilterVolumeFindFirst/Next), with its DOS name. A
+ * volume FilterGetDosName does not know (ERROR_FILE_NOT_FOUND: it went away since the
+ * enumeration) has none; any other failure (a missing function, a privilege) is the call's.
+ */
 export async function listVolumes(): Promise<VolumeWithDosName[]> {
   const volumes = await findVolumes();
   return Promise.all(
-    volumes.map(async (volume) => ({ ...volume, dosName: await dosName(volume.name).catch(() => null) })),
+    volumes.map(async (volume) => ({
+      ...volume,
+      dosName: await dosName(volume.name).catch((error: unknown) => {
+        if (isHResult(error, ERROR_FILE_NOT_FOUND)) return null;
+        throw error;
+      }),
+    })),
   );
 }
 
@@ -159,6 +170,26 @@ function checkAltitude(value: unknown): string {
 let volumeNames: Map<string, string | null> | undefined;
 let refreshing: Promise<Map<string, string | null>> | undefined;
 
+/**
+ * A device a refresh did not find as a volume (\Device\Mup, \Device\NamedPipe: paths a driver
+ * reports every second) refreshes again at most this often, so that such paths do not each
+ * enumerate every volume; a device never looked up refreshes at once.
+ */
+const UNKNOWN_DEVICE_RETRY_MS = 10_000;
+/** How many unknown devices are remembered (the oldest is forgotten first). */
+const MAX_UNKNOWN_DEVICES = 256;
+// Lower-case device name -> when a refresh last failed to find a volume for it.
+const unknownDevices = new Map<string, number>();
+
+/** '\device\mup' for '\device\mup\server\share\x': the first two components of a lower-case path. */
+const deviceOf = (lower: string): string => lower.split('\\', 3).join('\\');
+
+function rememberUnknown(device: string): void {
+  unknownDevices.delete(device);
+  if (unknownDevices.size >= MAX_UNKNOWN_DEVICES) unknownDevices.delete(unknownDevices.keys().next().value as string);
+  unknownDevices.set(device, Date.now());
+}
+
 function refreshVolumeNames(): Promise<Map<string, string | null>> {
   refreshing ??= listVolumes()
     .then((volumes) => {
@@ -186,17 +217,23 @@ function volumeOf(ntPath: string, names: Map<string, string | null>): string | u
  * An NT path as a driver reports it (\Device\HarddiskVolume3\Users\x.txt) as a person reads it
  * (C:\Users\x.txt), or null when its volume has no DOS name or the filter manager knows no volume
  * it lies on. Volume names come from a cache filled by the first call (listVolumes()) and
- * refreshed whenever a path lies on none of its volumes, so a volume mounted later is found; a
- * drive letter given to a known volume later, or moved to another one, is not seen until a
- * refresh.
+ * refreshed when a path lies on none of its volumes, so a volume mounted later is found: at once
+ * for a device (\Device\X) not looked up before, at most every UNKNOWN_DEVICE_RETRY_MS for one a
+ * refresh did not find. A drive letter given to a known volume later, or moved to another one,
+ * is not seen until a refresh.
  */
 export async function toDosPath(ntPath: string): Promise<string | null> {
   checkName(ntPath, 'ntPath', 32767);
   let names = volumeNames;
   let volume = names === undefined ? undefined : volumeOf(ntPath, names);
   if (names === undefined || volume === undefined) {
+    const device = deviceOf(ntPath.toLowerCase());
+    const lastMissed = unknownDevices.get(device);
+    if (names !== undefined && lastMissed !== undefined && Date.now() - lastMissed < UNKNOWN_DEVICE_RETRY_MS) return null;
     names = await refreshVolumeNames();
     volume = volumeOf(ntPath, names);
+    if (volume === undefined) rememberUnknown(device);
+    else unknownDevices.delete(device);
   }
   const dos = volume === undefined ? null : names.get(volume);
   if (dos === undefined || dos === null) return null;

@@ -2,21 +2,22 @@
 // nothing of Windows, so that bad arguments are reported the same everywhere.
 import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
+import { MAX_PAYLOAD_BYTES } from '../validate';
 
 /** Exit codes a script can test. */
 export const EXIT = {
   ok: 0,
-  /** A Windows call failed (the message names it and its code). */
+  /** A Windows call failed (the message names it and its code); listen: the kernel side disconnected. */
   failed: 1,
   /** Bad arguments. */
   usage: 2,
   /** Not on Windows, or the native addon could not load. */
   unsupported: 3,
-  /** probe: no such port (ERROR_FILE_NOT_FOUND). */
+  /** probe, listen, send: no such port (ERROR_FILE_NOT_FOUND). */
   portNotFound: 4,
-  /** probe: access denied (the port's security descriptor, or ConnectNotify refused with STATUS_ACCESS_DENIED). */
+  /** probe, listen, send: access denied (the port's security descriptor, or ConnectNotify refused with STATUS_ACCESS_DENIED). */
   accessDenied: 5,
-  /** probe: the port's MaxConnections is reached (ERROR_CONNECTION_COUNT_LIMIT). */
+  /** probe, listen, send: the port's MaxConnections is reached (ERROR_CONNECTION_COUNT_LIMIT). */
   countLimit: 6,
 } as const;
 
@@ -61,7 +62,6 @@ const altitude = (text: string, flag: string): string => {
   return text;
 };
 
-const MAX_BYTES = 64 * 1024 * 1024;
 const json: OptionSpec = { type: 'boolean', help: 'print JSON instead of a table' };
 const context: OptionSpec = { type: 'string', value: 'HEX', help: 'connection context passed to ConnectNotify, as hex bytes', convert: hexBytes };
 
@@ -107,7 +107,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
       context,
       pending: { type: 'string', value: 'N', help: 'reads kept outstanding in the kernel (default 16)', convert: integer(1, 1024) },
       reply: { type: 'string', value: 'HEX', help: 'reply to each message that expects one with these bytes (cut to what it can take)', convert: hexBytes },
-      'reply-bytes': { type: 'string', value: 'N', help: 'reply to each message that expects one with N zero bytes (cut likewise)', convert: integer(0, MAX_BYTES) },
+      'reply-bytes': { type: 'string', value: 'N', help: 'reply to each message that expects one with N zero bytes (cut likewise)', convert: integer(0, MAX_PAYLOAD_BYTES) },
       count: { type: 'string', value: 'N', help: 'stop after N messages', convert: integer(1, Number.MAX_SAFE_INTEGER) },
       json: { type: 'boolean', help: 'print one JSON object per message, then one for the summary' },
     },
@@ -121,7 +121,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     summary: 'send one message (FilterSendMessage) and print the reply',
     options: {
       context,
-      'reply-bytes': { type: 'string', value: 'N', help: 'size of the reply buffer (default 4096)', convert: integer(0, MAX_BYTES) },
+      'reply-bytes': { type: 'string', value: 'N', help: 'size of the reply buffer (default 4096)', convert: integer(0, MAX_PAYLOAD_BYTES) },
       json,
     },
     positionals: { required: 2, optional: 0 },
@@ -131,11 +131,41 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
   },
 };
 
+const READ_CHUNK_BYTES = 1024 * 1024;
+
+const tooLarge = (file: string, size: string) =>
+  new UsageError(`${file} is ${size}: a message is at most ${MAX_PAYLOAD_BYTES} bytes (64 MiB, the most fltport sends through FilterSendMessage)`);
+
+/**
+ * The message in `file`. Larger than MAX_PAYLOAD_BYTES (FilterPort.send's limit) it is refused
+ * from its size, or, for what has none (a pipe, a device), after reading one byte more: never
+ * read whole.
+ */
 function readPayload(file: string): Buffer {
+  let fd: number;
   try {
-    return fs.readFileSync(file);
+    fd = fs.openSync(file, 'r');
   } catch (error) {
     throw new UsageError(`cannot read ${file}: ${(error as Error).message}`);
+  }
+  try {
+    const stat = fs.fstatSync(fd);
+    if (stat.isFile() && stat.size > MAX_PAYLOAD_BYTES) throw tooLarge(file, `${stat.size} bytes`);
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(READ_CHUNK_BYTES);
+      const read = fs.readSync(fd, chunk, 0, chunk.length, null);
+      if (read === 0) return Buffer.concat(chunks, total);
+      total += read;
+      if (total > MAX_PAYLOAD_BYTES) throw tooLarge(file, `more than ${MAX_PAYLOAD_BYTES} bytes`);
+      chunks.push(chunk.subarray(0, read));
+    }
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    throw new UsageError(`cannot read ${file}: ${(error as Error).message}`);
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
@@ -197,12 +227,12 @@ export function parseCommandLine(argv: readonly string[]): ParsedCommand {
 
 const EXIT_HELP = `Exit codes:
   0  success
-  1  a Windows call failed (the message names the call and its code)
+  1  a Windows call failed (the message names the call and its code); listen: the kernel side disconnected
   2  bad arguments
   3  not on Windows, or the native addon could not load
-  4  probe: no such port
-  5  probe: access denied (security descriptor or ConnectNotify)
-  6  probe: the port's connection limit is reached`;
+  4  probe, listen, send: no such port
+  5  probe, listen, send: access denied (security descriptor or ConnectNotify)
+  6  probe, listen, send: the port's connection limit is reached`;
 
 export function helpText(command = 'help'): string {
   const spec = COMMANDS[command];

@@ -88,8 +88,8 @@ async function detachCommand(options: Options, [filter, volume]: string[]): Prom
   return EXIT.ok;
 }
 
-// What a failed connect means, for probe.
-const PROBE_OUTCOMES: Record<string, { outcome: string; exit: number }> = {
+// What a failed connect means, for probe, listen and send.
+const CONNECT_OUTCOMES: Record<string, { outcome: string; exit: number }> = {
   ERROR_FILE_NOT_FOUND: { outcome: 'not found', exit: EXIT.portNotFound },
   ERROR_ACCESS_DENIED: { outcome: 'access denied (the port\'s security descriptor, or ConnectNotify refused)', exit: EXIT.accessDenied },
   ERROR_CONNECTION_COUNT_LIMIT: { outcome: 'connection limit reached', exit: EXIT.countLimit },
@@ -101,7 +101,7 @@ async function probe(options: Options, [name]: string[]): Promise<number> {
     await port.close();
   } catch (error) {
     if (!(error instanceof WinError)) throw error;
-    const known = PROBE_OUTCOMES[error.code] ?? { outcome: 'refused', exit: EXIT.failed };
+    const known = CONNECT_OUTCOMES[error.code] ?? { outcome: 'refused', exit: EXIT.failed };
     const code = `0x${(error.hresult ?? 0).toString(16).toUpperCase().padStart(8, '0')}`;
     if (options.json) printJson({ port: name, ok: false, outcome: known.outcome, code: error.code, hresult: code, message: error.message });
     else print(`${name}: ${known.outcome}: ${error.code} (${code})${error.systemMessage ? ` ${error.systemMessage}` : ''}`);
@@ -137,6 +137,14 @@ async function listen(options: Options, [name]: string[]): Promise<number> {
     const stats = await port.serve(show, { pending, signal: stop.signal, onError: (error) => process.stderr.write(`fltport: ${(error as Error).message}\n`) });
     if (options.json) printJson({ summary: stats });
     else print(`${stats.received} messages, ${stats.replied} replies, ${stats.lateReplies} late, ${stats.unsentReplies} unsent, ${stats.failed} failed`);
+  } catch (error) {
+    // serve() rejects with the WinError when the kernel side disconnects (driver unloaded,
+    // FltCloseClientPort): a listener that stops unasked is a failure a script must see.
+    if (!(error instanceof WinError) || !port.closed) throw error;
+    if (options.json) printJson({ summary: { received: seen }, disconnected: true });
+    else print(`${seen} messages before the kernel side disconnected`);
+    process.stderr.write(`fltport: the kernel side disconnected: ${error.message}\n`);
+    return EXIT.failed;
   } finally {
     process.off('SIGINT', onSignal);
     await port.close();
@@ -205,11 +213,13 @@ export async function main(argv: readonly string[]): Promise<number> {
       return EXIT.usage;
     }
     if (error instanceof WinError) {
+      // listen and send fail to connect with probe's exit codes.
+      const connectExit = error.syscall === 'FilterConnectCommunicationPort' ? CONNECT_OUTCOMES[error.code]?.exit : undefined;
       const hint = PRIVILEGE_HINT.test(error.code) && (parsed.command === 'load' || parsed.command === 'unload' || parsed.command === 'attach' || parsed.command === 'detach')
         ? '\n(this needs an elevated administrator prompt)'
         : '';
       process.stderr.write(`fltport: ${error.message}${hint}\n`);
-      return EXIT.failed;
+      return connectExit ?? EXIT.failed;
     }
     process.stderr.write(`fltport: ${(error as Error)?.message ?? String(error)}\n`);
     return EXIT.failed;

@@ -65,13 +65,51 @@ describe('fltport command against the test kernel', () => {
     }
   });
 
-  it('send and probe: a failed call exits 1 naming it, without a stack trace', async () => {
-    const missing = await fltport('send', '\\FltportNoSuchPort', '00');
-    assert.equal(missing.code, 1);
-    assert.equal(missing.stdout, '');
-    assert.match(missing.stderr, /^fltport: FilterConnectCommunicationPort failed with ERROR_FILE_NOT_FOUND \(0x80070002\)/);
-    noStack(missing.stderr);
+  it('send and listen: no such port (4), refused by ConnectNotify (5), connection limit (6), as probe', async () => {
+    const refuse = Buffer.from('refuse').toString('hex');
+    for (const command of [['send', '00'], ['listen']]) {
+      const [name, ...rest] = command;
+      const missing = await fltport(name, '\\FltportNoSuchPort', ...rest);
+      assert.equal(missing.code, 4, `${name}: ${missing.stderr}`);
+      assert.equal(missing.stdout, '');
+      assert.match(missing.stderr, /^fltport: FilterConnectCommunicationPort failed with ERROR_FILE_NOT_FOUND \(0x80070002\)/);
+      noStack(missing.stderr);
 
+      const refused = await fltport(name, host.portName, ...rest, '--context', refuse);
+      assert.equal(refused.code, 5, `${name}: ${refused.stderr}`);
+      assert.match(refused.stderr, /^fltport: FilterConnectCommunicationPort failed with ERROR_ACCESS_DENIED \(0x80070005\)/);
+
+      const holder = await FilterPort.connect(host.portName);
+      try {
+        const full = await fltport(name, host.portName, ...rest);
+        assert.equal(full.code, 6, `${name}: ${full.stderr}`);
+        assert.match(full.stderr, /ERROR_CONNECTION_COUNT_LIMIT \(0x800704D6\)/);
+      } finally {
+        await holder.close();
+      }
+    }
+  });
+
+  it('listen: exits 1 when the kernel side disconnects, saying so', async () => {
+    const listening = fltport('listen', host.portName);
+    // The kernel takes one connection: listen holds it once another connect hits the limit.
+    for (let attempt = 0; ; attempt += 1) {
+      const port = await FilterPort.connect(host.portName).catch((error) => error);
+      if (port instanceof FilterPort) await port.close();
+      else if (port.code === 'ERROR_CONNECTION_COUNT_LIMIT') break;
+      else throw port;
+      assert.ok(attempt < 600, 'listen never connected');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await host.stop(); // FltUnregisterFilter disconnects listen
+    const { code, stdout, stderr } = await listening;
+    assert.equal(code, 1, stderr);
+    assert.match(stdout, /^0 messages/m);
+    assert.match(stderr, /^fltport: the kernel side disconnected: /);
+    noStack(stderr);
+  });
+
+  it('send: a failed call exits 1 naming it, without a stack trace', async () => {
     const failed = await fltport('send', host.portName, command(OP.FAIL, [0xc000000d]).toString('hex'));
     assert.equal(failed.code, 1);
     assert.match(failed.stderr, /^fltport: FilterSendMessage failed with E_INVALIDARG \(0x80070057\)/);

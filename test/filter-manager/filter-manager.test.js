@@ -72,6 +72,23 @@ describe('filter-manager API against the emulated filter manager', function () {
       assert.equal(await fltport.toDosPath('\\Device\\NoSuchVolume\\x'), null);
     });
 
+    it('toDosPath() refreshes for a device it did not find at most every 10 s (README), not on every path', async () => {
+      const DefineDosDeviceW = koffi.load('kernel32.dll').func('bool __stdcall DefineDosDeviceW(uint32 flags, const char16_t *name, const char16_t *target)');
+      const letter = ['Q:', 'R:', 'S:', 'T:'].find((candidate) => !volumes.some((volume) => volume.dosName === candidate));
+      const device = `\\Device\\FltportUnknownFirst${process.pid}`;
+      const missed = Date.now();
+      assert.equal(await fltport.toDosPath(`${device}\\x`), null); // refreshed, not found
+      assert.equal(DefineDosDeviceW(0x1, letter, device), true);
+      try {
+        const found = await fltport.toDosPath(`${device}\\x`);
+        // Within the 10 s no refresh: the volume mounted meanwhile is not seen yet.
+        if (Date.now() - missed < 10_000) assert.equal(found, null);
+        else assert.equal(found, `${letter}\\x`);
+      } finally {
+        DefineDosDeviceW(0x1 | 0x2 | 0x4, letter, device);
+      }
+    });
+
     it('toDosPath() finds a volume mounted after its cache was filled', async () => {
       const DefineDosDeviceW = koffi.load('kernel32.dll').func('bool __stdcall DefineDosDeviceW(uint32 flags, const char16_t *name, const char16_t *target)');
       const DDD_RAW_TARGET_PATH = 0x1;

@@ -4,6 +4,7 @@
 const assert = require('node:assert/strict');
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const packageJson = require('../../package.json');
 
@@ -71,6 +72,27 @@ describe('fltport command line', () => {
       noStack(stderr);
     });
   }
+
+  describe('send @FILE larger than the 64 MiB fltport sends through FilterSendMessage', () => {
+    const MAX_PAYLOAD_BYTES = 64 * 1024 * 1024; // README: the fltport command, send
+    const file = path.join(os.tmpdir(), `fltport-cli-big-${process.pid}.bin`);
+    after(() => fs.rmSync(file, { force: true }));
+
+    for (const [size, exitsWith] of [[MAX_PAYLOAD_BYTES + 1, 2], [MAX_PAYLOAD_BYTES, process.platform === 'win32' ? 1 : 3]]) {
+      it(`${size} bytes: ${exitsWith === 2 ? 'refused as a bad argument (exit 2), from its size' : 'accepted'}`, () => {
+        fs.writeFileSync(file, '');
+        fs.truncateSync(file, size); // sparse: nothing to write
+        const { code, stderr } = run('send', '\\P', `@${file}`);
+        assert.equal(code, exitsWith, stderr);
+        if (exitsWith === 2) {
+          assert.match(stderr, new RegExp(`is ${size} bytes: a message is at most ${MAX_PAYLOAD_BYTES} bytes`));
+          noStack(stderr);
+        } else {
+          assert.doesNotMatch(stderr, /a message is at most/);
+        }
+      });
+    }
+  });
 
   if (process.platform !== 'win32') {
     it('says it needs Windows and exits 3 for every command, without a stack trace', () => {
