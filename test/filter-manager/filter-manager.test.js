@@ -227,18 +227,21 @@ describe('filter-manager API against the emulated filter manager', function () {
       // completed already (Wine 8's race, limbo.c). The root hook checks that the drivers live.
       for (let round = 0; round < 5; round += 1) {
         const agentPort = await fltport.FilterPort.connect(protocol.PORT_NAME, { context: protocol.connectContext({ agent: true }) });
-        const asked = agentPort.receive(); // never answered
         const control = spawn(path.join(__dirname, '..', '..', 'emulator', 'build', 'fltmgr-control.exe'), [], { stdio: ['pipe', 'pipe', 'ignore'] });
-        const lines = readline.createInterface({ input: control.stdout });
-        const [ready] = await once(lines, 'line');
-        assert.match(ready, /^ready\b/);
-        const watched = `\\Device\\HarddiskVolume7\\fltport-inject\\${round}${protocol.DEFAULT_SUFFIX}`;
-        control.stdin.write(`create 1 4242 ${0x120089} ${FILE_OPEN_OPTIONS} ${watched}\n`);
-        await asked;
         const exited = once(control, 'exit');
-        control.kill();
-        await agentPort.close();
-        await exited;
+        try {
+          const asked = agentPort.receive(); // never answered
+          const lines = readline.createInterface({ input: control.stdout });
+          const [ready] = await once(lines, 'line');
+          assert.match(ready, /^ready\b/);
+          const watched = `\\Device\\HarddiskVolume7\\fltport-inject\\${round}${protocol.DEFAULT_SUFFIX}`;
+          control.stdin.write(`create 1 4242 ${0x120089} ${FILE_OPEN_OPTIONS} ${watched}\n`);
+          await asked;
+        } finally {
+          control.kill();
+          await agentPort.close();
+          await exited;
+        }
       }
       assert.equal((await sample.open(`\\Device\\HarddiskVolume7\\fltport-inject\\after.txt`)).verdict, 'allow');
     });
