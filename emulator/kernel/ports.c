@@ -689,9 +689,7 @@ static BOOLEAN FltpAddWorker(VOID)
         FltpReleaseLock();
         return FALSE;
     }
-    FltpAcquireLock();
     FltpWorkers.Threads[index] = thread;
-    FltpReleaseLock();
     return TRUE;
 }
 
@@ -713,23 +711,10 @@ VOID FltpStopWorkers(VOID)
     FltpReleaseLock();
     KeReleaseSemaphore(&FltpWorkers.Work, IO_NO_INCREMENT, count, FALSE);
     for (i = 0; i < count; i++) {
-        HANDLE thread;
-        ULONG attempt = 0;
-
-        /* A worker being started has its slot but not yet its handle: wait for it (or for its
-         * start to fail, which gives the slot back). */
-        for (;;) {
-            FltpAcquireLock();
-            thread = FltpWorkers.Threads[i];
-            if (thread != NULL) FltpWorkers.Threads[i] = NULL;
-            else if (i >= FltpWorkers.Count) count = i;
-            FltpReleaseLock();
-            if (thread != NULL || i >= count) break;
-            FltpBackOff(attempt++);
-        }
-        if (thread == NULL) break;
-        ZwWaitForSingleObject(thread, FALSE, NULL);
-        ZwClose(thread);
+        if (FltpWorkers.Threads[i] == NULL) continue;
+        ZwWaitForSingleObject(FltpWorkers.Threads[i], FALSE, NULL);
+        ZwClose(FltpWorkers.Threads[i]);
+        FltpWorkers.Threads[i] = NULL;
     }
     FltpFreeEventPool();
 }

@@ -4,17 +4,15 @@
  * thread holds the lock) and its ERESOURCEs are built on it.
  *
  * Push locks are shared or exclusive, not recursive, in the pointer-sized EX_PUSH_LOCK itself, so
- * that initialising one can never fail. Bit 0 = held exclusive; bit 1 = a writer waits: new
- * readers hold back until a writer has had the lock, so that a stream of shared acquisitions cannot
- * starve writers (as on Windows); the rest counts shared holders in steps of 4. A waiter spins
- * briefly and then sleeps in short steps; held locks are meant to be short (no lock of a driver is
- * held across FltSendMessage).
+ * that initialising one can never fail. Bit 0 = held exclusive;
+ * the rest counts shared holders in steps of 2. A waiter spins briefly and then sleeps in short
+ * steps; held locks are meant to be short (no lock of a driver is held across FltSendMessage).
+ * Unlike Windows, waiting writers do not hold new readers back.
  */
 #include "fltmgrp.h"
 
 #define FLTP_PUSH_LOCK_EXCLUSIVE ((LONG64)1)
-#define FLTP_PUSH_LOCK_WRITER_WAITING ((LONG64)2)
-#define FLTP_PUSH_LOCK_SHARED ((LONG64)4)
+#define FLTP_PUSH_LOCK_SHARED ((LONG64)2)
 
 static volatile LONG64 *FltpPushLockWord(PEX_PUSH_LOCK PushLock)
 {
@@ -58,22 +56,11 @@ VOID FLTAPI FltDeletePushLock(PEX_PUSH_LOCK PushLock)
 
 VOID FLTAPI FltAcquirePushLockExclusive(PEX_PUSH_LOCK PushLock)
 {
-    volatile LONG64 *word = FltpPushLockWord(PushLock);
     ULONG attempt;
 
-    for (attempt = 0;; attempt++) {
-        LONG64 value = *word;
-        /* Free (a waiting writer's bit aside): take it, clearing the bit; other waiting writers set
-         * it again. Otherwise say a writer waits. */
-        if ((value & ~FLTP_PUSH_LOCK_WRITER_WAITING) == 0) {
-            if (InterlockedCompareExchange64(word, FLTP_PUSH_LOCK_EXCLUSIVE, value) == value) return;
-            continue;
-        }
-        if ((value & FLTP_PUSH_LOCK_WRITER_WAITING) == 0 &&
-            InterlockedCompareExchange64(word, value | FLTP_PUSH_LOCK_WRITER_WAITING, value) != value)
-            continue;
+    for (attempt = 0; InterlockedCompareExchange64(FltpPushLockWord(PushLock), FLTP_PUSH_LOCK_EXCLUSIVE, 0) != 0;
+         attempt++)
         FltpBackOff(attempt);
-    }
 }
 
 VOID FLTAPI FltAcquirePushLockShared(PEX_PUSH_LOCK PushLock)
@@ -82,7 +69,7 @@ VOID FLTAPI FltAcquirePushLockShared(PEX_PUSH_LOCK PushLock)
 
     for (attempt = 0;; attempt++) {
         LONG64 value = *FltpPushLockWord(PushLock);
-        if ((value & (FLTP_PUSH_LOCK_EXCLUSIVE | FLTP_PUSH_LOCK_WRITER_WAITING)) == 0 &&
+        if ((value & FLTP_PUSH_LOCK_EXCLUSIVE) == 0 &&
             InterlockedCompareExchange64(FltpPushLockWord(PushLock), value + FLTP_PUSH_LOCK_SHARED, value) == value)
             return;
         FltpBackOff(attempt);
@@ -91,15 +78,10 @@ VOID FLTAPI FltAcquirePushLockShared(PEX_PUSH_LOCK PushLock)
 
 VOID FLTAPI FltReleasePushLock(PEX_PUSH_LOCK PushLock)
 {
-    volatile LONG64 *word = FltpPushLockWord(PushLock);
-    LONG64 value = *word;
-
-    if ((value & FLTP_PUSH_LOCK_EXCLUSIVE) == 0) {
-        InterlockedExchangeAdd64(word, -FLTP_PUSH_LOCK_SHARED);
-        return;
-    }
-    /* Exclusive: keep the bit of a writer that began waiting meanwhile. */
-    while (InterlockedCompareExchange64(word, value & ~FLTP_PUSH_LOCK_EXCLUSIVE, value) != value) value = *word;
+    if ((*FltpPushLockWord(PushLock) & FLTP_PUSH_LOCK_EXCLUSIVE) != 0)
+        InterlockedExchange64(FltpPushLockWord(PushLock), 0);
+    else
+        InterlockedExchangeAdd64(FltpPushLockWord(PushLock), -FLTP_PUSH_LOCK_SHARED);
 }
 
 VOID FLTAPI FltAcquirePushLockExclusiveEx(PEX_PUSH_LOCK PushLock, ULONG Flags)

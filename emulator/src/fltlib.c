@@ -65,14 +65,10 @@ static DWORD g_eventSlot = TLS_OUT_OF_INDEXES;
 
 static HANDLE ThreadEvent(void)
 {
-    HANDLE event;
-
-    /* Without a slot the event could not be kept: one per call would leak (the call fails instead). */
-    if (g_eventSlot == TLS_OUT_OF_INDEXES) return NULL;
-    event = (HANDLE)TlsGetValue(g_eventSlot);
+    HANDLE event = g_eventSlot == TLS_OUT_OF_INDEXES ? NULL : (HANDLE)TlsGetValue(g_eventSlot);
     if (event != NULL) return event;
     event = CreateEventW(NULL, FALSE, FALSE, NULL);
-    if (event != NULL && !TlsSetValue(g_eventSlot, event)) {
+    if (event != NULL && g_eventSlot != TLS_OUT_OF_INDEXES && !TlsSetValue(g_eventSlot, event)) {
         CloseHandle(event);
         event = NULL;
     }
