@@ -17,6 +17,7 @@
  * requestor is another process; FltGetRequestorProcessId names it).
  */
 #include "fltmgrp.h"
+#include "manage.h"
 
 #define FLTP_CREATE_MAGIC 0x74437446u /* "FtCt" */
 /* Filters called for one injected open; more filtering filters than this are an error. */
@@ -94,17 +95,18 @@ static NTSTATUS FltpReadAltitudeFrom(PCUNICODE_STRING InstancesPath, WCHAR *Alti
     return status;
 }
 
-/* "digits" or "digits.digits", as altitudes are written. */
-static BOOLEAN FltpIsAltitude(const WCHAR *Altitude)
+BOOLEAN FltpIsAltitude(PCUNICODE_STRING Altitude)
 {
-    ULONG i;
+    USHORT chars = Altitude->Length / sizeof(WCHAR);
+    USHORT i;
     BOOLEAN dot = FALSE;
 
-    if (Altitude[0] < L'0' || Altitude[0] > L'9') return FALSE;
-    for (i = 1; Altitude[i] != L'\0'; i++) {
-        if (Altitude[i] == L'.' && !dot && Altitude[i + 1] != L'\0')
+    if (chars == 0 || chars > FLTP_ALTITUDE_CHARS) return FALSE;
+    for (i = 0; i < chars; i++) {
+        WCHAR c = Altitude->Buffer[i];
+        if (c == L'.' && !dot && i > 0 && i + 1 < chars)
             dot = TRUE;
-        else if (Altitude[i] < L'0' || Altitude[i] > L'9')
+        else if (c < L'0' || c > L'9')
             return FALSE;
     }
     return TRUE;
@@ -126,7 +128,11 @@ static NTSTATUS FltpReadAltitude(PDRIVER_OBJECT Driver, WCHAR *Altitude)
         if (NT_SUCCESS(status)) status = RtlAppendUnicodeStringToString(&path, &service);
         if (NT_SUCCESS(status)) status = RtlAppendUnicodeToString(&path, layouts[i]);
         if (NT_SUCCESS(status)) status = FltpReadAltitudeFrom(&path, Altitude);
-        if (NT_SUCCESS(status)) return FltpIsAltitude(Altitude) ? STATUS_SUCCESS : STATUS_INVALID_PARAMETER;
+        if (NT_SUCCESS(status)) {
+            UNICODE_STRING altitude;
+            RtlInitUnicodeString(&altitude, Altitude);
+            return FltpIsAltitude(&altitude) ? STATUS_SUCCESS : STATUS_INVALID_PARAMETER;
+        }
     }
     return status;
 }
@@ -230,8 +236,9 @@ static LONG FltpCompareAltitudes(const WCHAR *Left, const WCHAR *Right)
     return 0;
 }
 
-/* The filters to call, highest altitude first, each with a reference on its Callbacks. */
-static ULONG FltpTakeFilters(PFLT_FILTER *Filters)
+/* The filters to call for an open of FileName, highest altitude first, each with a reference on
+ * its Callbacks: those with an instance on the file's volume (attach and detach decide). */
+static ULONG FltpTakeFilters(PCUNICODE_STRING FileName, PFLT_FILTER *Filters)
 {
     ULONG count = 0;
     PLIST_ENTRY entry;
@@ -242,6 +249,7 @@ static ULONG FltpTakeFilters(PFLT_FILTER *Filters)
         PFLT_FILTER filter = CONTAINING_RECORD(entry, FLT_FILTER, Links);
         if (filter->Unregistering || !filter->Side.Filtering) continue;
         if (filter->Side.PreCreate == NULL && filter->Side.PostCreate == NULL) continue;
+        if (!FltpHasInstanceForLocked(filter, FileName)) continue;
         if (count == FLTP_MAX_FILTERS) break;
         InterlockedIncrement(&filter->Side.Callbacks);
         Filters[count++] = filter;
@@ -276,7 +284,7 @@ static NTSTATUS FltpRunCreateCallbacks(PFLTP_CREATE Create)
     PVOID completionContexts[FLTP_MAX_FILTERS];
     BOOLEAN wantsPost[FLTP_MAX_FILTERS];
     PFLT_CALLBACK_DATA data = &Create->Data;
-    ULONG count = FltpTakeFilters(filters);
+    ULONG count = FltpTakeFilters(&Create->FileObject.FileName, filters);
     ULONG called = 0;
     BOOLEAN completed = FALSE;
     ULONG i;
@@ -337,7 +345,7 @@ static VOID NTAPI FltpInjectWorker(PDEVICE_OBJECT Device, PVOID Context)
     result->Status = FltpRunCreateCallbacks(create);
     IoFreeWorkItem(create->WorkItem);
     ExFreePoolWithTag(create, FLTP_POOL_TAG);
-    FltpCompleteIrp(irp, STATUS_SUCCESS, sizeof *result);
+    FltpCompletePendedIrp(irp, STATUS_SUCCESS, sizeof *result);
 }
 
 /* Checks the request and builds the open from it; runs in dispatch, so the callbacks (which may

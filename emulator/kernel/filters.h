@@ -9,6 +9,9 @@
 /* Altitudes are decimal strings ("370035", "370035.5"); longer ones are refused at registration. */
 #define FLTP_ALTITUDE_CHARS 32
 
+/* "digits" or "digits.digits", at most FLTP_ALTITUDE_CHARS characters, as altitudes are written. */
+BOOLEAN FltpIsAltitude(PCUNICODE_STRING Altitude);
+
 /* Per-filter state of the callback side, embedded in FLT_FILTER (fltmgrp.h). */
 typedef struct _FLTP_FILTER_SIDE {
     BOOLEAN Filtering; /* FltStartFiltering was called; guarded by FltpAcquireLock */

@@ -96,6 +96,8 @@ typedef struct _FLTP_CONNECTION {
     LIST_ENTRY Waiters;    /* FLTP_MESSAGE.Links: delivered, waiting for a reply */
     LONG References;       /* the file object, the minifilter's client port (HeldByFilter), every
                             * FltSendMessage and MessageNotify using it */
+    LONG MessageCalls;     /* SENDs queued or in MessageNotify: DisconnectNotify waits for them (on
+                            * Windows, the client port's rundown protection) */
 } FLTP_CONNECTION, *PFLTP_CONNECTION;
 
 /* ---- messages ---------------------------------------------------------------------------- */

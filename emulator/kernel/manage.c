@@ -21,7 +21,6 @@
 
 #define FLTP_NAME_CHARS 255      /* FILTER_NAME_MAX_CHARS, INSTANCE_NAME_MAX_CHARS */
 #define FLTP_VOLUME_CHARS 1024   /* VOLUME_NAME_MAX_CHARS */
-#define FLTP_ALTITUDE_CHARS_MAX 32
 #define FLTP_MANAGE_ATTEMPTS 16  /* tries to apply a change while others keep changing the records */
 
 /* An instance attach made, or the default instance detached from a volume (Detached). */
@@ -34,7 +33,7 @@ typedef struct _FLTP_INSTANCE {
     UNICODE_STRING Altitude;
     WCHAR VolumeBuffer[FLTP_VOLUME_CHARS];
     WCHAR NameBuffer[FLTP_NAME_CHARS];
-    WCHAR AltitudeBuffer[FLTP_ALTITUDE_CHARS_MAX];
+    WCHAR AltitudeBuffer[FLTP_ALTITUDE_CHARS];
 } FLTP_INSTANCE, *PFLTP_INSTANCE;
 
 static LIST_ENTRY FltpInstances = { &FltpInstances, &FltpInstances };
@@ -48,7 +47,7 @@ typedef struct _FLTP_FILTER_VIEW {
     UNICODE_STRING Altitude;
     UNICODE_STRING DefaultInstance;
     WCHAR NameBuffer[FLTP_NAME_CHARS];
-    WCHAR AltitudeBuffer[FLTP_ALTITUDE_CHARS_MAX];
+    WCHAR AltitudeBuffer[FLTP_ALTITUDE_CHARS];
     WCHAR DefaultInstanceBuffer[FLTP_NAME_CHARS];
 } FLTP_FILTER_VIEW, *PFLTP_FILTER_VIEW;
 
@@ -82,7 +81,7 @@ static VOID FltpCopyInstance(PFLTP_INSTANCE To, const FLTP_INSTANCE *From)
     To->Detached = From->Detached;
     FltpSetString(&To->Volume, To->VolumeBuffer, FLTP_VOLUME_CHARS, From->Volume.Buffer, From->Volume.Length);
     FltpSetString(&To->Name, To->NameBuffer, FLTP_NAME_CHARS, From->Name.Buffer, From->Name.Length);
-    FltpSetString(&To->Altitude, To->AltitudeBuffer, FLTP_ALTITUDE_CHARS_MAX, From->Altitude.Buffer, From->Altitude.Length);
+    FltpSetString(&To->Altitude, To->AltitudeBuffer, FLTP_ALTITUDE_CHARS, From->Altitude.Buffer, From->Altitude.Length);
 }
 
 static BOOLEAN FltpSame(PCUNICODE_STRING A, PCUNICODE_STRING B)
@@ -286,21 +285,6 @@ static NTSTATUS FltpCheckCollisions(PFLTP_VIEW View, PFLTP_FILTER_VIEW Filter, P
     return STATUS_SUCCESS;
 }
 
-static BOOLEAN FltpIsAltitude(PCUNICODE_STRING Altitude)
-{
-    USHORT i;
-    USHORT chars = Altitude->Length / sizeof(WCHAR);
-    BOOLEAN point = FALSE;
-
-    if (chars == 0 || chars > FLTP_ALTITUDE_CHARS_MAX) return FALSE;
-    for (i = 0; i < chars; ++i) {
-        WCHAR c = Altitude->Buffer[i];
-        if (c == L'.' && !point && i > 0 && i + 1 < chars) point = TRUE;
-        else if (c < L'0' || c > L'9') return FALSE;
-    }
-    return TRUE;
-}
-
 /* ---- changes -------------------------------------------------------------------------------- */
 
 /* What a request does to the records, decided on a view. */
@@ -365,7 +349,7 @@ static PFLTP_INSTANCE FltpNewRecord(PFLT_FILTER Filter, BOOLEAN Detached, PCUNIC
     record->Detached = Detached;
     FltpSetString(&record->Volume, record->VolumeBuffer, FLTP_VOLUME_CHARS, Volume->Buffer, Volume->Length);
     FltpSetString(&record->Name, record->NameBuffer, FLTP_NAME_CHARS, Name->Buffer, Name->Length);
-    FltpSetString(&record->Altitude, record->AltitudeBuffer, FLTP_ALTITUDE_CHARS_MAX, Altitude->Buffer, Altitude->Length);
+    FltpSetString(&record->Altitude, record->AltitudeBuffer, FLTP_ALTITUDE_CHARS, Altitude->Buffer, Altitude->Length);
     return record;
 }
 
@@ -386,6 +370,33 @@ VOID FltpManageForgetFilter(PFLT_FILTER Filter)
     ++FltpGeneration;
     FltpReleaseLock();
     while (!IsListEmpty(&forgotten)) ExFreePoolWithTag(CONTAINING_RECORD(RemoveHeadList(&forgotten), FLTP_INSTANCE, Links), FLTP_POOL_TAG);
+}
+
+/* Whether `FileName` is on `Volume`: the volume's name followed by a backslash or nothing
+ * (\Device\HarddiskVolume1 is not the volume of \Device\HarddiskVolume10\x). */
+static BOOLEAN FltpIsOnVolume(PCUNICODE_STRING FileName, PCUNICODE_STRING Volume)
+{
+    UNICODE_STRING prefix;
+
+    if (Volume->Length == 0 || FileName->Length < Volume->Length) return FALSE;
+    prefix.Buffer = FileName->Buffer;
+    prefix.Length = prefix.MaximumLength = Volume->Length;
+    return FltpSame(&prefix, Volume) &&
+           (FileName->Length == Volume->Length || FileName->Buffer[Volume->Length / sizeof(WCHAR)] == L'\\');
+}
+
+BOOLEAN FltpHasInstanceForLocked(PFLT_FILTER Filter, PCUNICODE_STRING FileName)
+{
+    BOOLEAN defaultDetached = FALSE;
+    PLIST_ENTRY entry;
+
+    for (entry = FltpInstances.Flink; entry != &FltpInstances; entry = entry->Flink) {
+        PFLTP_INSTANCE record = CONTAINING_RECORD(entry, FLTP_INSTANCE, Links);
+        if (record->Filter != Filter || !FltpIsOnVolume(FileName, &record->Volume)) continue;
+        if (!record->Detached) return TRUE;
+        defaultDetached = TRUE;
+    }
+    return Filter->Side.Filtering && !defaultDetached;
 }
 
 /* ---- requests ------------------------------------------------------------------------------- */
@@ -428,7 +439,7 @@ static NTSTATUS FltpReadRequest(PIRP Irp, PIO_STACK_LOCATION Stack, FLTP_REQUEST
 static NTSTATUS FltpDecideAttach(PFLTP_VIEW View, FLTP_REQUEST *Request, FLTP_CHANGE *Change, PUNICODE_STRING Created)
 {
     PFLTP_FILTER_VIEW filter = FltpFindFilter(View, &Request->Filter);
-    WCHAR altitudeBuffer[FLTP_ALTITUDE_CHARS_MAX];
+    WCHAR altitudeBuffer[FLTP_ALTITUDE_CHARS];
     UNICODE_STRING altitude = { 0, sizeof altitudeBuffer, altitudeBuffer };
     PCUNICODE_STRING name;
     NTSTATUS status;

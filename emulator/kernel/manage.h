@@ -11,6 +11,10 @@ BOOLEAN FltpIsManageIoctl(ULONG Code);
 /* Such an IOCTL, in dispatch: completes the IRP. */
 NTSTATUS FltpManageDeviceControl(PIRP Irp, PIO_STACK_LOCATION Stack);
 
+/* Whether `Filter` has an instance on the volume `FileName` (an NT name) is on: its default instance
+ * (filtering, not detached from that volume) or one attached there. Caller holds fltmgr's lock. */
+BOOLEAN FltpHasInstanceForLocked(struct _FLT_FILTER *Filter, PCUNICODE_STRING FileName);
+
 /* FltUnregisterFilter, once the filter is off the list: its instances go with it. */
 VOID FltpManageForgetFilter(struct _FLT_FILTER *Filter);
 

@@ -284,6 +284,33 @@ static VOID FltpNotifyDisconnect(PFLTP_CONNECTION Connection)
     FltpLeaveFilter(filter);
 }
 
+/* The end of a connection whose client has closed: DisconnectNotify, then the MaxConnections slot
+ * (kept until DisconnectNotify has returned, so a minifilter that closes the client port there
+ * never closes a newcomer's). Runs once no MessageNotify of the connection is queued or running:
+ * in IRP_MJ_CLOSE, or on the worker whose MessageNotify was the last. */
+static VOID FltpFinishClose(PFLTP_CONNECTION Connection)
+{
+    FltpNotifyDisconnect(Connection);
+    FltpAcquireLock();
+    FltpFreeSlotLocked(Connection);
+    if (!Connection->HeldByFilter) FltpForgetLocked(Connection);
+    FltpReleaseLock();
+}
+
+/* A SEND queued by FltpSendToFilter is over (MessageNotify returned, or never ran): the last one
+ * of a closed connection finishes its close. */
+static VOID FltpEndMessageCall(PFLTP_CONNECTION Connection, PFLT_FILTER Filter)
+{
+    BOOLEAN finishClose;
+
+    FltpAcquireLock();
+    finishClose = --Connection->MessageCalls == 0 && Connection->State == FltpClosed;
+    FltpReleaseLock();
+    if (finishClose) FltpFinishClose(Connection);
+    FltpLeaveFilter(Filter);
+    FltpReleaseConnection(Connection);
+}
+
 /* ---- server ports ------------------------------------------------------------------------- */
 
 /* A fresh device name: FLTEMU_PORT_DEVICE_PREFIX + a number. */
@@ -583,11 +610,19 @@ static VOID FltpRunSend(PFLTP_WORK Work)
     PVOID input = NULL;
     PVOID output = NULL;
     ULONG returned = 0;
+    PFLT_FILTER filter;
     NTSTATUS status = STATUS_SUCCESS;
+
+    /* The connection may have ended while the SEND waited for a worker: MessageNotify never sees
+     * a connection that is over (its DisconnectNotify may be about to run). */
+    FltpAcquireLock();
+    filter = connection->Filter; /* kept by the SEND's Busy count */
+    if (connection->State != FltpConnected) status = STATUS_PORT_DISCONNECTED;
+    FltpReleaseLock();
 
     /* Buffered I/O gives one system buffer for both directions: MessageNotify gets copies of its
      * own (the input always readable, the output zero-filled). */
-    if (inputBytes != 0) {
+    if (NT_SUCCESS(status) && inputBytes != 0) {
         input = ExAllocatePoolUninitialized(NonPagedPoolNx, inputBytes, FLTP_POOL_TAG);
         if (input == NULL) status = STATUS_INSUFFICIENT_RESOURCES;
         else RtlCopyMemory(input, irp->AssociatedIrp.SystemBuffer, inputBytes);
@@ -604,9 +639,10 @@ static VOID FltpRunSend(PFLTP_WORK Work)
     }
     if (input != NULL) ExFreePoolWithTag(input, FLTP_POOL_TAG);
     if (output != NULL) ExFreePoolWithTag(output, FLTP_POOL_TAG);
-    FltpLeaveFilter(connection->Filter);
-    FltpReleaseConnection(connection);
+    /* Completed before the connection is released: its last reference may delete the port's
+     * device, which the IRP names. */
     FltpCompletePendedIrp(irp, status, returned);
+    FltpEndMessageCall(connection, filter);
 }
 
 static KSTART_ROUTINE FltpWorker;
@@ -881,14 +917,12 @@ static NTSTATUS FltpSendToFilter(PFLTP_CONNECTION Connection, PIRP Irp)
     if (NT_SUCCESS(status)) {
         FltpReferenceConnectionLocked(Connection);
         FltpEnterFilterLocked(Connection->Filter);
+        Connection->MessageCalls++;
     }
     FltpReleaseLock();
     if (!NT_SUCCESS(status)) return status;
     status = FltpQueueSend(Irp, Connection);
-    if (status != STATUS_PENDING) {
-        FltpLeaveFilter(Connection->Filter);
-        FltpReleaseConnection(Connection);
-    }
+    if (status != STATUS_PENDING) FltpEndMessageCall(Connection, Connection->Filter);
     return status;
 }
 
@@ -923,29 +957,28 @@ NTSTATUS FltpPortDeviceControl(PDEVICE_OBJECT Device, PIRP Irp)
 
 /* The client's last handle is gone. Wine sends no IRP_MJ_CLEANUP and leaves the reads pending
  * (their cancel routines do not run): they end here with STATUS_CANCELLED, as Windows's cleanup
- * ends them; senders get STATUS_PORT_DISCONNECTED; then DisconnectNotify, inline. */
+ * ends them; senders get STATUS_PORT_DISCONNECTED; then DisconnectNotify, inline, unless a
+ * MessageNotify of the connection is queued or running: the last of them runs it on its worker
+ * (this thread must not wait for it). */
 NTSTATUS FltpPortClose(PDEVICE_OBJECT Device, PIRP Irp)
 {
     PFLTP_CONNECTION connection = FltpConnectionOfIrp(Irp);
     FLTP_COMPLETIONS completions;
+    BOOLEAN finishClose;
 
     UNREFERENCED_PARAMETER(Device);
     FltpInitCompletions(&completions);
     FltpAcquireLock();
     connection->State = FltpClosed;
     FltpFlushConnectionLocked(connection, STATUS_CANCELLED, &completions);
+    finishClose = connection->MessageCalls == 0;
     FltpReleaseLock();
     FltpCompleteAll(&completions);
 
-    FltpNotifyDisconnect(connection);
-    /* A client that closed keeps its slot until DisconnectNotify has returned, so a minifilter
-     * that closes the client port there never closes a newcomer's. */
-    FltpAcquireLock();
-    FltpFreeSlotLocked(connection);
-    if (!connection->HeldByFilter) FltpForgetLocked(connection);
-    FltpReleaseLock();
-    FltpReleaseConnection(connection);
+    if (finishClose) FltpFinishClose(connection);
+    /* Completed before the release: the last reference may delete the device the IRP names. */
     FltpCompleteIrp(Irp, STATUS_SUCCESS, 0);
+    FltpReleaseConnection(connection);
     return STATUS_SUCCESS;
 }
 
@@ -975,7 +1008,8 @@ VOID FltpClosePortsOfFilter(PFLT_FILTER Filter)
         FltpDisconnectLocked(CONTAINING_RECORD(entry, FLTP_CONNECTION, FilterLinks), &completions);
     FltpReleaseLock();
     FltpCompleteAll(&completions);
-    /* MessageNotify calls that started before. */
+    /* SENDs queued before (they hold Busy; those not started yet end without MessageNotify): no
+     * DisconnectNotify below overlaps a MessageNotify of its connection. */
     FltpWaitFilterIdle(Filter);
 
     /* DisconnectNotify for every connection that has not had it (a client closing at the same

@@ -985,7 +985,8 @@ static HRESULT InstanceRequest(ULONG code, LPCWSTR filterName, LPCWSTR volumeNam
 }
 
 /* The created instance's name goes to the caller's buffer (dwCreatedInstanceNameLength bytes),
- * cut to fit and NUL-terminated. */
+ * NUL-terminated when there is room for it; a buffer too small for the name gets nothing and
+ * ERROR_INSUFFICIENT_BUFFER, the instance being attached all the same (unverified on Windows). */
 static HRESULT AttachInstance(LPCWSTR filterName, LPCWSTR volumeName, LPCWSTR altitude, LPCWSTR instanceName,
                               DWORD createdBytes, LPWSTR created)
 {
@@ -994,11 +995,10 @@ static HRESULT AttachInstance(LPCWSTR filterName, LPCWSTR volumeName, LPCWSTR al
     HRESULT hr = InstanceRequest(IOCTL_FLTEMU_ATTACH, filterName, volumeName, instanceName, altitude, name, sizeof name - 2, &length);
 
     if (FAILED(hr)) return hr;
-    if (created != NULL && createdBytes >= sizeof(WCHAR)) {
-        ULONG_PTR fits = createdBytes / sizeof(WCHAR) - 1;
-        ULONG_PTR chars = length / sizeof(WCHAR) < fits ? length / sizeof(WCHAR) : fits;
-        memcpy(created, name, chars * sizeof(WCHAR));
-        created[chars] = L'\0';
+    if (created != NULL && createdBytes != 0) {
+        if (length > createdBytes) return HR_INSUFFICIENT_BUFFER;
+        memcpy(created, name, length);
+        if (length + sizeof(WCHAR) <= createdBytes) created[length / sizeof(WCHAR)] = L'\0';
     }
     return S_OK;
 }
@@ -1022,7 +1022,8 @@ HRESULT WINAPI FilterDetach(LPCWSTR filterName, LPCWSTR volumeName, LPCWSTR inst
 }
 
 /* "C:" for a volume with a drive letter (every volume here has one); dwDosNameBufferSize counts
- * characters. An unknown volume is ERROR_FILE_NOT_FOUND (unverified on Windows). */
+ * characters and must hold the name and its NUL (ERROR_INSUFFICIENT_BUFFER otherwise). An unknown
+ * volume is ERROR_FILE_NOT_FOUND (both unverified on Windows). */
 HRESULT WINAPI FilterGetDosName(LPCWSTR volumeName, LPWSTR dosName, DWORD dosNameChars)
 {
     STATE volumes;
@@ -1034,7 +1035,7 @@ HRESULT WINAPI FilterGetDosName(LPCWSTR volumeName, LPWSTR dosName, DWORD dosNam
     hr = ReadVolumes(&volumes);
     volume = SUCCEEDED(hr) ? FindVolume(&volumes, volumeName) : NULL;
     if (SUCCEEDED(hr) && volume == NULL) hr = HR_FILE_NOT_FOUND;
-    if (SUCCEEDED(hr) && dosNameChars < ARRAYSIZE(volume->DosName)) hr = HR_INSUFFICIENT_BUFFER;
+    if (SUCCEEDED(hr) && dosNameChars < wcslen(volume->DosName) + 1) hr = HR_INSUFFICIENT_BUFFER;
     if (SUCCEEDED(hr)) wcscpy(dosName, volume->DosName);
     FreeState(&volumes);
     return hr;

@@ -3,9 +3,14 @@
 // under Wine, the sample minifilter (fltportsample.sys at 370035) and wdkstyle.sys (at 380000)
 // loaded as the suite's filters. Volumes are Wine's drives (C: and Z:).
 const assert = require('node:assert/strict');
+const { spawn } = require('node:child_process');
+const { once } = require('node:events');
+const path = require('node:path');
+const readline = require('node:readline');
 const koffi = require('koffi');
 const fltport = require('fltport');
-const { startEmulatedSample, loadEmulatedFilter } = require('../../driver-sample/emulated');
+const protocol = require('../../driver-sample/protocol');
+const { startEmulatedSample, loadEmulatedFilter, FILE_OPEN_OPTIONS } = require('../../driver-sample/emulated');
 const drivers = require('../../emulator/drivers');
 
 const { WinError } = fltport;
@@ -186,11 +191,76 @@ describe('filter-manager API against the emulated filter manager', function () {
       assert.equal((await fltport.listVolumeInstances('C:')).some((instance) => instance.instanceName === 'fltport extra'), false);
     });
 
+    it('decide which filters see an open: detached from C:, the sample\'s callbacks run for no open there', async () => {
+      // An agent that denies every open: 'deny' shows the sample's pre-create callback ran.
+      const agentPort = await fltport.FilterPort.connect(protocol.PORT_NAME, { context: protocol.connectContext({ agent: true }) });
+      const agent = (async () => {
+        for await (const message of agentPort.messages()) {
+          const open = protocol.decodeMessage(message);
+          if (open.kind === 'open') await protocol.replyVerdict(message, open.sequence, false);
+        }
+      })().catch((error) => {
+        if (error?.code !== 'ERR_FLTPORT_CLOSED') throw error;
+      });
+      const onVolume = (volume, label) => `${volume}\\fltport-attach\\${label}${protocol.DEFAULT_SUFFIX}`;
+      try {
+        assert.equal((await sample.open(onVolume(systemVolume().name, 'attached'))).verdict, 'deny');
+        await fltport.detach(sampleName, 'C:');
+        try {
+          assert.equal((await sample.open(onVolume(systemVolume().name, 'detached'))).verdict, 'allow');
+          // Another volume keeps the default instance (a name that merely begins with C:'s is not on C:).
+          assert.equal((await sample.open(onVolume(`${systemVolume().name}0`, 'other'))).verdict, 'deny');
+        } finally {
+          await fltport.attach(sampleName, 'C:');
+        }
+        assert.equal((await sample.open(onVolume(systemVolume().name, 'back'))).verdict, 'deny');
+        // Another instance attached where the default one is detached runs the callbacks too.
+        await fltport.detach(sampleName, 'C:');
+        await fltport.attach(sampleName, 'C:', { altitude: '370036.5', instanceName: 'fltport extra' });
+        try {
+          assert.equal((await sample.open(onVolume(systemVolume().name, 'extra'))).verdict, 'deny');
+        } finally {
+          await fltport.detach(sampleName, 'C:', 'fltport extra');
+          await fltport.attach(sampleName, 'C:');
+        }
+      } finally {
+        await agentPort.close();
+        await agent;
+      }
+    });
+
     it('attach() and detach() fail for an unknown filter or volume', async () => {
       await assert.rejects(fltport.attach('fltport-no-such-filter', 'C:'), isWinError('ERROR_FLT_FILTER_NOT_FOUND', 'FilterAttach'));
       await assert.rejects(fltport.attach(sampleName, '\\Device\\NoSuchVolume'), isWinError('ERROR_FLT_VOLUME_NOT_FOUND', 'FilterAttach'));
       await assert.rejects(fltport.detach('fltport-no-such-filter', 'C:'), isWinError('ERROR_FLT_FILTER_NOT_FOUND', 'FilterDetach'));
       await assert.rejects(fltport.detach(sampleName, 'C:', 'fltport never attached'), isWinError('ERROR_FLT_INSTANCE_NOT_FOUND', 'FilterDetach'));
+    });
+  });
+
+  describe('injected opens', () => {
+    it('survive their injector\'s death while they wait for an agent that does not answer (drivers stay alive)', async () => {
+      // An injected open whose requester dies is cancelled while the sample waits for the agent;
+      // closing the agent at the same moment completes it: the cancel can then name an IRP
+      // completed already (Wine 8's race, limbo.c). The root hook checks that the drivers live.
+      for (let round = 0; round < 5; round += 1) {
+        const agentPort = await fltport.FilterPort.connect(protocol.PORT_NAME, { context: protocol.connectContext({ agent: true }) });
+        const control = spawn(path.join(__dirname, '..', '..', 'emulator', 'build', 'fltmgr-control.exe'), [], { stdio: ['pipe', 'pipe', 'ignore'] });
+        const exited = once(control, 'exit');
+        try {
+          const asked = agentPort.receive(); // never answered
+          const lines = readline.createInterface({ input: control.stdout });
+          const [ready] = await once(lines, 'line');
+          assert.match(ready, /^ready\b/);
+          const watched = `\\Device\\HarddiskVolume7\\fltport-inject\\${round}${protocol.DEFAULT_SUFFIX}`;
+          control.stdin.write(`create 1 4242 ${0x120089} ${FILE_OPEN_OPTIONS} ${watched}\n`);
+          await asked;
+        } finally {
+          control.kill();
+          await agentPort.close();
+          await exited;
+        }
+      }
+      assert.equal((await sample.open(`\\Device\\HarddiskVolume7\\fltport-inject\\after.txt`)).verdict, 'allow');
     });
   });
 

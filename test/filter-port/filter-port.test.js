@@ -1191,6 +1191,45 @@ describe('a port in a process of its own', () => {
     assert.equal(code, 0, output);
     assert.match(output, /connections 1\b/);
   });
+
+  it('runs DisconnectNotify of a dead client only once its MessageNotify has returned', async () => {
+    // The child's first connection has a send blocked in MessageNotify (DELAY, 10 min); its second
+    // one is idle. test-kernel's DisconnectNotify frees the connection (and counts it off the
+    // stats), so running it while the MessageNotify still runs would be a use-after-free.
+    const { code, output } = await runChild(`
+      const { FilterPort } = require('fltport');
+      const { kernel } = require('./emulator/test-kernel/test-kernel.js');
+      (async () => {
+        const busy = await FilterPort.connect(${JSON.stringify(host.portName)});
+        const idle = await FilterPort.connect(${JSON.stringify(host.portName)});
+        kernel.delay(busy, 600000).catch(() => {});
+        await kernel.blocked(busy, 1);
+        busy.unref();
+        idle.unref();
+        console.log('blocked');
+        process.exit(0);
+      })().catch((e) => { console.error(e); process.exit(1); });`);
+    assert.equal(code, 0, output);
+    assert.match(output, /blocked/);
+    const observer = await FilterPort.connect(host.portName);
+    try {
+      // The idle connection going (3 -> 2) shows the child's closes are being handled; the busy
+      // one must stay counted while its MessageNotify runs (it returns when the kernel stops).
+      const counts = [];
+      let sawIdleGo = false;
+      for (let i = 0; i < 600 && counts.length < 30; i++) {
+        const { connections } = await kernel.stats(observer);
+        if (connections <= 2) sawIdleGo = true;
+        if (sawIdleGo) counts.push(connections);
+        if (connections < 2) break;
+        await delay(100);
+      }
+      assert.ok(sawIdleGo, 'the child\'s idle connection never went');
+      assert.deepEqual(new Set(counts), new Set([2]), `connections seen after the idle one went: ${counts}`);
+    } finally {
+      await observer.close();
+    }
+  });
 });
 
 // Issue 18: whatever completes a read (any status, byte count or header), the process lives and
