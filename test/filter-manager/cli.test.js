@@ -5,31 +5,14 @@
 const assert = require('node:assert/strict');
 const fltport = require('fltport');
 const protocol = require('../../driver-sample/protocol');
-const { startEmulatedSample, loadEmulatedFilter } = require('../../driver-sample/emulated');
-const drivers = require('../../emulator/drivers');
+const { useFilters } = require('./filters');
 const { fltport: run, killRunning, noStack } = require('../cli/run-cli');
 
 const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('fltport command on the emulated filter manager', function () {
-  let sample;
-  let unloadWdk;
-  let sampleName;
-  let wdkName;
-
-  before(async function () {
-    // The emulated filter manager runs under Wine; on Windows test/windows checks the real one.
-    if (!drivers.isWine) this.skip();
-    sample = await startEmulatedSample();
-    unloadWdk = await loadEmulatedFilter('wdkstyle.sys', '380000');
-    sampleName = drivers.loadedDrivers().find((name) => name.startsWith('fltportsample-'));
-    wdkName = drivers.loadedDrivers().find((name) => name.startsWith('wdkstyle-'));
-  });
+  const emulated = useFilters();
   afterEach(killRunning);
-  after(async () => {
-    await unloadWdk?.();
-    await sample?.stop();
-  });
 
   /** The table's line that starts with `first` (columns split on two spaces or more). */
   const row = (stdout, first) => stdout.split('\n').map((line) => line.split(/ {2,}/)).find((cells) => cells[0] === first);
@@ -39,8 +22,8 @@ describe('fltport command on the emulated filter manager', function () {
     const table = await run('filters');
     assert.equal(table.code, 0, table.stderr);
     assert.match(table.stdout, /^Filter Name +Num Instances +Altitude +Frame\n-+ +-+ +-+ +-+\n/);
-    assert.deepEqual(row(table.stdout, sampleName), [sampleName, String(volumes.length), '370035', '0']);
-    assert.deepEqual(row(table.stdout, wdkName), [wdkName, String(volumes.length), '380000', '0']);
+    assert.deepEqual(row(table.stdout, emulated.sampleName), [emulated.sampleName, String(volumes.length), '370035', '0']);
+    assert.deepEqual(row(table.stdout, emulated.wdkName), [emulated.wdkName, String(volumes.length), '380000', '0']);
     const json = await run('filters', '--json');
     assert.equal(json.code, 0, json.stderr);
     assert.deepEqual(JSON.parse(json.stdout), await fltport.listFilters());
@@ -52,10 +35,10 @@ describe('fltport command on the emulated filter manager', function () {
     assert.match(volumes.stdout, /^Dos Name +Volume Name +FileSystem +Status\n/);
     assert.deepEqual(row(volumes.stdout, 'C:'), ['C:', '\\Device\\HarddiskVolume1', 'NTFS']);
 
-    const instances = await run('instances', sampleName);
+    const instances = await run('instances', emulated.sampleName);
     assert.equal(instances.code, 0, instances.stderr);
     assert.match(instances.stdout, /^Filter +Volume Name +Altitude +Instance Name +Frame +SprtFtrs +VlStatus\n/);
-    assert.deepEqual(row(instances.stdout, sampleName).slice(0, 6), [sampleName, '\\Device\\HarddiskVolume1', '370035', `${sampleName} Instance`, '0', '0x00000000']);
+    assert.deepEqual(row(instances.stdout, emulated.sampleName).slice(0, 6), [emulated.sampleName, '\\Device\\HarddiskVolume1', '370035', `${emulated.sampleName} Instance`, '0', '0x00000000']);
     const all = JSON.parse((await run('instances', '--json')).stdout);
     assert.deepEqual(all, await fltport.listInstances());
 
@@ -66,32 +49,32 @@ describe('fltport command on the emulated filter manager', function () {
   });
 
   it('detach and attach, with --instance and --altitude; a collision exits 1 naming the call', async () => {
-    const detached = await run('detach', sampleName, 'C:');
+    const detached = await run('detach', emulated.sampleName, 'C:');
     assert.equal(detached.code, 0, detached.stderr);
-    assert.equal(detached.stdout, `Detached ${sampleName} from C:\n`);
-    const attached = await run('attach', sampleName, 'C:');
+    assert.equal(detached.stdout, `Detached ${emulated.sampleName} from C:\n`);
+    const attached = await run('attach', emulated.sampleName, 'C:');
     assert.equal(attached.code, 0, attached.stderr);
-    assert.equal(attached.stdout, `Attached ${sampleName} to C: as instance "${sampleName} Instance"\n`);
+    assert.equal(attached.stdout, `Attached ${emulated.sampleName} to C: as instance "${emulated.sampleName} Instance"\n`);
 
-    const extra = await run('attach', sampleName, 'C:', '--altitude', '370036', '--instance', 'cli extra', '--json');
+    const extra = await run('attach', emulated.sampleName, 'C:', '--altitude', '370036', '--instance', 'cli extra', '--json');
     assert.equal(extra.code, 0, extra.stderr);
-    assert.deepEqual(JSON.parse(extra.stdout), { filter: sampleName, volume: 'C:', instanceName: 'cli extra' });
-    const collision = await run('attach', sampleName, 'C:', '--altitude', '380000', '--instance', 'cli third');
+    assert.deepEqual(JSON.parse(extra.stdout), { filter: emulated.sampleName, volume: 'C:', instanceName: 'cli extra' });
+    const collision = await run('attach', emulated.sampleName, 'C:', '--altitude', '380000', '--instance', 'cli third');
     assert.equal(collision.code, 1);
     assert.match(collision.stderr, /^fltport: FilterAttachAtAltitude failed with ERROR_FLT_INSTANCE_ALTITUDE_COLLISION \(0x801F0011\)/);
-    const gone = await run('detach', sampleName, 'C:', '--instance', 'cli extra');
+    const gone = await run('detach', emulated.sampleName, 'C:', '--instance', 'cli extra');
     assert.equal(gone.code, 0, gone.stderr);
-    assert.equal(gone.stdout, `Detached ${sampleName} instance "cli extra" from C:\n`);
+    assert.equal(gone.stdout, `Detached ${emulated.sampleName} instance "cli extra" from C:\n`);
   });
 
   it('unload and load a filter; a filter or service that does not exist exits 1', async () => {
-    const unloaded = await run('unload', wdkName);
+    const unloaded = await run('unload', emulated.wdkName);
     assert.equal(unloaded.code, 0, unloaded.stderr);
-    assert.equal(unloaded.stdout, `Unloaded ${wdkName}\n`);
-    const loaded = await run('load', wdkName, '--json');
+    assert.equal(unloaded.stdout, `Unloaded ${emulated.wdkName}\n`);
+    const loaded = await run('load', emulated.wdkName, '--json');
     assert.equal(loaded.code, 0, loaded.stderr);
-    assert.deepEqual(JSON.parse(loaded.stdout), { filter: wdkName, loaded: true });
-    assert.equal((await fltport.getFilterInfo(wdkName)).altitude, '380000');
+    assert.deepEqual(JSON.parse(loaded.stdout), { filter: emulated.wdkName, loaded: true });
+    assert.equal((await fltport.getFilterInfo(emulated.wdkName)).altitude, '380000');
 
     const notLoaded = await run('unload', 'fltport-no-such-filter');
     assert.equal(notLoaded.code, 1);
@@ -121,7 +104,7 @@ describe('fltport command on the emulated filter manager', function () {
       await agents(0);
       const listening = run('listen', protocol.PORT_NAME, '--context', agentContext, '--count', '2', '--reply-bytes', '8', '--json', '--pending', '2');
       await agents(1);
-      const opens = [await sample.open(file('listened')), await sample.open(file('listened'))];
+      const opens = [await emulated.sample.open(file('listened')), await emulated.sample.open(file('listened'))];
       const { code, stdout, stderr } = await listening;
       assert.equal(code, 0, stderr);
       const lines = stdout.trim().split('\n').map((line) => JSON.parse(line));
@@ -139,7 +122,7 @@ describe('fltport command on the emulated filter manager', function () {
       await agents(0);
       const listening = run('listen', protocol.PORT_NAME, '--context', agentContext, '--count', '1');
       await agents(1);
-      await sample.open(file('shown'));
+      await emulated.sample.open(file('shown'));
       const { code, stdout, stderr } = await listening;
       assert.equal(code, 0, stderr);
       assert.match(stdout, /^#\d+ \d+ bytes, reply up to \d+\n  hex:    ([0-9a-f]{2} )+/);

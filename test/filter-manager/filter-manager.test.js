@@ -10,7 +10,8 @@ const readline = require('node:readline');
 const koffi = require('koffi');
 const fltport = require('fltport');
 const protocol = require('../../driver-sample/protocol');
-const { startEmulatedSample, loadEmulatedFilter, FILE_OPEN_OPTIONS } = require('../../driver-sample/emulated');
+const { FILE_OPEN_OPTIONS } = require('../../driver-sample/emulated');
+const { useFilters } = require('./filters');
 const drivers = require('../../emulator/drivers');
 
 const { WinError } = fltport;
@@ -22,24 +23,10 @@ const isWinError = (code, syscall) => (error) => {
 };
 
 describe('filter-manager API against the emulated filter manager', function () {
-  let sample;
-  let unloadWdk;
-  let sampleName;
-  let wdkName;
+  const emulated = useFilters();
   let volumes;
-
-  before(async function () {
-    // The emulated filter manager runs under Wine; on Windows test/windows checks the real one.
-    if (!drivers.isWine) this.skip();
-    sample = await startEmulatedSample();
-    unloadWdk = await loadEmulatedFilter('wdkstyle.sys', '380000');
-    sampleName = drivers.loadedDrivers().find((name) => name.startsWith('fltportsample-'));
-    wdkName = drivers.loadedDrivers().find((name) => name.startsWith('wdkstyle-'));
+  before(async () => {
     volumes = await fltport.listVolumes();
-  });
-  after(async () => {
-    await unloadWdk?.();
-    await sample?.stop();
   });
 
   const filterNamed = async (name) => (await fltport.listFilters()).find((filter) => filter.name === name);
@@ -114,11 +101,11 @@ describe('filter-manager API against the emulated filter manager', function () {
   describe('filters and instances', () => {
     it('listFilters() shows the loaded minifilters with their altitude, frame 0 and one instance per volume', async () => {
       const filters = await fltport.listFilters();
-      const sampleFilter = filters.find((filter) => filter.name === sampleName);
-      const wdk = filters.find((filter) => filter.name === wdkName);
-      assert.deepEqual(sampleFilter, { name: sampleName, kind: 'minifilter', altitude: '370035', frameId: 0, instances: volumes.length, flags: 0 });
+      const sampleFilter = filters.find((filter) => filter.name === emulated.sampleName);
+      const wdk = filters.find((filter) => filter.name === emulated.wdkName);
+      assert.deepEqual(sampleFilter, { name: emulated.sampleName, kind: 'minifilter', altitude: '370035', frameId: 0, instances: volumes.length, flags: 0 });
       assert.equal(wdk.altitude, '380000');
-      assert.deepEqual(await fltport.getFilterInfo(sampleName), sampleFilter);
+      assert.deepEqual(await fltport.getFilterInfo(emulated.sampleName), sampleFilter);
     });
 
     it('getFilterInfo() and listInstances() of a filter that is not loaded fail with ERROR_FLT_FILTER_NOT_FOUND', async () => {
@@ -127,12 +114,12 @@ describe('filter-manager API against the emulated filter manager', function () {
     });
 
     it('listInstances(filter) has its default instance on every volume (automatic attachment)', async () => {
-      const instances = await fltport.listInstances(sampleName);
+      const instances = await fltport.listInstances(emulated.sampleName);
       assert.deepEqual(instances.map((instance) => instance.volumeName).sort(), volumes.map((volume) => volume.name).sort());
       for (const instance of instances) {
-        assert.equal(instance.instanceName, `${sampleName} Instance`);
+        assert.equal(instance.instanceName, `${emulated.sampleName} Instance`);
         assert.equal(instance.altitude, '370035');
-        assert.equal(instance.filterName, sampleName);
+        assert.equal(instance.filterName, emulated.sampleName);
         assert.equal(instance.kind, 'minifilter');
         assert.equal(instance.frameId, 0);
         assert.equal(instance.detachedVolume, false);
@@ -141,7 +128,7 @@ describe('filter-manager API against the emulated filter manager', function () {
 
     it('listVolumeInstances() lists a volume\'s instances from the highest altitude down, by NT name or drive letter', async () => {
       const byLetter = await fltport.listVolumeInstances('C:');
-      const ours = byLetter.filter((instance) => instance.filterName === sampleName || instance.filterName === wdkName);
+      const ours = byLetter.filter((instance) => instance.filterName === emulated.sampleName || instance.filterName === emulated.wdkName);
       assert.deepEqual(ours.map((instance) => instance.altitude), ['380000', '370035']);
       assert.deepEqual(await fltport.listVolumeInstances(systemVolume().name), byLetter);
       await assert.rejects(fltport.listVolumeInstances('\\Device\\NoSuchVolume'), isWinError('ERROR_FLT_VOLUME_NOT_FOUND', 'FilterVolumeInstanceFindFirst'));
@@ -149,44 +136,44 @@ describe('filter-manager API against the emulated filter manager', function () {
 
     it('listInstances() lists every volume\'s instances', async () => {
       const all = await fltport.listInstances();
-      assert.equal(all.filter((instance) => instance.filterName === sampleName).length, volumes.length);
-      assert.equal(all.filter((instance) => instance.filterName === wdkName).length, volumes.length);
+      assert.equal(all.filter((instance) => instance.filterName === emulated.sampleName).length, volumes.length);
+      assert.equal(all.filter((instance) => instance.filterName === emulated.wdkName).length, volumes.length);
     });
   });
 
   describe('attach and detach', () => {
     it('detach() takes the default instance off a volume; attach() puts it back', async () => {
-      await fltport.detach(sampleName, 'C:');
+      await fltport.detach(emulated.sampleName, 'C:');
       try {
-        assert.equal((await fltport.listVolumeInstances('C:')).some((instance) => instance.filterName === sampleName), false);
-        assert.equal((await filterNamed(sampleName)).instances, volumes.length - 1);
-        await assert.rejects(fltport.detach(sampleName, 'C:'), isWinError('ERROR_FLT_INSTANCE_NOT_FOUND', 'FilterDetach'));
+        assert.equal((await fltport.listVolumeInstances('C:')).some((instance) => instance.filterName === emulated.sampleName), false);
+        assert.equal((await filterNamed(emulated.sampleName)).instances, volumes.length - 1);
+        await assert.rejects(fltport.detach(emulated.sampleName, 'C:'), isWinError('ERROR_FLT_INSTANCE_NOT_FOUND', 'FilterDetach'));
       } finally {
-        assert.equal(await fltport.attach(sampleName, 'C:'), `${sampleName} Instance`);
+        assert.equal(await fltport.attach(emulated.sampleName, 'C:'), `${emulated.sampleName} Instance`);
       }
-      assert.equal((await filterNamed(sampleName)).instances, volumes.length);
-      await assert.rejects(fltport.attach(sampleName, 'C:'), isWinError('ERROR_FLT_INSTANCE_NAME_COLLISION', 'FilterAttach'));
+      assert.equal((await filterNamed(emulated.sampleName)).instances, volumes.length);
+      await assert.rejects(fltport.attach(emulated.sampleName, 'C:'), isWinError('ERROR_FLT_INSTANCE_NAME_COLLISION', 'FilterAttach'));
     });
 
     it('attach() at an altitude makes a named instance; names and altitudes collide as on Windows', async () => {
-      const created = await fltport.attach(sampleName, systemVolume().name, { altitude: '370036.5', instanceName: 'fltport extra' });
+      const created = await fltport.attach(emulated.sampleName, systemVolume().name, { altitude: '370036.5', instanceName: 'fltport extra' });
       try {
         assert.equal(created, 'fltport extra');
         const onC = await fltport.listVolumeInstances('C:');
         const extra = onC.find((instance) => instance.instanceName === 'fltport extra');
         assert.equal(extra.altitude, '370036.5');
-        assert.equal(extra.filterName, sampleName);
-        assert.equal((await filterNamed(sampleName)).instances, volumes.length + 1);
+        assert.equal(extra.filterName, emulated.sampleName);
+        assert.equal((await filterNamed(emulated.sampleName)).instances, volumes.length + 1);
         await assert.rejects(
-          fltport.attach(sampleName, 'C:', { altitude: '370037', instanceName: 'fltport extra' }),
+          fltport.attach(emulated.sampleName, 'C:', { altitude: '370037', instanceName: 'fltport extra' }),
           isWinError('ERROR_FLT_INSTANCE_NAME_COLLISION', 'FilterAttachAtAltitude'),
         );
         await assert.rejects(
-          fltport.attach(sampleName, 'C:', { altitude: '380000', instanceName: 'fltport third' }),
+          fltport.attach(emulated.sampleName, 'C:', { altitude: '380000', instanceName: 'fltport third' }),
           isWinError('ERROR_FLT_INSTANCE_ALTITUDE_COLLISION', 'FilterAttachAtAltitude'),
         );
       } finally {
-        await fltport.detach(sampleName, 'C:', 'fltport extra');
+        await fltport.detach(emulated.sampleName, 'C:', 'fltport extra');
       }
       assert.equal((await fltport.listVolumeInstances('C:')).some((instance) => instance.instanceName === 'fltport extra'), false);
     });
@@ -204,24 +191,24 @@ describe('filter-manager API against the emulated filter manager', function () {
       });
       const onVolume = (volume, label) => `${volume}\\fltport-attach\\${label}${protocol.DEFAULT_SUFFIX}`;
       try {
-        assert.equal((await sample.open(onVolume(systemVolume().name, 'attached'))).verdict, 'deny');
-        await fltport.detach(sampleName, 'C:');
+        assert.equal((await emulated.sample.open(onVolume(systemVolume().name, 'attached'))).verdict, 'deny');
+        await fltport.detach(emulated.sampleName, 'C:');
         try {
-          assert.equal((await sample.open(onVolume(systemVolume().name, 'detached'))).verdict, 'allow');
+          assert.equal((await emulated.sample.open(onVolume(systemVolume().name, 'detached'))).verdict, 'allow');
           // Another volume keeps the default instance (a name that merely begins with C:'s is not on C:).
-          assert.equal((await sample.open(onVolume(`${systemVolume().name}0`, 'other'))).verdict, 'deny');
+          assert.equal((await emulated.sample.open(onVolume(`${systemVolume().name}0`, 'other'))).verdict, 'deny');
         } finally {
-          await fltport.attach(sampleName, 'C:');
+          await fltport.attach(emulated.sampleName, 'C:');
         }
-        assert.equal((await sample.open(onVolume(systemVolume().name, 'back'))).verdict, 'deny');
+        assert.equal((await emulated.sample.open(onVolume(systemVolume().name, 'back'))).verdict, 'deny');
         // Another instance attached where the default one is detached runs the callbacks too.
-        await fltport.detach(sampleName, 'C:');
-        await fltport.attach(sampleName, 'C:', { altitude: '370036.5', instanceName: 'fltport extra' });
+        await fltport.detach(emulated.sampleName, 'C:');
+        await fltport.attach(emulated.sampleName, 'C:', { altitude: '370036.5', instanceName: 'fltport extra' });
         try {
-          assert.equal((await sample.open(onVolume(systemVolume().name, 'extra'))).verdict, 'deny');
+          assert.equal((await emulated.sample.open(onVolume(systemVolume().name, 'extra'))).verdict, 'deny');
         } finally {
-          await fltport.detach(sampleName, 'C:', 'fltport extra');
-          await fltport.attach(sampleName, 'C:');
+          await fltport.detach(emulated.sampleName, 'C:', 'fltport extra');
+          await fltport.attach(emulated.sampleName, 'C:');
         }
       } finally {
         await agentPort.close();
@@ -231,9 +218,9 @@ describe('filter-manager API against the emulated filter manager', function () {
 
     it('attach() and detach() fail for an unknown filter or volume', async () => {
       await assert.rejects(fltport.attach('fltport-no-such-filter', 'C:'), isWinError('ERROR_FLT_FILTER_NOT_FOUND', 'FilterAttach'));
-      await assert.rejects(fltport.attach(sampleName, '\\Device\\NoSuchVolume'), isWinError('ERROR_FLT_VOLUME_NOT_FOUND', 'FilterAttach'));
+      await assert.rejects(fltport.attach(emulated.sampleName, '\\Device\\NoSuchVolume'), isWinError('ERROR_FLT_VOLUME_NOT_FOUND', 'FilterAttach'));
       await assert.rejects(fltport.detach('fltport-no-such-filter', 'C:'), isWinError('ERROR_FLT_FILTER_NOT_FOUND', 'FilterDetach'));
-      await assert.rejects(fltport.detach(sampleName, 'C:', 'fltport never attached'), isWinError('ERROR_FLT_INSTANCE_NOT_FOUND', 'FilterDetach'));
+      await assert.rejects(fltport.detach(emulated.sampleName, 'C:', 'fltport never attached'), isWinError('ERROR_FLT_INSTANCE_NOT_FOUND', 'FilterDetach'));
     });
   });
 
@@ -260,25 +247,25 @@ describe('filter-manager API against the emulated filter manager', function () {
           await exited;
         }
       }
-      assert.equal((await sample.open(`\\Device\\HarddiskVolume7\\fltport-inject\\after.txt`)).verdict, 'allow');
+      assert.equal((await emulated.sample.open(`\\Device\\HarddiskVolume7\\fltport-inject\\after.txt`)).verdict, 'allow');
     });
   });
 
   describe('load and unload', () => {
     it('unloadFilter() stops the filter\'s service and loadFilter() starts it again', async () => {
-      await fltport.unloadFilter(wdkName);
+      await fltport.unloadFilter(emulated.wdkName);
       try {
-        assert.equal(await filterNamed(wdkName), undefined);
-        assert.equal(drivers.serviceStatus(wdkName).state, 'STOPPED');
-        await assert.rejects(fltport.getFilterInfo(wdkName), isWinError('ERROR_FLT_FILTER_NOT_FOUND'));
-        await assert.rejects(fltport.unloadFilter(wdkName), isWinError('ERROR_FLT_FILTER_NOT_FOUND', 'FilterUnload'));
+        assert.equal(await filterNamed(emulated.wdkName), undefined);
+        assert.equal(drivers.serviceStatus(emulated.wdkName).state, 'STOPPED');
+        await assert.rejects(fltport.getFilterInfo(emulated.wdkName), isWinError('ERROR_FLT_FILTER_NOT_FOUND'));
+        await assert.rejects(fltport.unloadFilter(emulated.wdkName), isWinError('ERROR_FLT_FILTER_NOT_FOUND', 'FilterUnload'));
       } finally {
-        await fltport.loadFilter(wdkName);
+        await fltport.loadFilter(emulated.wdkName);
       }
-      const wdk = await filterNamed(wdkName);
+      const wdk = await filterNamed(emulated.wdkName);
       assert.equal(wdk.altitude, '380000');
       assert.equal(wdk.instances, volumes.length);
-      await assert.rejects(fltport.loadFilter(wdkName), isWinError('ERROR_SERVICE_ALREADY_RUNNING', 'FilterLoad'));
+      await assert.rejects(fltport.loadFilter(emulated.wdkName), isWinError('ERROR_SERVICE_ALREADY_RUNNING', 'FilterLoad'));
     });
 
     it('loadFilter() of a service that does not exist fails with ERROR_FILE_NOT_FOUND', async () => {

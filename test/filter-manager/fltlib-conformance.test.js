@@ -9,8 +9,7 @@ const { execFile } = require('node:child_process');
 const path = require('node:path');
 const koffi = require('koffi');
 const fltport = require('fltport');
-const { startEmulatedSample, loadEmulatedFilter } = require('../../driver-sample/emulated');
-const drivers = require('../../emulator/drivers');
+const { useFilters } = require('./filters');
 
 const fltlib = koffi.load('fltlib.dll');
 const api = {
@@ -57,21 +56,7 @@ function walkAskingSmallFirst(first, next) {
 }
 
 describe('the emulator\'s fltlib.dll, called directly', function () {
-  let sample;
-  let unloadWdk;
-  let sampleName;
-
-  before(async function () {
-    // The emulated filter manager runs under Wine; on Windows test/windows checks the real one.
-    if (!drivers.isWine) this.skip();
-    sample = await startEmulatedSample();
-    unloadWdk = await loadEmulatedFilter('wdkstyle.sys', '380000');
-    sampleName = drivers.loadedDrivers().find((name) => name.startsWith('fltportsample-'));
-  });
-  after(async () => {
-    await unloadWdk?.();
-    await sample?.stop();
-  });
+  const emulated = useFilters();
 
   it('FilterFindFirst/Next: a buffer too small gets ERROR_INSUFFICIENT_BUFFER with the size needed, and the walk stays put', async () => {
     const { entries, handle } = walkAskingSmallFirst(
@@ -94,9 +79,9 @@ describe('the emulator\'s fltlib.dll, called directly', function () {
         (h, buffer, bytes, returned) => api.FilterFindNext(h, cls, buffer, bytes, returned),
       );
       api.FilterFindClose(handle);
-      byClass[name] = entries.flatMap((entry) => fltport.parseFilterInformation(entry, name)).find((filter) => filter.name === sampleName);
+      byClass[name] = entries.flatMap((entry) => fltport.parseFilterInformation(entry, name)).find((filter) => filter.name === emulated.sampleName);
     }
-    assert.deepEqual(byClass.full, { name: sampleName, kind: 'minifilter', altitude: null, frameId: 0, instances: byClass.aggregateStandard.instances, flags: 0 });
+    assert.deepEqual(byClass.full, { name: emulated.sampleName, kind: 'minifilter', altitude: null, frameId: 0, instances: byClass.aggregateStandard.instances, flags: 0 });
     assert.deepEqual(byClass.aggregateBasic, byClass.aggregateStandard);
 
     const volumes = {};
@@ -117,7 +102,7 @@ describe('the emulator\'s fltlib.dll, called directly', function () {
       const buffer = Buffer.alloc(4096);
       const handle = [null];
       const returned = [0];
-      assert.equal(hr(api.FilterInstanceFindFirst(sampleName, cls, buffer, buffer.length, returned, handle)), S_OK);
+      assert.equal(hr(api.FilterInstanceFindFirst(emulated.sampleName, cls, buffer, buffer.length, returned, handle)), S_OK);
       api.FilterInstanceFindClose(handle[0]);
       parsed[name] = fltport.parseInstanceInformation(buffer.subarray(0, returned[0]), name)[0];
     }
@@ -126,7 +111,7 @@ describe('the emulator\'s fltlib.dll, called directly', function () {
     const basic = Buffer.alloc(512);
     const handle = [null];
     const returned = [0];
-    assert.equal(hr(api.FilterInstanceFindFirst(sampleName, 0, basic, basic.length, returned, handle)), S_OK);
+    assert.equal(hr(api.FilterInstanceFindFirst(emulated.sampleName, 0, basic, basic.length, returned, handle)), S_OK);
     api.FilterInstanceFindClose(handle[0]);
     const nameBytes = basic.readUInt16LE(4);
     assert.equal(basic.toString('utf16le', basic.readUInt16LE(6), basic.readUInt16LE(6) + nameBytes), parsed.full.instanceName);
@@ -134,12 +119,12 @@ describe('the emulator\'s fltlib.dll, called directly', function () {
 
   it('FilterCreate / FilterGetInformation / FilterClose, and the handle after FilterClose', () => {
     const filter = [null];
-    assert.equal(hr(api.FilterCreate(sampleName, filter)), S_OK);
+    assert.equal(hr(api.FilterCreate(emulated.sampleName, filter)), S_OK);
     const returned = [0];
     assert.equal(hr(api.FilterGetInformation(filter[0], 2, Buffer.alloc(8), 8, returned)), INSUFFICIENT_BUFFER);
     const buffer = Buffer.alloc(returned[0]);
     assert.equal(hr(api.FilterGetInformation(filter[0], 2, buffer, buffer.length, returned)), S_OK);
-    assert.equal(fltport.parseFilterInformation(buffer, 'aggregateStandard')[0].name, sampleName);
+    assert.equal(fltport.parseFilterInformation(buffer, 'aggregateStandard')[0].name, emulated.sampleName);
     assert.equal(hr(api.FilterClose(filter[0])), S_OK);
     assert.equal(hr(api.FilterGetInformation(filter[0], 2, buffer, buffer.length, returned)), E_HANDLE);
   });
@@ -161,7 +146,7 @@ describe('the emulator\'s fltlib.dll, called directly', function () {
       });
 
     it('FilterLoad fails with ERROR_PRIVILEGE_NOT_HELD while it is disabled; loadFilter() enables it for its call', async () => {
-      const outcome = await child('disable', sampleName);
+      const outcome = await child('disable', emulated.sampleName);
       assert.equal(outcome.adjusted, true, JSON.stringify(outcome));
       assert.equal(outcome.direct, 0x80070522);
       // Past the privilege check: the filter runs already.
@@ -169,7 +154,7 @@ describe('the emulator\'s fltlib.dll, called directly', function () {
     });
 
     it('loadFilter() fails with ERROR_PRIVILEGE_NOT_HELD when the token lacks it', async function () {
-      const outcome = await child('remove', sampleName);
+      const outcome = await child('remove', emulated.sampleName);
       if (!outcome.adjusted) this.skip(); // Wine cannot remove a privilege from a token
       assert.equal(outcome.direct, 0x80070522);
       assert.equal(outcome.api, 'ERROR_PRIVILEGE_NOT_HELD');
