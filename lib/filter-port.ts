@@ -249,7 +249,8 @@ export class FilterPort {
   /**
    * Messages as they come, with `pending` reads kept outstanding in the kernel (re-armed off the
    * JS thread as each completes). Back-pressure: while 2 x `pending` messages wait for the loop
-   * (those on their way to it included), no read is re-armed. Ends when the port closes; throws
+   * (those on their way to it included, and each delivery until the loop has taken all of it), no
+   * read is re-armed. Ends when the port closes; throws
    * an AbortError when the signal aborts and the WinError when the kernel disconnects. A message
    * read but not yet taken when the loop is left stays for the next reader. A message larger than
    * bufferBytes grows its read up to maxBufferBytes; one larger still goes to onError and the
@@ -585,10 +586,12 @@ export class FilterPort {
           const own = batch[position];
           position += 1;
           if (position >= batch.length) {
+            // Consumed a batch at a time: one call into the addon per delivery, not per message.
+            // The reads' bound (2 x pending) leaves room for the batch taken meanwhile.
             batches.shift();
             position = 0;
+            stream.consumed(batch.length);
           }
-          stream.consumed(1);
           return own;
         }
         if (failure === undefined) return undefined;

@@ -495,19 +495,21 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
     Napi::Env env = info.Env();
     uint64_t messageId = 0;
     int32_t status = 0;
-    std::vector<uint8_t> payload;
+    const uint8_t* payload = nullptr;
+    size_t payloadBytes = 0;
     bool settleLazily = false;
     if (!ReadUint64(info[0], "messageId", &messageId) || !ReadInt32(info[1], "status", &status) ||
-        !ReadOptionalBytes(info[2], "payload", kMaxPayloadBytes, &payload) ||
+        !ReadOptionalBytesView(info[2], "payload", kMaxPayloadBytes, &payload, &payloadBytes) ||
         !ReadBoolean(info[3], "settleLazily", &settleLazily)) {
       return env.Undefined();
     }
     if (Closed()) return RejectedPromise(env, ClosedPortError(env));
-    // FILTER_REPLY_HEADER: Status (NTSTATUS) at 0, 4 bytes of padding, MessageId at 8.
-    std::vector<uint8_t> reply(kReplyHeaderBytes + payload.size(), 0);
+    // FILTER_REPLY_HEADER: Status (NTSTATUS) at 0, 4 bytes of padding, MessageId at 8; the
+    // payload is copied once, straight behind it.
+    std::vector<uint8_t> reply(kReplyHeaderBytes + payloadBytes);
     std::memcpy(reply.data(), &status, sizeof(status));
     std::memcpy(reply.data() + 8, &messageId, sizeof(messageId));
-    if (!payload.empty()) std::memcpy(reply.data() + kReplyHeaderBytes, payload.data(), payload.size());
+    if (payloadBytes != 0) std::memcpy(reply.data() + kReplyHeaderBytes, payload, payloadBytes);
     return PoolJob::Submit(env, std::make_unique<ReplyJob>(env, state_, std::move(reply), settleLazily));
   }
 

@@ -34,9 +34,11 @@ bool ReadString(const Napi::Value& value, const char* name, size_t maxUnits, std
   return true;
 }
 
-bool ReadOptionalBytes(const Napi::Value& value, const char* name, size_t maxBytes, std::vector<uint8_t>* out) {
+bool ReadOptionalBytesView(const Napi::Value& value, const char* name, size_t maxBytes, const uint8_t** data,
+                           size_t* size) {
   Napi::Env env = value.Env();
-  out->clear();
+  *data = nullptr;
+  *size = 0;
   if (value.IsUndefined() || value.IsNull()) return true;
   if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
     return Throw(env, false, "ERR_INVALID_ARG_TYPE", std::string(name) + " must be a Uint8Array");
@@ -50,7 +52,16 @@ bool ReadOptionalBytes(const Napi::Value& value, const char* name, size_t maxByt
     return Throw(env, true, "ERR_OUT_OF_RANGE",
                  std::string(name) + " must be at most " + std::to_string(maxBytes) + " bytes");
   }
-  out->assign(bytes.Data(), bytes.Data() + bytes.ByteLength());
+  *data = bytes.Data();
+  *size = bytes.ByteLength();
+  return true;
+}
+
+bool ReadOptionalBytes(const Napi::Value& value, const char* name, size_t maxBytes, std::vector<uint8_t>* out) {
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+  if (!ReadOptionalBytesView(value, name, maxBytes, &data, &size)) return false;
+  out->assign(data, data + size);
   return true;
 }
 

@@ -17,6 +17,10 @@ bool ReadPortName(const Napi::Value& value, size_t maxUnits, std::wstring* out);
 // A non-empty string of at most `maxUnits` UTF-16 units without NUL, named `name` in errors.
 bool ReadString(const Napi::Value& value, const char* name, size_t maxUnits, std::wstring* out);
 bool ReadOptionalBytes(const Napi::Value& value, const char* name, size_t maxBytes, std::vector<uint8_t>* out);
+// The same checks, without the copy: `data` points into the JS value's memory, valid until JS
+// runs again (nullptr and 0 for undefined or null).
+bool ReadOptionalBytesView(const Napi::Value& value, const char* name, size_t maxBytes, const uint8_t** data,
+                           size_t* size);
 bool ReadBoolean(const Napi::Value& value, const char* name, bool* out);
 bool ReadUint32(const Napi::Value& value, const char* name, uint32_t min, uint32_t max, uint32_t* out);
 bool ReadInt32(const Napi::Value& value, const char* name, int32_t* out);

@@ -19,7 +19,7 @@ namespace fltport {
 // way a native scanner does, so starting a read never costs the consumer's thread anything. The
 // consumer bounds the read-ahead: while 2 x `pending` messages are unconsumed, a completed read
 // is not re-armed until Consumed() makes room. Messages on their way to the consumer count, and
-// it takes them in batches: a bound of `pending` would stall every read while one batch is in
+// it takes them in batches (and reports them consumed a batch at a time): a bound of `pending` would stall every read while one batch is in
 // transit, and re-arming them all at once takes one thread a while (each is a call into the
 // kernel).
 //
