@@ -39,8 +39,11 @@ export interface NativeFilterPort {
     maxBufferBytes?: number,
   ): NativeMessageStream;
   send(data: Uint8Array, replyBytes: number): Promise<Buffer>;
-  /** With settleLazily the promise settles with the JS thread's next wake-up (at most ~2 ms later) instead of waking it. */
-  reply(messageId: bigint, status: number, payload: Uint8Array | null, settleLazily: boolean): Promise<void>;
+  /**
+   * With serve()'s stream: the promise settles with the JS thread's next wake-up (at most ~2 ms
+   * later) instead of waking it, and the stream re-arms its idle reads once the reply is made.
+   */
+  reply(messageId: bigint, status: number, payload: Uint8Array | null, stream: NativeMessageStream | null): Promise<void>;
   /** Cancels every read and resolves once all have completed; the handle closes after the last call using it. */
   close(): Promise<void>;
   /** Whether pending reads, streams and calls in flight (sends, replies) hold the event loop (default: they do). */
@@ -49,7 +52,7 @@ export interface NativeFilterPort {
 }
 
 export interface NativeMessageStream {
-  /** The consumer took `count` delivered messages: room for that many reads again. */
+  /** The consumer is done with `count` delivered messages: room for that many reads again. */
   consumed(count: number): void;
   /** Cancels the reads; onMessages may still run with what they delivered, then onEnd. */
   stop(): void;

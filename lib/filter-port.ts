@@ -136,6 +136,12 @@ interface Inbox {
   onArrival(callback: () => void): void;
   /** Stops the reads; messages read but not taken go to the next reader. */
   leave(): void;
+  /**
+   * serve()'s inbox: a message that expects a reply is done with when its reply is made (the reply
+   * names `stream`), not when it is taken; release() stands for a reply that serve() does not make.
+   */
+  readonly stream: NativeMessageStream;
+  release(): void;
 }
 
 export class FilterPort {
@@ -152,7 +158,7 @@ export class FilterPort {
   #nextReadId = 0;
   /** FilterMessage.reply(): one function for every message. */
   readonly #sendReply: SendReply = (id, status, payload) =>
-    this.#track('FilterReplyMessage', () => this.#native.reply(id, status, payload, false), undefined);
+    this.#track('FilterReplyMessage', () => this.#native.reply(id, status, payload, null), undefined);
 
   private constructor(name: string, native: NativeFilterPort) {
     this.name = name;
@@ -297,7 +303,7 @@ export class FilterPort {
     // thread moves on.
     let inbox: Inbox;
     try {
-      inbox = this.#openInbox(bufferBytes, pending, signal, maxBufferBytes, (error) => report(error, undefined));
+      inbox = this.#openInbox(bufferBytes, pending, signal, maxBufferBytes, (error) => report(error, undefined), true);
     } catch (error) {
       if (error instanceof AbortError) return stats;
       throw error;
@@ -372,8 +378,9 @@ export class FilterPort {
       replies += 1;
       let sent: Promise<void>;
       try {
-        sent = this.#endError === undefined ? this.#native.reply(message.id, status, payload, true) : Promise.reject(this.#endError);
+        sent = this.#endError === undefined ? this.#native.reply(message.id, status, payload, inbox.stream) : Promise.reject(this.#endError);
       } catch (error) {
+        inbox.release();
         sent = Promise.reject(error);
       }
       sent.then(replied, (error: unknown) => replyFailed(error, message));
@@ -403,19 +410,25 @@ export class FilterPort {
       return payload;
     };
     /** A failed handler: reported, and its message answered with HANDLER_FAILED_STATUS and the fail-safe verdict. */
+    /** A message that expects a reply and got it from elsewhere (its handler, onError, failureReply): its read comes back now. */
+    const repliedElsewhere = (message: FilterMessage<T>) => {
+      if (message.expectsReply) inbox.release();
+    };
     const failed = (message: FilterMessage<T>, error: unknown) => {
       stats.failed += 1;
       report(error, message);
-      if (!message.expectsReply || message.replied) return; // onError may have answered it
+      if (!message.expectsReply) return;
+      if (message.replied) return repliedElsewhere(message); // onError may have answered it
       const payload = failurePayload(message, error);
-      if (message.replied) return; // so may failureReply
+      if (message.replied) return repliedElsewhere(message); // so may failureReply
       claimReply(message, payload, undefined);
       sendReply(message, HANDLER_FAILED_STATUS, payload);
     };
     const answer = (message: FilterMessage<T>, result: unknown) => {
       handlers -= 1;
       try {
-        if (!message.expectsReply || message.replied) return;
+        if (!message.expectsReply) return;
+        if (message.replied) return repliedElsewhere(message);
         let payload: Uint8Array | null;
         try {
           if (result === undefined) throw noReplyError(message);
@@ -523,6 +536,7 @@ export class FilterPort {
     signal: AbortSignal | undefined,
     maxBufferBytes: number,
     onUnreadable: (error: unknown) => void,
+    doneWhenReplied = false,
   ): Inbox {
     if (signal?.aborted) throw abortErrorFor(signal);
     if (this.#endError !== undefined) throw failureOf(this.#endError, 'FilterGetMessage');
@@ -533,6 +547,7 @@ export class FilterPort {
     // The stream's own messages, in the batches they came in: no copy into a queue of our own.
     const batches: NativeMessage[][] = [];
     let position = 0; // in batches[0]
+    let taken = 0; // of batches[0], done with once taken
     let leaving = false;
     let failure: unknown;
     let wake: (() => void) | undefined;
@@ -585,12 +600,14 @@ export class FilterPort {
         if (batch !== undefined) {
           const own = batch[position];
           position += 1;
+          if (!doneWhenReplied || own.replyLength === 0) taken += 1;
           if (position >= batch.length) {
-            // Consumed a batch at a time: one call into the addon per delivery, not per message.
+            // Reported a batch at a time: one call into the addon per delivery, not per message.
             // The reads' bound (2 x pending) leaves room for the batch taken meanwhile.
             batches.shift();
             position = 0;
-            stream.consumed(batch.length);
+            if (taken > 0) stream.consumed(taken);
+            taken = 0;
           }
           return own;
         }
@@ -601,6 +618,8 @@ export class FilterPort {
       onArrival: (callback) => {
         wake = callback;
       },
+      stream,
+      release: () => stream.consumed(1),
       leave: () => {
         leaving = true;
         this.#readers.delete(adopt);

@@ -242,6 +242,8 @@ class MessageStreamHandle : public Napi::ObjectWrap<MessageStreamHandle> {
   explicit MessageStreamHandle(const Napi::CallbackInfo& info) : ObjectWrap<MessageStreamHandle>(info) {}
 
   void Adopt(std::shared_ptr<StreamState> state) { state_ = std::move(state); }
+  // Null once the stream has ended.
+  std::shared_ptr<MessageStream> Stream() const { return state_ == nullptr ? nullptr : state_->stream; }
 
  private:
   // consumed(count): the consumer took `count` messages; room for that many reads again.
@@ -314,21 +316,26 @@ class SendJob : public PortCallJob {
 
 class ReplyJob : public PortCallJob {
  public:
-  ReplyJob(Napi::Env env, std::shared_ptr<PortState> port, std::vector<uint8_t> reply, bool settleLazily)
-      : PortCallJob(env, std::move(port)), reply_(std::move(reply)), settleLazily_(settleLazily) {}
+  // `stream`: serve()'s reply to a message of that stream, which gets the message's read back
+  // once the reply is made; null for message.reply().
+  ReplyJob(Napi::Env env, std::shared_ptr<PortState> port, std::vector<uint8_t> reply,
+           std::shared_ptr<MessageStream> stream)
+      : PortCallJob(env, std::move(port)), reply_(std::move(reply)), stream_(std::move(stream)) {}
 
  protected:
   bool Call(Failure* failure) override {
-    return Succeeded(connection_->Reply(reply_.data(), static_cast<DWORD>(reply_.size())), "FilterReplyMessage", failure);
+    HRESULT hr = connection_->Reply(reply_.data(), static_cast<DWORD>(reply_.size()));
+    if (stream_ != nullptr) stream_->Replied();
+    return Succeeded(hr, "FilterReplyMessage", failure);
   }
   // The kernel has the reply once Call() returns; when nobody waits on the outcome (serve()),
   // it can ride on the next wake-up: a scanner replies to every message, and half of its JS
   // thread's wake-ups were these.
-  bool CanWait() const override { return settleLazily_; }
+  bool CanWait() const override { return stream_ != nullptr; }
 
  private:
   std::vector<uint8_t> reply_;
-  bool settleLazily_;
+  std::shared_ptr<MessageStream> stream_;
 };
 
 // An overlapped handle is bound to this process's thread-pool I/O: a child's I/O on an inherited
@@ -489,18 +496,20 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
     return PoolJob::Submit(env, std::make_unique<SendJob>(env, state_, std::move(input), replyBytes));
   }
 
-  // reply(messageId, status, payload | null, settleLazily): Promise<void>; sends header +
-  // payload exactly.
+  // reply(messageId, status, payload | null, stream | null): Promise<void>; sends header + payload
+  // exactly. With serve()'s stream the promise settles lazily and the stream's read comes back.
   Napi::Value Reply(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint64_t messageId = 0;
     int32_t status = 0;
     const uint8_t* payload = nullptr;
     size_t payloadBytes = 0;
-    bool settleLazily = false;
-    if (!ReadUint64(info[0], "messageId", &messageId) || !ReadInt32(info[1], "status", &status) ||
-        !ReadOptionalBytesView(info[2], "payload", kMaxPayloadBytes, &payload, &payloadBytes) ||
-        !ReadBoolean(info[3], "settleLazily", &settleLazily)) {
+    std::shared_ptr<MessageStream> stream;
+    // The stream first: instanceof may run JS (a proxy's trap), which must not follow the view
+    // of the payload taken below.
+    if (!ReadStream(info[3], &stream) || !ReadUint64(info[0], "messageId", &messageId) ||
+        !ReadInt32(info[1], "status", &status) ||
+        !ReadOptionalBytesView(info[2], "payload", kMaxPayloadBytes, &payload, &payloadBytes)) {
       return env.Undefined();
     }
     if (Closed()) return RejectedPromise(env, ClosedPortError(env));
@@ -510,7 +519,23 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
     std::memcpy(reply.data(), &status, sizeof(status));
     std::memcpy(reply.data() + 8, &messageId, sizeof(messageId));
     if (payloadBytes != 0) std::memcpy(reply.data() + kReplyHeaderBytes, payload, payloadBytes);
-    return PoolJob::Submit(env, std::make_unique<ReplyJob>(env, state_, std::move(reply), settleLazily));
+    return PoolJob::Submit(env, std::make_unique<ReplyJob>(env, state_, std::move(reply), std::move(stream)));
+  }
+
+  // null, or a MessageStreamHandle (its stream: null once ended); false with a TypeError pending.
+  static bool ReadStream(const Napi::Value& value, std::shared_ptr<MessageStream>* stream) {
+    Napi::Env env = value.Env();
+    if (value.IsNull()) return true;
+    bool isStream = value.IsObject() && value.As<Napi::Object>().InstanceOf(GetAddonData(env)->messageStreamClass.Value());
+    if (env.IsExceptionPending()) return false;
+    if (!isStream) {
+      Napi::TypeError error = Napi::TypeError::New(env, "stream must be a MessageStreamHandle or null");
+      error.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_TYPE"));
+      error.ThrowAsJavaScriptException();
+      return false;
+    }
+    *stream = MessageStreamHandle::Unwrap(value.As<Napi::Object>())->Stream();
+    return true;
   }
 
   // close(): Promise<void>, settled once every pending read has completed.

@@ -115,6 +115,24 @@ void MessageStream::Consumed(uint32_t count) {
   if (schedule) SubmitThreadpoolWork(armWork_);
 }
 
+void MessageStream::Replied() noexcept {
+  Read* reads;
+  {
+    std::lock_guard<SrwMutex> lock(mutex_);
+    unconsumed_ -= std::min(1u, unconsumed_);
+    reads = ClaimArmableLocked();
+  }
+  ArmAll(reads);
+}
+
+void MessageStream::ArmAll(Read* reads) noexcept {
+  while (reads != nullptr) {
+    Read* next = reads->nextIdle;  // Arm() may put the read back on the idle list
+    Arm(reads);
+    reads = next;
+  }
+}
+
 void MessageStream::Stop() {
   bool notify;
   std::shared_ptr<MessageStream> retryHold;
@@ -139,6 +157,7 @@ void MessageStream::Completed(Read* read, ULONG error, ULONG bytes) noexcept {
   std::shared_ptr<MessageStream> self = std::move(read->inFlight);
   ReceivedMessage message;
   HRESULT result = read->Parse(error, bytes, &message);
+  bool waitsForReply = result == S_OK && message.replyLength != 0;
   bool rearm;
   bool cancel = false;
   bool notify;
@@ -146,7 +165,7 @@ void MessageStream::Completed(Read* read, ULONG error, ULONG bytes) noexcept {
     std::lock_guard<SrwMutex> lock(mutex_);
     --outstanding_;
     bool armable = ApplyLocked(read, result, &message, &cancel);
-    rearm = armable && !stopping_ && unconsumed_ < maxUnconsumed_;
+    rearm = armable && !waitsForReply && !stopping_ && unconsumed_ < maxUnconsumed_;
     if (rearm) {
       ++outstanding_;
     } else {
@@ -278,11 +297,7 @@ void CALLBACK MessageStream::ArmWork(PTP_CALLBACK_INSTANCE, void* context, PTP_W
     hold = std::move(stream->armHold_);
     reads = stream->ClaimArmableLocked();
   }
-  while (reads != nullptr) {
-    Read* next = reads->nextIdle;  // Arm() may put the read back on the idle list
-    stream->Arm(reads);
-    reads = next;
-  }
+  stream->ArmAll(reads);
 }
 
 void CALLBACK MessageStream::RetryDue(PTP_CALLBACK_INSTANCE, void* context, PTP_TIMER) noexcept {

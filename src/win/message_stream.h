@@ -15,8 +15,13 @@
 
 namespace fltport {
 
-// Keeps `pending` reads in the kernel, each re-armed by the thread its completion arrives on, the
-// way a native scanner does, so starting a read never costs the consumer's thread anything. The
+// Keeps `pending` reads in the kernel, each re-armed off the consumer's thread, the way a native
+// scanner does, so starting a read never costs the consumer's thread anything. A read whose
+// message expects no reply is re-armed by the thread its completion arrives on. One whose message
+// expects a reply waits until that message is done with: Replied() re-arms it on the replying
+// thread, after the reply, as a native scanner's completion thread replies and then reads again
+// (the kernel's sender, woken by the reply, has its next message queued by then, and the read
+// completes at once instead of being pended and completed later); Consumed() re-arms it too. The
 // consumer bounds the read-ahead: while 2 x `pending` messages are unconsumed, a completed read
 // is not re-armed until Consumed() makes room. Messages on their way to the consumer count, and
 // it takes them in batches (and reports them consumed a batch at a time): a bound of `pending` would stall every read while one batch is in
@@ -56,7 +61,11 @@ class MessageStream : public std::enable_shared_from_this<MessageStream> {
   MessageStream& operator=(const MessageStream&) = delete;
 
   Batch Take();
+  // The consumer is done with `count` messages; idle reads are re-armed through the thread pool.
   void Consumed(uint32_t count);
+  // Any thread, after replying to one message of this stream: it is done with, and idle reads are
+  // re-armed on this thread.
+  void Replied() noexcept;
   // Cancels the reads; what they still deliver comes through Take(), then the end.
   void Stop();
 
@@ -75,6 +84,8 @@ class MessageStream : public std::enable_shared_from_this<MessageStream> {
   // as outstanding.
   Read* ClaimArmableLocked() noexcept;
   void Arm(Read* read) noexcept;
+  // Arms a list ClaimArmableLocked() returned, on this thread.
+  void ArmAll(Read* reads) noexcept;
   // Under the lock: true when ArmWork must be queued (the caller then submits armWork_).
   bool ScheduleArmLocked() noexcept;
   void FailLocked(HRESULT error, bool* cancel) noexcept;
