@@ -417,6 +417,50 @@ describe('FilterPort against the emulator', function () {
       assert.equal(kernelStats.timeouts + kernelStats.failures, 0);
     });
 
+    it('reads no further message on a read whose message waits for its reply: the read comes back once the reply is made', async function () {
+      this.timeout(30000);
+      const port = await connect();
+      let replyNow;
+      const replyAllowed = new Promise((resolve) => (replyNow = resolve));
+      let firstArrived;
+      const first = new Promise((resolve) => (firstArrived = resolve));
+      const controller = new AbortController();
+      const received = [];
+      const serving = port.serve(
+        async (message) => {
+          received.push(message.expectsReply);
+          if (!message.expectsReply) return undefined;
+          firstArrived();
+          await replyAllowed;
+          return message.data.subarray(0, 8);
+        },
+        { pending: 1, signal: controller.signal },
+      );
+      await kernel.notify(port, { count: 1, replyLength: 8 });
+      await first;
+      // The only read is held for that reply: a message expecting none, sent meanwhile, finds no
+      // read and times out in the kernel (read at once, it would have been delivered).
+      await kernel.notify(port, { count: 1, timeoutMs: 300 });
+      let stats = await kernel.stats(port);
+      for (let polls = 0; stats.timeouts === 0 && stats.sent === 0 && polls < 200; polls += 1) {
+        await delay(50);
+        stats = await kernel.stats(port);
+      }
+      assert.equal(stats.timeouts, 1, `the second message was ${stats.sent === 1 ? 'read while the first waited for its reply' : 'neither read nor timed out'}`);
+      replyNow();
+      // After the reply, the read is armed again: a message sent now is delivered.
+      await kernel.notify(port, { count: 1 });
+      while (received.length < 2) await delay(20);
+      controller.abort();
+      const served = await serving;
+      stats = await kernel.wait(port);
+      assert.deepEqual(received, [true, false]);
+      assert.equal(served.replied, 1);
+      assert.equal(stats.matched, 1);
+      assert.equal(stats.sent, 2);
+      assert.equal(stats.timeouts, 1);
+    });
+
     it('runs at most `concurrency` handlers at once', async () => {
       const port = await connect();
       for (let i = 0; i < 12; i += 1) await kernel.notify(port, { count: 5, replyLength: 8 });
