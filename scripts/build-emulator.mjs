@@ -15,7 +15,7 @@ const buildDir = path.join(sourceDir, 'build');
  * @returns {{ fltlibDll: string, conformanceExe: string, lpcStandInDll: string, lpcConformanceExe: string, fltmgrSys: string, testKernelSys: string, conformanceDriverSys: string, loaderDriverSys: string, sampleDriverSys: string }}
  */
 export function buildEmulator() {
-  if (isWindows) throw new Error('the emulator runs under Wine only: on Windows the suites use the real filter manager (see README.md "Windows CI")');
+  if (isWindows) throw new Error('the emulator runs under Wine only: on Windows the suites use the real filter manager (see docs/windows-ci.md)');
   cmakeBuild(sourceDir, buildDir);
   const outputs = {
     fltlibDll: path.join(buildDir, 'fltlib.dll'),

@@ -1,6 +1,6 @@
 // Runs every suite and ends with one line "N passed, N failed, N skipped" summed over all of
 // them; exits non-zero when anything failed.
-// Windows programs run under Wine here and natively on Windows; see README.md for each suite.
+// Windows programs run under Wine here and natively on Windows; see docs/testing.md for each suite.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { isWindows, repoRoot } from './windows-runtime.mjs';

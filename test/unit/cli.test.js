@@ -34,7 +34,8 @@ describe('fltport command line', () => {
     }
   });
 
-  it('prints each command\'s own help', () => {
+  it('prints each command\'s own help', function () {
+    this.timeout(120000); // 22 node processes, one after another: seconds on a loaded machine
     for (const command of COMMANDS) {
       for (const args of [[command, '--help'], ['help', command]]) {
         const { code, stdout } = run(...args);

@@ -1,6 +1,6 @@
 'use strict';
-// The README's JavaScript and TypeScript examples type-check under `tsc --strict` against the
-// package's built types (package.json "types"), as a user's editor would check them.
+// The JavaScript and TypeScript examples of README.md and docs/*.md type-check under `tsc --strict`
+// against the package's built types (package.json "types"), as a user's editor would check them.
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
@@ -9,16 +9,22 @@ const ts = require('typescript');
 const repoRoot = path.resolve(__dirname, '..', '..');
 const packageJson = require('../../package.json');
 
-/** Each ```js / ```ts block of the README, with the line it starts on. */
-function readmeExamples() {
-  const lines = fs.readFileSync(path.join(repoRoot, 'README.md'), 'utf8').split('\n');
+/** The documents whose examples are checked, relative to the repository. */
+function documents() {
+  const docs = fs.readdirSync(path.join(repoRoot, 'docs')).filter((name) => name.endsWith('.md')).sort();
+  return ['README.md', ...docs.map((name) => `docs/${name}`)];
+}
+
+/** Each ```js / ```ts block of a document, with the document and the line it starts on. */
+function examplesOf(document) {
+  const lines = fs.readFileSync(path.join(repoRoot, document), 'utf8').split('\n');
   const examples = [];
   for (let i = 0; i < lines.length; i += 1) {
     const fence = /^```(js|ts)\s*$/.exec(lines[i]);
     if (fence === null) continue;
     const start = i + 1;
     while (i + 1 < lines.length && lines[i + 1] !== '```') i += 1;
-    examples.push({ language: fence[1], line: start + 1, code: lines.slice(start, i + 1).join('\n') });
+    examples.push({ document, language: fence[1], line: start + 1, code: lines.slice(start, i + 1).join('\n') });
     i += 1;
   }
   return examples;
@@ -51,20 +57,23 @@ function asModule({ code, language }) {
   return `${imports}\nexport {};\nasync function readmeExample()${returns} {\n${body}\n}\nvoid readmeExample;\n`;
 }
 
-describe('README examples', function () {
+describe('README and docs/ examples', function () {
   this.timeout(180000); // a TypeScript program: seconds, more on a loaded machine
 
   it('type-check under --strict against the built package types', function () {
     const typesFile = path.join(repoRoot, packageJson.types);
     if (!fs.existsSync(typesFile)) assert.fail(`${packageJson.types} is missing: run npm run build:ts first`);
-    const examples = readmeExamples();
-    assert.ok(examples.length >= 5, `found only ${examples.length} examples`);
+    const examples = documents().flatMap(examplesOf);
+    const inReadme = examples.filter((example) => example.document === 'README.md').length;
+    assert.ok(inReadme >= 5, `found only ${inReadme} examples in README.md`);
+    assert.ok(examples.some((example) => example.document === 'docs/api.md'), 'found no example in docs/api.md');
 
     // Virtual files beside this test, so that koffi and @types/node resolve from the repository.
     const files = new Map([[path.join(__dirname, 'readme-reader-context.d.ts'), readerContext]]);
     const fileFor = new Map();
     for (const example of examples) {
-      const file = path.join(__dirname, `readme-line-${example.line}.${example.language === 'ts' ? 'ts' : 'js'}`);
+      const name = example.document.replace(/[/.]/g, '-');
+      const file = path.join(__dirname, `${name}-line-${example.line}.${example.language === 'ts' ? 'ts' : 'js'}`);
       files.set(file, asModule(example));
       fileFor.set(file, example);
     }
@@ -96,7 +105,7 @@ describe('README examples', function () {
       const example = file === undefined ? undefined : fileFor.get(file);
       if (example === undefined || diagnostic.start === undefined) return `${file ?? ''}: ${text}`;
       const { line } = diagnostic.file.getLineAndCharacterOfPosition(diagnostic.start);
-      return `README.md line ${example.line + line - WRAPPER_LINES}: ${text}`;
+      return `${example.document} line ${example.line + line - WRAPPER_LINES}: ${text}`;
     });
     assert.deepEqual(problems, []);
   });
