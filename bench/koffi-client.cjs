@@ -4,8 +4,8 @@
 // through koffi's `.async` (FilterGetMessage without an OVERLAPPED), one loop per pending read.
 // Runs inside Windows node.exe (under Wine on Linux).
 //
-//   node koffi-client.cjs KERNEL_SYS notify PAYLOAD PENDING COUNT REPLY_BYTES|ff [--stall-seconds N]
-//   node koffi-client.cjs KERNEL_SYS send PAYLOAD IN_FLIGHT COUNT [--stall-seconds N]
+//   node koffi-client.cjs KERNEL_SYS notify PAYLOAD PENDING COUNT REPLY_BYTES|ff [--deadlock-seconds N]
+//   node koffi-client.cjs KERNEL_SYS send PAYLOAD IN_FLIGHT COUNT [--deadlock-seconds N]
 //
 // The same cells, warm-up and RESULT {json} line as fltport-client.cjs: PENDING loops of
 // FilterGetMessage then FilterReplyMessage (an exact-size reply, header + the first REPLY_BYTES
@@ -14,7 +14,7 @@
 // libuv's pool has 4 threads unless UV_THREADPOOL_SIZE says otherwise. With more loops than
 // threads every thread blocks in FilterGetMessage, and the FilterSendMessage that would start the
 // flood waits behind them for ever: a deadlock. It is detected as no message handled for
-// --stall-seconds (default 20, far beyond any pause of a healthy run); the client then prints
+// --deadlock-seconds (default 20, far beyond any pause of a healthy run); the client then prints
 // DEADLOCK {json}, cancels the blocked reads (CancelIoEx from the JS thread), unloads the kernel
 // and exits with code 3.
 const path = require('node:path');
@@ -268,21 +268,21 @@ async function shutDown(port, kernel, seconds = 30) {
 }
 
 function parseArgs(argv) {
-  const stallAt = argv.indexOf('--stall-seconds');
-  const stallSeconds = stallAt < 0 ? 20 : Number(argv[stallAt + 1]);
-  const positional = stallAt < 0 ? argv : [...argv.slice(0, stallAt), ...argv.slice(stallAt + 2)];
+  const flagAt = argv.indexOf('--deadlock-seconds');
+  const deadlockSeconds = flagAt < 0 ? 20 : Number(argv[flagAt + 1]);
+  const positional = flagAt < 0 ? argv : [...argv.slice(0, flagAt), ...argv.slice(flagAt + 2)];
   const [kernelSys, mode, payload, concurrency, countText, replyText] = positional;
-  return { kernelSys, mode, payloadBytes: Number(payload), concurrency: Number(concurrency), count: Number(countText), replyText, stallSeconds };
+  return { kernelSys, mode, payloadBytes: Number(payload), concurrency: Number(concurrency), count: Number(countText), replyText, deadlockSeconds };
 }
 
 async function main() {
-  const { kernelSys, mode, payloadBytes, concurrency, count, replyText, stallSeconds } = parseArgs(process.argv.slice(2));
+  const { kernelSys, mode, payloadBytes, concurrency, count, replyText, deadlockSeconds } = parseArgs(process.argv.slice(2));
   const kernel = await startKernel({ sys: kernelSys });
   const handle = [null];
   check('FilterConnectCommunicationPort', FilterConnectCommunicationPort(kernel.portName, 0, null, 0, null, handle));
   const port = handle[0];
   console.log(`FLTLIB ${loadedFltlibPath()}`);
-  const watch = watchProgress(stallSeconds);
+  const watch = watchProgress(deadlockSeconds);
   let result;
   let deadlock;
   try {
@@ -297,7 +297,7 @@ async function main() {
     deadlock = {
       impl: 'koffi',
       mode,
-      stallSeconds,
+      deadlockSeconds,
       threadpoolSize: process.env.UV_THREADPOOL_SIZE ?? 'default (4)',
       concurrency,
       messagesHandled: progress,
