@@ -17,6 +17,12 @@
 // --deadlock-seconds (default 20, far beyond any pause of a healthy run); the client then prints
 // DEADLOCK {json}, cancels the blocked reads (CancelIoEx from the JS thread), unloads the kernel
 // and exits with code 3.
+//
+// Unverified on Windows: the port handle is asynchronous (no FLT_PORT_FLAG_SYNC_HANDLE, whose
+// synchronous file object would serialize every call on the handle behind a blocked read), and
+// Microsoft calls synchronous I/O on an overlapped handle undefined (concurrent calls wait on the
+// file object's one event). The emulator's fltlib.dll waits on an event of its own for a
+// FilterGetMessage without an OVERLAPPED, so here the calls work as the developer expects.
 const path = require('node:path');
 const { performance } = require('node:perf_hooks');
 const { promisify } = require('node:util');
@@ -48,17 +54,23 @@ const check = (call, hr) => {
 };
 
 /**
- * Every blocking call goes through here: koffi's `.async` on libuv's pool, as a promise, tracked
- * so that the end of the run can wait for every call still on a pool thread.
+ * The blocking calls as promises: koffi's `.async` on libuv's pool. Each call is tracked so that
+ * the end of the run can wait for every call still on a pool thread.
  */
 const outstanding = new Set();
-function onPool(fn, ...args) {
-  const call = promisify(fn.async)(...args);
-  outstanding.add(call);
-  const forget = () => outstanding.delete(call);
-  call.then(forget, forget);
-  return call;
+function onPool(fn) {
+  const start = promisify(fn.async);
+  return (...args) => {
+    const call = start(...args);
+    outstanding.add(call);
+    const forget = () => outstanding.delete(call);
+    call.then(forget, forget);
+    return call;
+  };
 }
+const getMessage = onPool(FilterGetMessage);
+const replyMessage = onPool(FilterReplyMessage);
+const sendMessage = onPool(FilterSendMessage);
 
 /** What the watchdog watches: messages handled (notify) or calls answered (send). */
 let progress = 0;
@@ -121,7 +133,7 @@ function loadedFltlibPath() {
 async function send(port, request, outputBytes = 0) {
   const output = Buffer.alloc(outputBytes);
   const returned = new Uint32Array(1);
-  check('FilterSendMessage', await onPool(FilterSendMessage, port, request, request.length, outputBytes ? output : null, outputBytes, returned));
+  check('FilterSendMessage', await sendMessage(port, request, request.length, outputBytes ? output : null, outputBytes, returned));
   return output.subarray(0, returned[0]);
 }
 
@@ -130,7 +142,7 @@ async function readLoop(port, payloadBytes) {
   const message = Buffer.alloc(HEADER_BYTES + payloadBytes);
   let reply = Buffer.alloc(HEADER_BYTES + 16);
   while (!stopping) {
-    const hr = await onPool(FilterGetMessage, port, message, message.length, null);
+    const hr = await getMessage(port, message, message.length, null);
     if (stopping) return;
     check('FilterGetMessage', hr);
     const replyLength = message.readUInt32LE(0); // header + the kernel's reply buffer; 0: none
@@ -139,7 +151,7 @@ async function readLoop(port, payloadBytes) {
       reply.writeInt32LE(0, 0); // Status
       message.copy(reply, 8, 8, 16); // MessageId
       message.copy(reply, HEADER_BYTES, HEADER_BYTES, Math.min(replyLength, message.length)); // the kernel checks the echo
-      check('FilterReplyMessage', await onPool(FilterReplyMessage, port, reply, replyLength));
+      check('FilterReplyMessage', await replyMessage(port, reply, replyLength));
     }
     progress += 1;
   }
@@ -279,7 +291,9 @@ async function main() {
   const { kernelSys, mode, payloadBytes, concurrency, count, replyText, deadlockSeconds } = parseArgs(process.argv.slice(2));
   const kernel = await startKernel({ sys: kernelSys });
   const handle = [null];
-  check('FilterConnectCommunicationPort', FilterConnectCommunicationPort(kernel.portName, 0, null, 0, null, handle));
+  const connected = FilterConnectCommunicationPort(kernel.portName, 0, null, 0, null, handle);
+  if (connected < 0) await kernel.stop();
+  check('FilterConnectCommunicationPort', connected);
   const port = handle[0];
   console.log(`FLTLIB ${loadedFltlibPath()}`);
   const watch = watchProgress(deadlockSeconds);
