@@ -47,6 +47,8 @@ const GetModuleHandleW = kernel32.func('void * __stdcall GetModuleHandleW(const 
 const GetModuleFileNameW = kernel32.func('uint32_t __stdcall GetModuleFileNameW(void *hModule, void *lpFilename, uint32_t nSize)');
 
 const HEADER_BYTES = 16; // FILTER_MESSAGE_HEADER and FILTER_REPLY_HEADER
+/** libuv's pool as this process got it (libuv reads UV_THREADPOOL_SIZE once, at its first use). */
+const threadpoolSize = process.env.UV_THREADPOOL_SIZE ?? 'default (4)';
 
 const hex = (hr) => `0x${(hr >>> 0).toString(16).padStart(8, '0')}`;
 const check = (call, hr) => {
@@ -312,7 +314,7 @@ async function main() {
       impl: 'koffi',
       mode,
       deadlockSeconds,
-      threadpoolSize: process.env.UV_THREADPOOL_SIZE ?? 'default (4)',
+      threadpoolSize,
       concurrency,
       messagesHandled: progress,
       ...(mode === 'send' ? {} : { floodsStarted }),
@@ -327,7 +329,7 @@ async function main() {
     console.log(`DEADLOCK ${JSON.stringify(deadlock)}`);
     return 3;
   }
-  console.log(`RESULT ${JSON.stringify({ impl: 'koffi', threadpoolSize: process.env.UV_THREADPOOL_SIZE ?? 'default (4)', ...result })}`);
+  console.log(`RESULT ${JSON.stringify({ impl: 'koffi', threadpoolSize, ...result })}`);
   return result.failures === 0 ? 0 : 1;
 }
 
