@@ -1,7 +1,17 @@
-// Benchmarks: what fltport costs per message, measured against a native C client in the same run,
-// over the same transport (the filter-manager emulator, emulator/test-kernel's test-kernel.sys as
-// the kernel side, loaded once per run: by fltport-client.cjs itself for fltport, by
-// emulator/test-kernel/test-kernel-host.cjs for the C client).
+// Benchmarks: what fltport costs per message, measured in the same run, over the same transport
+// (the filter-manager emulator, emulator/test-kernel's test-kernel.sys as the kernel side, loaded
+// once per run: by the JS clients themselves, by emulator/test-kernel/test-kernel-host.cjs for the
+// C client), against two peers:
+//   native  bench/native-client.c: the scanner pattern done the fast way in C (thread-pool I/O)
+//   koffi   bench/koffi-client.cjs: what a Node developer writes without fltport (fltlib.dll through
+//           koffi, FilterGetMessage / FilterReplyMessage / FilterSendMessage on libuv's pool with
+//           koffi's .async, one loop per pending read); in the target cells only, twice: with
+//           libuv's default pool (4 threads), where 16 loops deadlock (every thread blocked in
+//           FilterGetMessage, the FLOOD command never runs: detected as no progress for
+//           --deadlock-seconds, reported as such, run once per cell since it is deterministic),
+//           and with UV_THREADPOOL_SIZE=40.
+// native, fltport and the first koffi configuration run with libuv's default pool:
+// UV_THREADPOOL_SIZE is never inherited from this process's environment.
 //
 //   node bench/run.mjs            full run (each cell 3 times, the target cells 5 times; medians)
 //   node bench/run.mjs --quick    a quarter of the messages, fewer cells
@@ -12,8 +22,12 @@
 //                                 machine's load than a time
 //   node bench/run.mjs --alloc    V8 heap bytes fltport allocates per message in the target cells,
 //                                 with the functions they come from (sampling heap profiler)
-//   options: --setup (what npm run bench adds: on Linux, scripts/setup.sh first), --reps N, --only notify|ff|send, --filter REGEXP (cell names), --messages N (per cell),
-//            --node-flags "FLAGS" (for the Windows node.exe, e.g. V8 heap sizes), --out FILE
+//   options: --setup (what npm run bench adds: on Linux, scripts/setup.sh first), --reps N (every
+//            cell, target cells included, N times), --only notify|ff|send, --filter REGEXP (cell
+//            names), --messages N (per cell), --deadlock-seconds N (koffi: no progress for this
+//            long is a deadlock; default 20), --node-flags "FLAGS" (for the Windows node.exe,
+//            e.g. V8 heap sizes), --out FILE
+//   --wine-calls, --alloc and --soak measure fltport (and native) only.
 //
 // Linux: the Windows programs run under Wine (node.exe, the C client, the test kernel on the
 // emulator's fltmgr.sys).
@@ -47,7 +61,7 @@ const resultsDir = path.join(benchDir, 'results');
 // ---------------------------------------------------------------- options
 
 function parseArgs(argv) {
-  const options = { setup: false, quick: false, soak: false, wineCalls: false, alloc: false, reps: undefined, only: undefined, messages: undefined, out: undefined, filter: undefined, nodeFlags: [] };
+  const options = { setup: false, quick: false, soak: false, wineCalls: false, alloc: false, reps: undefined, only: undefined, messages: undefined, out: undefined, filter: undefined, nodeFlags: [], deadlockSeconds: 20 };
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i];
     if (arg === '--setup') options.setup = true;
@@ -61,8 +75,9 @@ function parseArgs(argv) {
     else if (arg === '--out') options.out = argv[++i];
     else if (arg === '--filter') options.filter = new RegExp(argv[++i]);
     else if (arg === '--node-flags') options.nodeFlags = argv[++i].split(' ').filter(Boolean);
+    else if (arg === '--deadlock-seconds') options.deadlockSeconds = Number(argv[++i]);
     else if (arg === '--help' || arg === '-h') {
-      console.log('usage: node bench/run.mjs [--setup] [--quick] [--soak] [--wine-calls] [--alloc] [--reps N] [--only notify|ff|send] [--filter REGEXP] [--messages N] [--node-flags "FLAGS"] [--out FILE]');
+      console.log('usage: node bench/run.mjs [--setup] [--quick] [--soak] [--wine-calls] [--alloc] [--reps N] [--only notify|ff|send] [--filter REGEXP] [--messages N] [--deadlock-seconds N] [--node-flags "FLAGS"] [--out FILE]');
       process.exit(0);
     } else {
       console.error(`unknown option ${arg}`);
@@ -154,6 +169,28 @@ function cellArgs(cell, mode = cell.kind) {
 const RUN_TIMEOUT_MS = 60_000;
 
 /**
+ * The koffi peer's configurations, in the target cells: libuv's default pool, and one with a
+ * thread for each of its blocking reads and then some.
+ */
+const KOFFI_CONFIGS = [
+  { impl: 'koffi', pool: 'default pool (4 threads)', threadpoolSize: undefined },
+  { impl: 'koffi-40', pool: 'UV_THREADPOOL_SIZE=40', threadpoolSize: 40 },
+];
+/** What a client exits with when it reports DEADLOCK {json} (bench/koffi-client.cjs). */
+const DEADLOCK_EXIT_CODE = 3;
+
+/**
+ * The environment of a client: libuv's pool size is part of what is measured, so
+ * UV_THREADPOOL_SIZE comes from `env` alone, never from this process's environment.
+ */
+function clientEnv(env) {
+  const full = isWindows ? { ...process.env, ...env } : wineEnv(env);
+  for (const key of Object.keys(full)) if (key.toUpperCase() === 'UV_THREADPOOL_SIZE') delete full[key];
+  if (env.UV_THREADPOOL_SIZE !== undefined) full.UV_THREADPOOL_SIZE = String(env.UV_THREADPOOL_SIZE);
+  return full;
+}
+
+/**
  * runWindowsProgram (scripts/windows-runtime.mjs) with a time limit: a run that hangs is killed
  * and reported instead of stalling the whole benchmark. Output goes through a file under Wine
  * (node.exe fails with EBADF on a pipe).
@@ -163,12 +200,12 @@ function runProgram(exe, args, env, timeoutMs = RUN_TIMEOUT_MS, keepLog = undefi
   let logFile;
   let fd;
   if (isWindows) {
-    child = spawn(exe, args, { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawn(exe, args, { cwd: repoRoot, env: clientEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
   } else {
     ensureWinePrefix();
     logFile = keepLog ?? path.join(cacheDir, `bench-output-${process.pid}-${Date.now()}.log`);
     fd = fs.openSync(logFile, 'w');
-    child = spawn('wine', [exe, ...args], { cwd: repoRoot, env: wineEnv(env), stdio: ['ignore', fd, fd] });
+    child = spawn('wine', [exe, ...args], { cwd: repoRoot, env: clientEnv(env), stdio: ['ignore', fd, fd] });
     fs.closeSync(fd);
   }
   let output = '';
@@ -195,21 +232,35 @@ function runProgram(exe, args, env, timeoutMs = RUN_TIMEOUT_MS, keepLog = undefi
   });
 }
 
+/**
+ * One run of a client in a cell. Resolves with its figures, or for the koffi client with
+ * { deadlock } when it reported one.
+ */
 async function runClient(impl, cell, setup, mode) {
+  const koffi = KOFFI_CONFIGS.find((config) => config.impl === impl);
+  const script = (file) => [setup.nodeExe, [...setup.nodeFlags, path.join('bench', file), windowsPath(setup.testKernelSys), ...cellArgs(cell, mode)]];
   const [exe, args] =
     impl === 'native'
       ? [setup.nativeExe, [setup.kernelCommand, setup.nativeFltlib, ...cellArgs(cell, mode)]]
-      : [setup.nodeExe, [...setup.nodeFlags, path.join('bench', 'fltport-client.cjs'), windowsPath(setup.testKernelSys), ...cellArgs(cell, mode)]];
-  const timeoutMs = mode === 'soak' ? 30 * 60_000 : RUN_TIMEOUT_MS;
-  let { code, output, timedOut } = await runProgram(exe, args, setup.env, timeoutMs);
+      : koffi
+        ? script('koffi-client.cjs')
+        : script('fltport-client.cjs');
+  if (koffi) args.push('--deadlock-seconds', String(setup.deadlockSeconds));
+  const env = { ...setup.env, UV_THREADPOOL_SIZE: koffi?.threadpoolSize };
+  // The koffi client ends a deadlock itself after --deadlock-seconds; this limit is the last resort.
+  const timeoutMs = mode === 'soak' ? 30 * 60_000 : koffi ? Math.max(RUN_TIMEOUT_MS, (setup.deadlockSeconds + 40) * 1000) : RUN_TIMEOUT_MS;
+  let { code, output, timedOut } = await runProgram(exe, args, env, timeoutMs);
   if (timedOut) {
     // Seen once under Wine (a notify-ff cell with 64 senders never finished): retry once, say so.
     console.log(`  ${impl} ${cell.id}: no result after ${timeoutMs / 1000} s; killed, running it again`);
     setup.timeouts.push({ impl, cell: cell.id });
-    ({ code, output, timedOut } = await runProgram(exe, args, setup.env, timeoutMs));
+    ({ code, output, timedOut } = await runProgram(exe, args, env, timeoutMs));
   }
-  const line = output.split(/\r?\n/).find((text) => text.startsWith('RESULT '));
-  const fltlib = output.split(/\r?\n/).find((text) => text.startsWith('FLTLIB '))?.slice(7).trim();
+  const lines = output.split(/\r?\n/);
+  const deadlock = lines.find((text) => text.startsWith('DEADLOCK '));
+  if (koffi && code === DEADLOCK_EXIT_CODE && deadlock !== undefined) return { deadlock: JSON.parse(deadlock.slice(9)) };
+  const line = lines.find((text) => text.startsWith('RESULT '));
+  const fltlib = lines.find((text) => text.startsWith('FLTLIB '))?.slice(7).trim();
   if (code !== 0 || line === undefined) throw new Error(`${impl} ${cell.id} failed (exit ${code}):\n${output}`);
   const result = JSON.parse(line.slice(7));
   const expected = cell.messages - (cell.messages % cell.concurrency); // whole messages per sender
@@ -304,18 +355,73 @@ function table(results) {
   return [header, header.map(() => '---'), ...rows].map((row) => `| ${row.join(' | ')} |`).join('\n');
 }
 
-function targetChecks(results) {
+/** The second table: the koffi peer against fltport, in the target cells. */
+function koffiTable(results, deadlockSeconds) {
+  const header = ['cell', "koffi's libuv pool", 'koffi msg/s', 'fltport / koffi msg/s', 'koffi p50/p99/p99.9 ms', 'fltport / koffi p99', 'CPU s/100k koffi', 'fltport / koffi CPU/msg', 'peak MB koffi'];
+  const rows = results.flatMap(({ cell, koffi }) =>
+    koffi.map(({ pool, summary, deadlock, ratios }) =>
+      deadlock
+        ? [cell.id, pool, `deadlock (no progress in ${deadlock.deadlockSeconds ?? deadlockSeconds} s)`, '-', '-', '-', '-', '-', '-']
+        : [
+            cell.id,
+            pool,
+            fmt.rate(summary.messagesPerSecond),
+            fmt.ratio(ratios.throughput),
+            `${fmt.ms(summary.p50Us)} / ${fmt.ms(summary.p99Us)} / ${fmt.ms(summary.p999Us)}`,
+            fmt.ratio(ratios.p99),
+            fmt.num(summary.cpuPer100k),
+            fmt.ratio(ratios.cpu),
+            fmt.mb(summary.peakBytes),
+          ],
+    ),
+  );
+  return [header, header.map(() => '---'), ...rows].map((row) => `| ${row.join(' | ')} |`).join('\n');
+}
+
+function targetChecks(results, setup) {
   const checks = [];
-  for (const { cell, ratios } of results) {
+  for (const { cell, ratios, koffi } of results) {
     if (cell.target === 'notify') {
       checks.push({ target: `${cell.id}: throughput >= 0.9x native`, value: ratios.throughput, pass: ratios.throughput >= 0.9 });
       checks.push({ target: `${cell.id}: p99 <= 1.3x native`, value: ratios.p99, pass: ratios.p99 <= 1.3 });
+      const koffi40 = koffi.find((config) => config.impl === 'koffi-40');
+      if (cell.concurrency === 16 && koffi40) {
+        const against = koffi40.ratios ?? {};
+        checks.push({ target: `${cell.id}: fltport >= 1.2x koffi throughput (koffi with UV_THREADPOOL_SIZE=40)`, value: against.throughput, pass: against.throughput >= 1.2 });
+        checks.push({ target: `${cell.id}: fltport CPU/msg <= 0.7x koffi (koffi with UV_THREADPOOL_SIZE=40)`, value: against.cpu, pass: against.cpu <= 0.7 });
+      }
     } else if (cell.target === 'send') {
       checks.push({ target: `${cell.id}: throughput >= 0.8x native`, value: ratios.throughput, pass: ratios.throughput >= 0.8 });
     }
   }
+  // A fltport run that deadlocked would have hit the time limit (and then failed the run).
+  const fltportRuns = results.reduce((sum, { runs }) => sum + runs.fltport.length, 0);
+  const mostPending = Math.max(0, ...results.filter(({ cell }) => cell.kind === 'notify').map(({ cell }) => cell.concurrency));
+  const stalled = setup.timeouts.filter(({ impl }) => impl === 'fltport').length;
+  checks.push({
+    target: `no fltport configuration deadlocks (fltport always runs with libuv's default pool; ${fltportRuns} runs${mostPending > 0 ? `, up to ${mostPending} pending reads` : ''})`,
+    shown: stalled === 0 ? 'none stalled' : `${stalled} hit the time limit`,
+    pass: stalled === 0,
+  });
   return checks;
 }
+
+/** The median of the per-repetition ratios a / b of a metric, over the repetitions both ran. */
+function pairedRatio(runsA, runsB, metric) {
+  return median(runsA.map((runA) => {
+    const runB = runsB.find((candidate) => candidate.rep === runA.rep);
+    return runB === undefined ? undefined : runA[metric] / runB[metric];
+  }));
+}
+
+const ratiosOf = (runsA, runsB) => ({
+  throughput: pairedRatio(runsA, runsB, 'messagesPerSecond'),
+  p50: pairedRatio(runsA, runsB, 'p50Us'),
+  p99: pairedRatio(runsA, runsB, 'p99Us'),
+  p999: pairedRatio(runsA, runsB, 'p999Us'),
+  cpu: pairedRatio(runsA, runsB, 'cpuPer100k'),
+  peak: pairedRatio(runsA, runsB, 'peakBytes'),
+});
 
 // ---------------------------------------------------------------- modes
 
@@ -325,36 +431,48 @@ async function benchmark(options, setup) {
   const results = [];
   const started = Date.now();
   for (const [index, cell] of list.entries()) {
-    const runs = { native: [], fltport: [] };
+    const impls = ['native', 'fltport', ...(cell.target ? KOFFI_CONFIGS.map((config) => config.impl) : [])];
+    const runs = Object.fromEntries(impls.map((impl) => [impl, []]));
+    const deadlocks = {};
     foreignSeen = 0;
     // Runs under Wine are bimodal at times (both sides at half speed for a run): the target
-    // cells get more repetitions so that their medians are stable.
-    const cellReps = cell.target ? Math.max(reps + 2, 5) : reps;
+    // cells get more repetitions so that their medians are stable (unless --reps says otherwise).
+    const cellReps = cell.target && options.reps === undefined ? Math.max(reps + 2, 5) : reps;
     for (let rep = 0; rep < cellReps; rep += 1) {
-      // Alternate which side goes first, so neither always runs on a warmer machine.
-      const order = rep % 2 === 0 ? ['native', 'fltport'] : ['fltport', 'native'];
-      for (const impl of order) runs[impl].push(await runClient(impl, cell, setup));
+      // Rotate which side goes first, so none always runs on a warmer machine.
+      const order = [...impls.slice(rep % impls.length), ...impls.slice(0, rep % impls.length)];
+      for (const impl of order) {
+        // A deadlock is deterministic: once seen, that configuration is not run again in this cell.
+        if (deadlocks[impl]) continue;
+        const outcome = await runClient(impl, cell, setup);
+        if (outcome.deadlock) deadlocks[impl] = { ...outcome.deadlock, rep };
+        else runs[impl].push({ ...outcome, rep });
+      }
     }
     const native = summarize(runs.native);
     const fltport = summarize(runs.fltport);
-    // Each repetition runs both sides back to back: a ratio per repetition compares them under
+    // Each repetition runs every side back to back: a ratio per repetition compares them under
     // the same machine conditions, and the median of those ratios shrugs off the periods when
     // Wine runs everything at half speed for a minute (which a ratio of medians does not).
-    const pairedRatio = (metric) => median(runs.native.map((nativeRun, rep) => runs.fltport[rep][metric] / nativeRun[metric]));
-    const ratios = {
-      throughput: pairedRatio('messagesPerSecond'),
-      p50: pairedRatio('p50Us'),
-      p99: pairedRatio('p99Us'),
-      p999: pairedRatio('p999Us'),
-      cpu: pairedRatio('cpuPer100k'),
-      peak: pairedRatio('peakBytes'),
-    };
+    const ratios = ratiosOf(runs.fltport, runs.native);
+    // fltport / koffi, per koffi configuration that ran (none where it deadlocked).
+    const koffi = KOFFI_CONFIGS.filter(({ impl }) => impls.includes(impl)).map(({ impl, pool, threadpoolSize }) => ({
+      impl,
+      pool,
+      threadpoolSize: threadpoolSize ?? null,
+      deadlock: deadlocks[impl],
+      ...(runs[impl].length > 0 && !deadlocks[impl] ? { summary: summarize(runs[impl]), ratios: ratiosOf(runs.fltport, runs[impl]) } : {}),
+    }));
     const interference = foreignSeen;
-    results.push({ cell, native, fltport, ratios, runs, interferenceSeconds: interference });
+    results.push({ cell, native, fltport, ratios, koffi, runs, interferenceSeconds: interference });
     const elapsed = ((Date.now() - started) / 1000).toFixed(0);
+    const koffiText = koffi.map(({ pool, summary, deadlock, ratios: against }) =>
+      deadlock ? `koffi ${pool}: deadlock` : `koffi ${pool} ${fmt.rate(summary.messagesPerSecond)}/s (fltport / koffi ${fmt.ratio(against.throughput)})`,
+    );
     console.log(
       `[${index + 1}/${list.length} ${elapsed}s] ${cell.id}: native ${fmt.rate(native.messagesPerSecond)}/s p99 ${fmt.ms(native.p99Us)} ms, ` +
         `fltport ${fmt.rate(fltport.messagesPerSecond)}/s p99 ${fmt.ms(fltport.p99Us)} ms (${fmt.ratio(ratios.throughput)}, p99 ${fmt.ratio(ratios.p99)})` +
+        (koffiText.length > 0 ? `; ${koffiText.join(', ')}` : '') +
         (interference > 0 ? `  [other test runs seen on the machine for ~${interference} s]` : ''),
     );
   }
@@ -476,6 +594,7 @@ async function main() {
     nativeFltlib: 'fltlib.dll',
     timeouts: [],
     nodeFlags: options.nodeFlags,
+    deadlockSeconds: options.deadlockSeconds,
   };
   const machine = {
     platform: process.platform,
@@ -500,11 +619,18 @@ async function main() {
       report = { kind: 'allocation', allocation: await allocation(options, setup) };
     } else {
       const results = await benchmark(options, setup);
-      const checks = targetChecks(results);
+      const checks = targetChecks(results, setup);
       console.log(`\n${table(results)}\n`);
-      console.log('Rates and latencies are medians of the repetitions; ratios are medians of the per-repetition ratios fltport / native. Targets:');
-      for (const check of checks) console.log(`  ${check.pass ? 'met   ' : 'MISSED'} ${check.target}: ${fmt.ratio(check.value)}`);
-      const fltlibs = new Set(results.flatMap(({ runs }) => [...runs.native, ...runs.fltport].map((runResult) => runResult.fltlib?.toLowerCase())));
+      if (results.some(({ koffi }) => koffi.length > 0)) {
+        console.log(`${koffiTable(results, options.deadlockSeconds)}\n`);
+        console.log(
+          "koffi (bench/koffi-client.cjs) runs in the target cells only, with libuv's default pool and with UV_THREADPOOL_SIZE=40; " +
+            'a deadlock is run once per cell. native and fltport run with the default pool.',
+        );
+      }
+      console.log('Rates and latencies are medians of the repetitions; ratios are medians of the per-repetition ratios fltport / native and fltport / koffi. Targets:');
+      for (const check of checks) console.log(`  ${check.pass ? 'met   ' : 'MISSED'} ${check.target}: ${check.shown ?? fmt.ratio(check.value)}`);
+      const fltlibs = new Set(results.flatMap(({ runs }) => Object.values(runs).flat().map((runResult) => runResult.fltlib?.toLowerCase())));
       console.log(`fltlib.dll loaded by the clients: ${[...fltlibs].join(', ')}`);
       report = { kind: 'benchmark', results, checks };
     }

@@ -52,6 +52,7 @@ const suites = [
   ['filter-manager (the API and command on the emulated fltmgr.sys)', () => runWindowsSuite('test/filter-manager', { emulator: true })],
   // Real ntdll on Windows; under Wine against the LPC stand-in (emulator/lpc/README.md).
   ['windows-native (LPC)', () => runWindowsSuite('test/windows-native', { lpcStandIn: true })],
+  ['bench (bench/run.mjs: native, fltport and koffi, one short run on the emulator)', () => runLocalMocha('test/bench')],
   ['pack (npm pack, install, load)', () => runLocalMocha('test/pack')],
 ];
 

@@ -1,0 +1,118 @@
+'use strict';
+// bench/run.mjs for real, in one short run: the native C client, fltport and the koffi peer
+// (bench/koffi-client.cjs) in two target cells, under Wine against the emulator. What the JSON
+// results must hold: every client's message counts, koffi with libuv's default pool reported as
+// deadlocked at 16 pending reads (and nothing left hanging), koffi with 40 threads completing,
+// and the ratios. It runs with UV_THREADPOOL_SIZE set in its own environment: run.mjs must not
+// pass it on to the clients that measure libuv's default pool.
+const assert = require('node:assert/strict');
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const repoRoot = path.resolve(__dirname, '..', '..');
+const NOTIFY_CELL = 'notify 64 B pending 16';
+const SEND_CELL = 'send 64 B in flight 8';
+const MESSAGES = 1000;
+const DEADLOCK_SECONDS = 10;
+
+describe('bench/run.mjs: native, fltport and koffi in one run', function () {
+  let report;
+  let output = '';
+  let work;
+
+  before(async function () {
+    // On Windows the workflow's bench step runs the real thing (test-signed test-kernel.sys).
+    if (process.platform === 'win32') this.skip();
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'fltport-bench-'));
+    const out = path.join(work, 'results.json');
+    const args = [
+      path.join('bench', 'run.mjs'),
+      '--reps', '1',
+      '--messages', String(MESSAGES),
+      '--filter', `^(${NOTIFY_CELL}|${SEND_CELL})$`,
+      '--deadlock-seconds', String(DEADLOCK_SECONDS),
+      '--out', out,
+    ];
+    const code = await new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...process.env, UV_THREADPOOL_SIZE: '64' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout.on('data', (chunk) => (output += chunk));
+      child.stderr.on('data', (chunk) => (output += chunk));
+      child.on('error', reject);
+      child.on('close', resolve);
+    });
+    assert.equal(code, 0, `bench/run.mjs exited with ${code}:\n${output}`);
+    report = JSON.parse(fs.readFileSync(out, 'utf8'));
+  });
+
+  after(() => {
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  const result = (id) => report.results.find(({ cell }) => cell.id === id);
+  const expectedMessages = (cell) => cell.messages - (cell.messages % cell.concurrency);
+
+  it('ran the two cells, each once per client', () => {
+    assert.equal(report.kind, 'benchmark');
+    assert.deepEqual(report.results.map(({ cell }) => cell.id).sort(), [NOTIFY_CELL, SEND_CELL]);
+    for (const { runs } of report.results) {
+      assert.equal(runs.native.length, 1);
+      assert.equal(runs.fltport.length, 1);
+      assert.equal(runs['koffi-40'].length, 1);
+    }
+  });
+
+  it('native, fltport and koffi handled every message of each cell, none failed', () => {
+    for (const { cell, runs } of report.results) {
+      for (const run of [runs.native[0], runs.fltport[0], runs['koffi-40'][0], ...runs.koffi]) {
+        assert.equal(run.messages, expectedMessages(cell), `${run.impl} ${cell.id}`);
+        assert.equal(run.failures, 0, `${run.impl} ${cell.id}`);
+        if (cell.kind === 'notify') assert.equal(run.matched, expectedMessages(cell), `${run.impl} ${cell.id}: replies the kernel matched`);
+      }
+      assert.deepEqual([runs.native[0].impl, runs.fltport[0].impl, runs['koffi-40'][0].impl], ['native', 'fltport', 'koffi']);
+    }
+  });
+
+  it("reports koffi with libuv's default pool at 16 pending reads as a deadlock, run once, shut down cleanly", () => {
+    const { runs, koffi } = result(NOTIFY_CELL);
+    assert.equal(runs.koffi.length, 0);
+    const { deadlock } = koffi.find(({ impl }) => impl === 'koffi');
+    assert.ok(deadlock, 'no deadlock reported');
+    // UV_THREADPOOL_SIZE=64 in run.mjs's environment did not reach the client.
+    assert.equal(deadlock.threadpoolSize, 'default (4)');
+    assert.equal(deadlock.concurrency, 16);
+    assert.equal(deadlock.deadlockSeconds, DEADLOCK_SECONDS);
+    assert.equal(deadlock.messagesHandled, 0);
+    assert.equal(deadlock.floodsStarted, 0, 'the warm-up FLOOD reached the kernel');
+    assert.equal(deadlock.cleanShutdown, true);
+    assert.match(output, new RegExp(`\\| ${NOTIFY_CELL} \\| default pool \\(4 threads\\) \\| deadlock \\(no progress in ${DEADLOCK_SECONDS} s\\) \\|`));
+  });
+
+  it('koffi with UV_THREADPOOL_SIZE=40 completes both cells, and its default pool the send cell', () => {
+    for (const { cell, runs, koffi } of report.results) {
+      const forty = koffi.find(({ impl }) => impl === 'koffi-40');
+      assert.equal(forty.deadlock, undefined, cell.id);
+      assert.equal(runs['koffi-40'][0].threadpoolSize, '40');
+      assert.ok(forty.summary.messagesPerSecond > 0);
+    }
+    const { runs, koffi } = result(SEND_CELL);
+    assert.equal(koffi.find(({ impl }) => impl === 'koffi').deadlock, undefined);
+    assert.equal(runs.koffi[0].threadpoolSize, 'default (4)');
+  });
+
+  it('gives finite ratios fltport / native and fltport / koffi, and the targets against koffi', () => {
+    const finite = (value, what) => assert.ok(Number.isFinite(value) && value > 0, `${what}: ${value}`);
+    for (const { cell, ratios, koffi } of report.results) {
+      for (const metric of ['throughput', 'p99', 'cpu']) {
+        finite(ratios[metric], `${cell.id} fltport / native ${metric}`);
+        for (const config of koffi.filter(({ deadlock }) => !deadlock)) finite(config.ratios[metric], `${cell.id} fltport / ${config.impl} ${metric}`);
+      }
+    }
+    const targets = report.checks.map(({ target }) => target);
+    assert.ok(targets.includes(`${NOTIFY_CELL}: fltport >= 1.2x koffi throughput (koffi with UV_THREADPOOL_SIZE=40)`));
+    assert.ok(targets.includes(`${NOTIFY_CELL}: fltport CPU/msg <= 0.7x koffi (koffi with UV_THREADPOOL_SIZE=40)`));
+    const deadlockCheck = report.checks.find(({ target }) => target.startsWith('no fltport configuration deadlocks'));
+    assert.equal(deadlockCheck.pass, true);
+  });
+});
