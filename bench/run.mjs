@@ -255,6 +255,12 @@ async function runClient(impl, cell, setup, mode) {
     console.log(`  ${impl} ${cell.id}: no result after ${timeoutMs / 1000} s; killed, running it again`);
     setup.timeouts.push({ impl, cell: cell.id });
     ({ code, output, timedOut } = await runProgram(exe, args, env, timeoutMs));
+  } else if (code !== 0 && output.trim() === '') {
+    // Seen once under Wine (a native send cell right after a koffi run): an exit without a word,
+    // before the client's first line. Run again once, say so; a second one fails the run.
+    console.log(`  ${impl} ${cell.id}: exited ${code} without any output; running it again`);
+    setup.timeouts.push({ impl, cell: cell.id, silentExit: code });
+    ({ code, output, timedOut } = await runProgram(exe, args, env, timeoutMs));
   }
   const lines = output.split(/\r?\n/);
   const deadlock = lines.find((text) => text.startsWith('DEADLOCK '));
