@@ -387,23 +387,24 @@ function koffiTable(results, deadlockSeconds) {
 function targetChecks(results, setup) {
   const checks = [];
   for (const { cell, ratios, koffi } of results) {
-    if (cell.target === 'notify') {
-      checks.push({ target: `${cell.id}: throughput >= 0.9x native`, value: ratios.throughput, pass: ratios.throughput >= 0.9 });
-      checks.push({ target: `${cell.id}: p99 <= 1.3x native`, value: ratios.p99, pass: ratios.p99 <= 1.3 });
-      const koffi40 = koffi.find((config) => config.impl === 'koffi-40');
-      if (cell.concurrency === 16 && koffi40) {
-        const against = koffi40.ratios ?? {};
-        checks.push({ target: `${cell.id}: fltport >= 1.2x koffi throughput (koffi with UV_THREADPOOL_SIZE=40)`, value: against.throughput, pass: against.throughput >= 1.2 });
-        checks.push({ target: `${cell.id}: fltport CPU/msg <= 0.7x koffi (koffi with UV_THREADPOOL_SIZE=40)`, value: against.cpu, pass: against.cpu <= 0.7 });
-      }
-    } else if (cell.target === 'send') {
-      checks.push({ target: `${cell.id}: throughput >= 0.8x native`, value: ratios.throughput, pass: ratios.throughput >= 0.8 });
+    if (cell.target === undefined) continue;
+    // The targets, against native in the same run: throughput (0.95x for notify, 0.9x for
+    // send), CPU per message and p99.
+    const least = cell.target === 'notify' ? 0.95 : 0.9;
+    checks.push({ target: `${cell.id}: throughput >= ${least}x native`, value: ratios.throughput, pass: ratios.throughput >= least });
+    checks.push({ target: `${cell.id}: CPU/msg <= 1.2x native`, value: ratios.cpu, pass: ratios.cpu <= 1.2 });
+    checks.push({ target: `${cell.id}: p99 <= 1.3x native`, value: ratios.p99, pass: ratios.p99 <= 1.3 });
+    const koffi40 = koffi.find((config) => config.impl === 'koffi-40');
+    if (cell.target === 'notify' && cell.concurrency === 16 && koffi40) {
+      const against = koffi40.ratios ?? {};
+      checks.push({ target: `${cell.id}: fltport >= 1.2x koffi throughput (koffi with UV_THREADPOOL_SIZE=40)`, value: against.throughput, pass: against.throughput >= 1.2 });
+      checks.push({ target: `${cell.id}: fltport CPU/msg <= 0.7x koffi (koffi with UV_THREADPOOL_SIZE=40)`, value: against.cpu, pass: against.cpu <= 0.7 });
     }
   }
   // A fltport run that deadlocked would have hit the time limit (and then failed the run).
   const fltportRuns = results.reduce((sum, { runs }) => sum + runs.fltport.length, 0);
   const mostPending = Math.max(0, ...results.filter(({ cell }) => cell.kind === 'notify').map(({ cell }) => cell.concurrency));
-  const stalled = setup.timeouts.filter(({ impl }) => impl === 'fltport').length;
+  const stalled = setup.timeouts.filter(({ impl, silentExit }) => impl === 'fltport' && silentExit === undefined).length;
   checks.push({
     target: `no fltport configuration deadlocks (fltport always runs with libuv's default pool; ${fltportRuns} runs${mostPending > 0 ? `, up to ${mostPending} pending reads` : ''})`,
     shown: stalled === 0 ? 'none stalled' : `${stalled} hit the time limit`,
