@@ -36,14 +36,17 @@ export interface NativeFilterPort {
     pending: number,
     onMessages: (messages: NativeMessage[], unreadable: Error[]) => void,
     onEnd: (error: Error | null) => void,
-    maxBufferBytes?: number,
+    maxBufferBytes: number | undefined,
+    /** A read whose message expects a reply is re-armed by reply(..., stream) or consumed(), not at its completion. */
+    holdForReply: boolean,
   ): NativeMessageStream;
   send(data: Uint8Array, replyBytes: number): Promise<Buffer>;
   /**
-   * With serve()'s stream: the promise settles with the JS thread's next wake-up (at most ~2 ms
-   * later) instead of waking it, and the stream re-arms its idle reads once the reply is made.
+   * settleLazily: the promise settles with the JS thread's next wake-up (at most ~2 ms later)
+   * instead of waking it. stream: the message holds that stream's read (see stream()'s
+   * holdForReply), re-armed once the reply is made.
    */
-  reply(messageId: bigint, status: number, payload: Uint8Array | null, stream: NativeMessageStream | null): Promise<void>;
+  reply(messageId: bigint, status: number, payload: Uint8Array | null, settleLazily: boolean, stream: NativeMessageStream | null): Promise<void>;
   /** Cancels every read and resolves once all have completed; the handle closes after the last call using it. */
   close(): Promise<void>;
   /** Whether pending reads, streams and calls in flight (sends, replies) hold the event loop (default: they do). */

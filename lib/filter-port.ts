@@ -137,9 +137,11 @@ interface Inbox {
   /** Stops the reads; messages read but not taken go to the next reader. */
   leave(): void;
   /**
-   * serve()'s inbox: a message that expects a reply is done with when its reply is made (the reply
-   * names `stream`), not when it is taken; release() stands for a reply that serve() does not make.
+   * With holdForReply (serve()): whether `message` holds its read until its reply, because it is
+   * one of the stream's own and expects a reply. Its reply then names `stream`, which re-arms the
+   * read after the reply; release() gives the read back without one.
    */
+  holdsRead(message: NativeMessage): boolean;
   readonly stream: NativeMessageStream;
   release(): void;
 }
@@ -158,7 +160,7 @@ export class FilterPort {
   #nextReadId = 0;
   /** FilterMessage.reply(): one function for every message. */
   readonly #sendReply: SendReply = (id, status, payload) =>
-    this.#track('FilterReplyMessage', () => this.#native.reply(id, status, payload, null), undefined);
+    this.#track('FilterReplyMessage', () => this.#native.reply(id, status, payload, false, null), undefined);
 
   private constructor(name: string, native: NativeFilterPort) {
     this.name = name;
@@ -265,7 +267,7 @@ export class FilterPort {
   async *messages<T = unknown>(options?: MessagesOptions<T>): AsyncGenerator<FilterMessage<T>, void, undefined> {
     const { bufferBytes, type, signal, pending, maxBufferBytes } = checkMessagesOptions(options);
     const onError = checkOptionalFunction<NonNullable<MessagesOptions<T>['onError']>>(checkOptionsObject(options).onError, 'options.onError');
-    const inbox = this.#openInbox(bufferBytes, pending, signal, maxBufferBytes, (error) => reportError(onError, 'FltportMessagesWarning', error, undefined));
+    const inbox = this.#openInbox(bufferBytes, pending, signal, maxBufferBytes, (error) => reportError(onError, 'FltportMessagesWarning', error, undefined), false);
     try {
       for (;;) {
         const next = inbox.take();
@@ -303,9 +305,15 @@ export class FilterPort {
     // for a handler that returns a value. A handler's slot is free once it has settled; its reply
     // goes on by itself (bounded by the kernel's messages), as a native scanner's completion
     // thread moves on.
+    // A read whose message expects a reply is re-armed after that reply, as a native scanner does,
+    // only while that cannot keep a handler slot from a message: with more handlers than reads, the
+    // handlers holding messages would hold every read.
+    const holdReads = concurrency <= pending;
+    /** Messages that hold their stream read until their reply (Inbox.holdsRead). */
+    const holdingReads = new WeakSet<FilterMessage<T>>();
     let inbox: Inbox;
     try {
-      inbox = this.#openInbox(bufferBytes, pending, signal, maxBufferBytes, (error) => report(error, undefined), true);
+      inbox = this.#openInbox(bufferBytes, pending, signal, maxBufferBytes, (error) => report(error, undefined), holdReads);
     } catch (error) {
       if (error instanceof AbortError) return stats;
       throw error;
@@ -380,9 +388,14 @@ export class FilterPort {
       replies += 1;
       let sent: Promise<void>;
       try {
-        sent = this.#endError === undefined ? this.#native.reply(message.id, status, payload, inbox.stream) : Promise.reject(this.#endError);
+        const stream = holdingReads.delete(message) ? inbox.stream : null;
+        try {
+          sent = this.#endError === undefined ? this.#native.reply(message.id, status, payload, true, stream) : Promise.reject(this.#endError);
+        } catch (error) {
+          if (stream !== null) inbox.release();
+          throw error;
+        }
       } catch (error) {
-        inbox.release();
         sent = Promise.reject(error);
       }
       sent.then(replied, (error: unknown) => replyFailed(error, message));
@@ -411,11 +424,11 @@ export class FilterPort {
       }
       return payload;
     };
-    /** A failed handler: reported, and its message answered with HANDLER_FAILED_STATUS and the fail-safe verdict. */
-    /** A message that expects a reply and got it from elsewhere (its handler, onError, failureReply): its read comes back now. */
+    /** A message answered elsewhere (its handler, onError, failureReply): the read it holds comes back now. */
     const repliedElsewhere = (message: FilterMessage<T>) => {
-      if (message.expectsReply) inbox.release();
+      if (holdingReads.delete(message)) inbox.release();
     };
+    /** A failed handler: reported, and its message answered with HANDLER_FAILED_STATUS and the fail-safe verdict. */
     const failed = (message: FilterMessage<T>, error: unknown) => {
       stats.failed += 1;
       report(error, message);
@@ -456,6 +469,7 @@ export class FilterPort {
       stats.received += 1;
       handlers += 1;
       const message = this.#message<T>(native, type);
+      if (inbox.holdsRead(native)) holdingReads.add(message);
       let result: unknown;
       try {
         result = handler(message);
@@ -538,7 +552,7 @@ export class FilterPort {
     signal: AbortSignal | undefined,
     maxBufferBytes: number,
     onUnreadable: (error: unknown) => void,
-    doneWhenReplied = false,
+    holdForReply: boolean,
   ): Inbox {
     if (signal?.aborted) throw abortErrorFor(signal);
     if (this.#endError !== undefined) throw failureOf(this.#endError, 'FilterGetMessage');
@@ -550,6 +564,7 @@ export class FilterPort {
     const batches: NativeMessage[][] = [];
     let position = 0; // in batches[0]
     let taken = 0; // of batches[0], done with once taken
+    const holdingReads = new WeakSet<NativeMessage>();
     let leaving = false;
     let failure: unknown;
     let wake: (() => void) | undefined;
@@ -585,6 +600,7 @@ export class FilterPort {
         if (nativeError !== null) ending.fail(this.#failure(nativeError));
       },
       MESSAGE_HEADER_BYTES + maxBufferBytes,
+      holdForReply,
     );
     handedOver.push(...this.#unclaimed.splice(0));
     this.#readers.add(adopt);
@@ -602,7 +618,8 @@ export class FilterPort {
         if (batch !== undefined) {
           const own = batch[position];
           position += 1;
-          if (!doneWhenReplied || own.replyLength === 0) taken += 1;
+          if (holdForReply && own.replyLength !== 0) holdingReads.add(own);
+          else taken += 1;
           if (position >= batch.length) {
             // Reported a batch at a time: one call into the addon per delivery, not per message.
             // The reads' bound (2 x pending) leaves room for the batch taken meanwhile.
@@ -620,6 +637,7 @@ export class FilterPort {
       onArrival: (callback) => {
         wake = callback;
       },
+      holdsRead: (message) => holdingReads.has(message),
       stream,
       release: () => stream.consumed(1),
       leave: () => {

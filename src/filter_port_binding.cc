@@ -231,6 +231,9 @@ class StreamDeliveryJob : public CompletionQueue::Job {
   std::weak_ptr<StreamState> state_;
 };
 
+// Marks the JS objects that are MessageStreamHandles.
+constexpr napi_type_tag kMessageStreamTag = {0x6a2f5c1e9b7d4e03ull, 0x8c41f0d2a5b36e97ull};
+
 class MessageStreamHandle : public Napi::ObjectWrap<MessageStreamHandle> {
  public:
   static Napi::Function DefineClass(Napi::Env env) {
@@ -239,14 +242,17 @@ class MessageStreamHandle : public Napi::ObjectWrap<MessageStreamHandle> {
         {InstanceMethod<&MessageStreamHandle::Consumed>("consumed"), InstanceMethod<&MessageStreamHandle::Stop>("stop")});
   }
 
-  explicit MessageStreamHandle(const Napi::CallbackInfo& info) : ObjectWrap<MessageStreamHandle>(info) {}
+  explicit MessageStreamHandle(const Napi::CallbackInfo& info) : ObjectWrap<MessageStreamHandle>(info) {
+    // What FilterPortHandle::ReadStream recognizes the handle by (a failure leaves it unusable there).
+    napi_type_tag_object(info.Env(), info.This(), &kMessageStreamTag);
+  }
 
   void Adopt(std::shared_ptr<StreamState> state) { state_ = std::move(state); }
   // Null once the stream has ended.
   std::shared_ptr<MessageStream> Stream() const { return state_ == nullptr ? nullptr : state_->stream; }
 
  private:
-  // consumed(count): the consumer took `count` messages; room for that many reads again.
+  // consumed(count): the consumer is done with `count` messages; room for that many reads again.
   Napi::Value Consumed(const Napi::CallbackInfo& info) {
     uint32_t count = 0;
     if (!ReadUint32(info[0], "count", 0, UINT32_MAX, &count)) return info.Env().Undefined();
@@ -316,25 +322,37 @@ class SendJob : public PortCallJob {
 
 class ReplyJob : public PortCallJob {
  public:
-  // `stream`: serve()'s reply to a message of that stream, which gets the message's read back
-  // once the reply is made; null for message.reply().
-  ReplyJob(Napi::Env env, std::shared_ptr<PortState> port, std::vector<uint8_t> reply,
+  // `stream`: the stream whose read the message holds (serve()), which gets it back once the reply
+  // is made; null when the message holds none.
+  ReplyJob(Napi::Env env, std::shared_ptr<PortState> port, std::vector<uint8_t> reply, bool settleLazily,
            std::shared_ptr<MessageStream> stream)
-      : PortCallJob(env, std::move(port)), reply_(std::move(reply)), stream_(std::move(stream)) {}
+      : PortCallJob(env, std::move(port)),
+        reply_(std::move(reply)),
+        settleLazily_(settleLazily),
+        stream_(std::move(stream)) {}
 
  protected:
   bool Call(Failure* failure) override {
     HRESULT hr = connection_->Reply(reply_.data(), static_cast<DWORD>(reply_.size()));
-    if (stream_ != nullptr) stream_->Replied();
+    if (stream_ != nullptr) {
+      stream_->Replied();
+      stream_.reset();
+    }
     return Succeeded(hr, "FilterReplyMessage", failure);
+  }
+  // A job that never reached Call() (no thread-pool work object): the read comes back all the same.
+  void Finished(Napi::Env env) override {
+    if (stream_ != nullptr) stream_->Consumed(1);
+    PortCallJob::Finished(env);
   }
   // The kernel has the reply once Call() returns; when nobody waits on the outcome (serve()),
   // it can ride on the next wake-up: a scanner replies to every message, and half of its JS
   // thread's wake-ups were these.
-  bool CanWait() const override { return stream_ != nullptr; }
+  bool CanWait() const override { return settleLazily_; }
 
  private:
   std::vector<uint8_t> reply_;
+  bool settleLazily_;
   std::shared_ptr<MessageStream> stream_;
 };
 
@@ -414,8 +432,9 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
     return promise;
   }
 
-  // stream(bufferBytes, pending, onMessages(messages, unreadable), onEnd, maxBufferBytes?):
-  // MessageStreamHandle. Without maxBufferBytes a read never grows.
+  // stream(bufferBytes, pending, onMessages(messages, unreadable), onEnd, maxBufferBytes | undefined,
+  // holdForReply): MessageStreamHandle. Without maxBufferBytes a read never grows. holdForReply: a
+  // read whose message expects a reply waits for reply(..., stream) or consumed() (serve()).
   Napi::Value Stream(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint32_t bufferBytes = 0;
@@ -431,6 +450,8 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
     } else if (!ReadUint32(info[4], "maxBufferBytes", bufferBytes, kMessageHeaderBytes + kMaxPayloadBytes, &maxBufferBytes)) {
       return env.Undefined();
     }
+    bool holdForReply = false;
+    if (!ReadBoolean(info[5], "holdForReply", &holdForReply)) return env.Undefined();
     if (Closed()) {
       ClosedPortError(env).ThrowAsJavaScriptException();
       return env.Undefined();
@@ -450,7 +471,7 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
     std::weak_ptr<StreamState> weak = state;
     // The hold goes with the stream, once its last read has completed.
     CompletionQueue::WorkHold work(completions);
-    state->stream = MessageStream::Start(state_->connection, bufferBytes, maxBufferBytes, pending, [completions, weak, work]() {
+    state->stream = MessageStream::Start(state_->connection, bufferBytes, maxBufferBytes, pending, holdForReply, [completions, weak, work]() {
       completions->Post(std::make_unique<StreamDeliveryJob>(weak));
     });
     if (state->stream == nullptr) {
@@ -496,20 +517,20 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
     return PoolJob::Submit(env, std::make_unique<SendJob>(env, state_, std::move(input), replyBytes));
   }
 
-  // reply(messageId, status, payload | null, stream | null): Promise<void>; sends header + payload
-  // exactly. With serve()'s stream the promise settles lazily and the stream's read comes back.
+  // reply(messageId, status, payload | null, settleLazily, stream | null): Promise<void>; sends
+  // header + payload exactly. settleLazily: the promise settles with the JS thread's next wake-up
+  // instead of waking it (serve()). stream: the message's read is held for this reply (serve()).
   Napi::Value Reply(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint64_t messageId = 0;
     int32_t status = 0;
     const uint8_t* payload = nullptr;
     size_t payloadBytes = 0;
+    bool settleLazily = false;
     std::shared_ptr<MessageStream> stream;
-    // The stream first: instanceof may run JS (a proxy's trap), which must not follow the view
-    // of the payload taken below.
-    if (!ReadStream(info[3], &stream) || !ReadUint64(info[0], "messageId", &messageId) ||
-        !ReadInt32(info[1], "status", &status) ||
-        !ReadOptionalBytesView(info[2], "payload", kMaxPayloadBytes, &payload, &payloadBytes)) {
+    if (!ReadUint64(info[0], "messageId", &messageId) || !ReadInt32(info[1], "status", &status) ||
+        !ReadOptionalBytesView(info[2], "payload", kMaxPayloadBytes, &payload, &payloadBytes) ||
+        !ReadBoolean(info[3], "settleLazily", &settleLazily) || !ReadStream(info[4], &stream)) {
       return env.Undefined();
     }
     if (Closed()) return RejectedPromise(env, ClosedPortError(env));
@@ -519,16 +540,18 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
     std::memcpy(reply.data(), &status, sizeof(status));
     std::memcpy(reply.data() + 8, &messageId, sizeof(messageId));
     if (payloadBytes != 0) std::memcpy(reply.data() + kReplyHeaderBytes, payload, payloadBytes);
-    return PoolJob::Submit(env, std::make_unique<ReplyJob>(env, state_, std::move(reply), std::move(stream)));
+    return PoolJob::Submit(env, std::make_unique<ReplyJob>(env, state_, std::move(reply), settleLazily, std::move(stream)));
   }
 
   // null, or a MessageStreamHandle (its stream: null once ended); false with a TypeError pending.
+  // Checked by its type tag, which runs no JS (instanceof could) and which a proxy of the handle or
+  // an object made from its prototype does not carry.
   static bool ReadStream(const Napi::Value& value, std::shared_ptr<MessageStream>* stream) {
     Napi::Env env = value.Env();
     if (value.IsNull()) return true;
-    bool isStream = value.IsObject() && value.As<Napi::Object>().InstanceOf(GetAddonData(env)->messageStreamClass.Value());
-    if (env.IsExceptionPending()) return false;
-    if (!isStream) {
+    bool tagged = false;
+    if (value.IsObject() && napi_check_object_type_tag(env, value, &kMessageStreamTag, &tagged) != napi_ok) tagged = false;
+    if (!tagged) {
       Napi::TypeError error = Napi::TypeError::New(env, "stream must be a MessageStreamHandle or null");
       error.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_TYPE"));
       error.ThrowAsJavaScriptException();

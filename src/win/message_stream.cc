@@ -50,19 +50,21 @@ class MessageStream::Read : public ReadOperation {
 };
 
 MessageStream::MessageStream(std::shared_ptr<FilterConnection> connection, DWORD bufferBytes, DWORD maxBufferBytes,
-                             uint32_t pending, std::function<void()> ready)
+                             uint32_t pending, bool holdForReply, std::function<void()> ready)
     : connection_(std::move(connection)),
       bufferBytes_(bufferBytes),
       maxBufferBytes_(std::max(bufferBytes, maxBufferBytes)),
       maxUnconsumed_(2 * pending),
+      holdForReply_(holdForReply),
       notify_(std::move(ready)) {}
 
 std::shared_ptr<MessageStream> MessageStream::Start(std::shared_ptr<FilterConnection> connection, DWORD bufferBytes,
-                                                    DWORD maxBufferBytes, uint32_t pending,
+                                                    DWORD maxBufferBytes, uint32_t pending, bool holdForReply,
                                                     std::function<void()> ready) noexcept {
   std::shared_ptr<MessageStream> stream;
   try {
-    stream.reset(new MessageStream(std::move(connection), bufferBytes, maxBufferBytes, pending, std::move(ready)));
+    stream.reset(
+        new MessageStream(std::move(connection), bufferBytes, maxBufferBytes, pending, holdForReply, std::move(ready)));
     stream->reads_.reserve(pending);
     for (uint32_t i = 0; i < pending; ++i) {
       stream->reads_.push_back(std::make_unique<Read>(stream.get()));
@@ -157,7 +159,7 @@ void MessageStream::Completed(Read* read, ULONG error, ULONG bytes) noexcept {
   std::shared_ptr<MessageStream> self = std::move(read->inFlight);
   ReceivedMessage message;
   HRESULT result = read->Parse(error, bytes, &message);
-  bool waitsForReply = result == S_OK && message.replyLength != 0;
+  bool waitsForReply = holdForReply_ && result == S_OK && message.replyLength != 0;
   bool rearm;
   bool cancel = false;
   bool notify;

@@ -15,18 +15,19 @@
 
 namespace fltport {
 
-// Keeps `pending` reads in the kernel, each re-armed off the consumer's thread, the way a native
-// scanner does, so starting a read never costs the consumer's thread anything. A read whose
-// message expects no reply is re-armed by the thread its completion arrives on. One whose message
-// expects a reply waits until that message is done with: Replied() re-arms it on the replying
-// thread, after the reply, as a native scanner's completion thread replies and then reads again
-// (the kernel's sender, woken by the reply, has its next message queued by then, and the read
-// completes at once instead of being pended and completed later); Consumed() re-arms it too. The
-// consumer bounds the read-ahead: while 2 x `pending` messages are unconsumed, a completed read
-// is not re-armed until Consumed() makes room. Messages on their way to the consumer count, and
-// it takes them in batches (and reports them consumed a batch at a time): a bound of `pending` would stall every read while one batch is in
-// transit, and re-arming them all at once takes one thread a while (each is a call into the
-// kernel).
+// Keeps `pending` reads in the kernel, re-armed off the consumer's thread the way a native scanner
+// does, so starting a read never costs the consumer's thread anything. A completed read is
+// re-armed at once by the thread its completion arrived on, unless the stream holds reads for
+// replies (`holdForReply`, serve()) and its message expects one: then the read stays idle, and the
+// idle reads are re-armed together by the next Replied() (on the thread that has just made a reply,
+// as a native scanner's completion thread replies and then reads again: the kernel's sender, woken
+// by the reply, has usually queued its next message by then, so the read completes at once instead
+// of waiting in the kernel; measured under Wine, unverified on Windows) or Consumed() (through the
+// thread pool). The consumer bounds the read-ahead: while 2 x `pending` messages are unconsumed, a
+// completed read is not re-armed until Consumed() or Replied() makes room. Messages on their way
+// to the consumer count, and it takes them in batches (and reports them consumed a batch at a
+// time): a bound of `pending` would stall every read while one batch is in transit, and re-arming
+// them all at once takes one thread a while (each is a call into the kernel).
 //
 // A message larger than a read's buffer: that read doubles its buffer (up to `maxBufferBytes`)
 // and is re-armed at once, assuming the kernel keeps the message for a bigger read (the emulated
@@ -54,7 +55,7 @@ class MessageStream : public std::enable_shared_from_this<MessageStream> {
   // `ready` runs on any thread when Take() has something new (messages or the end); it is not
   // called again until Take() has been called. nullptr when out of memory or thread-pool objects.
   static std::shared_ptr<MessageStream> Start(std::shared_ptr<FilterConnection> connection, DWORD bufferBytes,
-                                              DWORD maxBufferBytes, uint32_t pending,
+                                              DWORD maxBufferBytes, uint32_t pending, bool holdForReply,
                                               std::function<void()> ready) noexcept;
   ~MessageStream();
   MessageStream(const MessageStream&) = delete;
@@ -63,8 +64,8 @@ class MessageStream : public std::enable_shared_from_this<MessageStream> {
   Batch Take();
   // The consumer is done with `count` messages; idle reads are re-armed through the thread pool.
   void Consumed(uint32_t count);
-  // Any thread, after replying to one message of this stream: it is done with, and idle reads are
-  // re-armed on this thread.
+  // Any thread, after replying to one message of this stream that held its read: that message is
+  // done with, and idle reads are re-armed on this thread.
   void Replied() noexcept;
   // Cancels the reads; what they still deliver comes through Take(), then the end.
   void Stop();
@@ -73,7 +74,7 @@ class MessageStream : public std::enable_shared_from_this<MessageStream> {
   class Read;
 
   MessageStream(std::shared_ptr<FilterConnection> connection, DWORD bufferBytes, DWORD maxBufferBytes,
-                uint32_t pending, std::function<void()> ready);
+                uint32_t pending, bool holdForReply, std::function<void()> ready);
 
   void Completed(Read* read, ULONG error, ULONG bytes) noexcept;
   // Under the lock: what a completed read stands for, applied to the stream; false when the read
@@ -99,6 +100,7 @@ class MessageStream : public std::enable_shared_from_this<MessageStream> {
   const DWORD bufferBytes_;
   const DWORD maxBufferBytes_;
   const uint32_t maxUnconsumed_;
+  const bool holdForReply_;
   std::vector<std::unique_ptr<Read>> reads_;
   std::function<void()> notify_;
   // Starts idle reads off the consumer's thread; SubmitThreadpoolWork cannot fail.
@@ -111,7 +113,7 @@ class MessageStream : public std::enable_shared_from_this<MessageStream> {
   std::vector<Unreadable> unreadable_;
   Read* idle_ = nullptr;      // a list through Read::nextIdle: no allocation on completion paths
   uint32_t outstanding_ = 0;  // in the kernel or about to be
-  uint32_t unconsumed_ = 0;   // completed, not yet Consumed()
+  uint32_t unconsumed_ = 0;   // completed, not yet Consumed() or Replied()
   bool stopping_ = false;
   // Set while ArmWork is queued (and keeps the stream alive until it runs).
   std::shared_ptr<MessageStream> armHold_;

@@ -417,7 +417,7 @@ describe('FilterPort against the emulator', function () {
       assert.equal(kernelStats.timeouts + kernelStats.failures, 0);
     });
 
-    it('reads no further message on a read whose message waits for its reply: the read comes back once the reply is made', async function () {
+    it('with no more handlers than reads, re-arms a read whose message waits for its reply only after the reply', async function () {
       this.timeout(30000);
       const port = await connect();
       let replyNow;
@@ -460,6 +460,61 @@ describe('FilterPort against the emulator', function () {
       assert.equal(stats.sent, 2);
       assert.equal(stats.timeouts, 1);
     });
+
+    it('runs `concurrency` handlers at once when that is more than `pending`, for messages that expect replies', async function () {
+      this.timeout(60000);
+      const port = await connect();
+      const senders = 8;
+      for (let i = 0; i < senders; i += 1) await kernel.notify(port, { count: 1, replyLength: 8 });
+      let running = 0;
+      let most = 0;
+      let allRunning;
+      const together = new Promise((resolve) => (allRunning = resolve));
+      const controller = new AbortController();
+      let handled = 0;
+      const stats = await port.serve(
+        async (message) => {
+          running += 1;
+          most = Math.max(most, running);
+          if (running === senders) allRunning();
+          // Each handler waits for all of them (or a generous limit): with reads held for replies,
+          // 2 reads could never bring 8 messages to their handlers.
+          await Promise.race([together, delay(20000)]);
+          running -= 1;
+          handled += 1;
+          if (handled === senders) setImmediate(() => controller.abort());
+          return message.data.subarray(0, 8);
+        },
+        { pending: 2, concurrency: senders, signal: controller.signal },
+      );
+      assert.equal(most, senders);
+      assert.equal(stats.replied, senders);
+      assert.equal((await kernel.wait(port)).matched, senders);
+    });
+
+    for (const [how, handler, options] of [
+      ['the handler replies itself', async (message) => void (await message.reply(message.data.subarray(0, 8))), {}],
+      ['onError replies', () => 'not a reply', { onError: (_error, message) => void message?.reply(message.data.subarray(0, 8)) }],
+      ['failureReply replies', () => { throw new Error('handler failed'); }, { onError: () => undefined, failureReply: (message) => { void message.reply(message.data.subarray(0, 8)); return new Uint8Array(0); } }],
+    ]) {
+      it(`gets its one read back when ${how} (pending 1)`, async function () {
+        this.timeout(30000);
+        const port = await connect();
+        for (let i = 0; i < 3; i += 1) await kernel.notify(port, { count: 1, replyLength: 8 });
+        const controller = new AbortController();
+        let seen = 0;
+        const stats = await port.serve(
+          (message) => {
+            seen += 1;
+            if (seen === 3) setTimeout(() => controller.abort(), 50);
+            return handler(message);
+          },
+          { pending: 1, concurrency: 1, ...options, signal: controller.signal },
+        );
+        assert.equal(stats.received, 3);
+        assert.equal((await kernel.wait(port)).matched, 3);
+      });
+    }
 
     it('runs at most `concurrency` handlers at once', async () => {
       const port = await connect();
@@ -721,9 +776,9 @@ describe('FilterPort against the emulator', function () {
         const nativePort = await filterConnect(...args);
         const reply = nativePort.reply;
         Object.defineProperty(nativePort, 'reply', {
-          value(id, status, payload, settleLazily) {
+          value(id, status, payload, ...rest) {
             sentReplies.push({ status, payload: payload === null ? null : Buffer.from(payload) });
-            return reply.call(this, id, status, payload, settleLazily);
+            return reply.call(this, id, status, payload, ...rest);
           },
         });
         return nativePort;
@@ -1049,8 +1104,14 @@ describe('FilterPort against the emulator', function () {
           assert.throws(() => native.stream(...args), (error) => error instanceof type && typeof error.code === 'string', String(args));
         }
         let ended;
-        const stream = native.stream(64, 1, noop, (error) => (ended = error));
+        assert.throws(() => native.stream(64, 1, noop, noop, undefined, 'yes'), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+        const stream = native.stream(64, 1, noop, (error) => (ended = error), undefined, true);
         assert.throws(() => stream.consumed(-1), RangeError);
+        // Anything but a stream handle (or null) as reply()'s stream is a TypeError, never a crash:
+        // a proxy of one and an object made from its prototype included.
+        for (const notAStream of [{}, new Proxy(stream, {}), Object.create(Object.getPrototypeOf(stream)), 1, undefined]) {
+          assert.throws(() => native.reply(1n, 0, null, true, notAStream), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' }, String(notAStream));
+        }
         stream.stop();
         for (let i = 0; i < 100 && ended === undefined; i += 1) await delay(10);
         assert.equal(ended, null);
