@@ -5,5 +5,7 @@ export function mochaCounts(output) {
     const match = plain.match(new RegExp(`^\\s*(\\d+) ${word}\\b`, 'm'));
     return match ? Number(match[1]) : 0;
   };
-  return { passed: count('passing'), failed: count('failing'), skipped: count('pending') };
+  // mocha always prints "N passing", 0 included: without it the run ended before its summary.
+  const summarized = /^\s*\d+ passing\b/m.test(plain);
+  return { passed: count('passing'), failed: count('failing'), skipped: count('pending'), summarized };
 }

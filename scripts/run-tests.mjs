@@ -26,7 +26,10 @@ function runNode(args) {
 
 async function runLocalMocha(suite) {
   const mocha = path.join('node_modules', 'mocha', 'bin', 'mocha.js');
-  return mochaCounts((await runNode([mocha, '--config', path.join(suite, '.mocharc.json')])).output);
+  const { code, output } = await runNode([mocha, '--config', path.join(suite, '.mocharc.json')]);
+  const { summarized, ...counts } = mochaCounts(output);
+  if ((code !== 0 || !summarized) && counts.failed === 0) counts.failed = 1;
+  return counts;
 }
 
 function plainCounts(output) {
