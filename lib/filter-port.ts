@@ -256,13 +256,12 @@ export class FilterPort {
 
   /**
    * Messages as they come, with `pending` reads kept outstanding in the kernel (re-armed off the
-   * JS thread: as each completes, or, when its message expects a reply, once the loop took it). Back-pressure: while 2 x `pending` messages wait for the loop
+   * JS thread as each completes). Back-pressure: while 2 x `pending` messages wait for the loop
    * (those on their way to it included, and each delivery until the loop has taken all of it), no
-   * read is re-armed. Ends when the port closes; throws
-   * an AbortError when the signal aborts and the WinError when the kernel disconnects. A message
-   * read but not yet taken when the loop is left stays for the next reader. A message larger than
-   * bufferBytes grows its read up to maxBufferBytes; one larger still goes to onError and the
-   * loop goes on.
+   * read is re-armed. Ends when the port closes; throws an AbortError when the signal aborts and
+   * the WinError when the kernel disconnects. A message read but not yet taken when the loop is
+   * left stays for the next reader. A message larger than bufferBytes grows its read up to
+   * maxBufferBytes; one larger still goes to onError and the loop goes on.
    */
   async *messages<T = unknown>(options?: MessagesOptions<T>): AsyncGenerator<FilterMessage<T>, void, undefined> {
     const { bufferBytes, type, signal, pending, maxBufferBytes } = checkMessagesOptions(options);
@@ -281,10 +280,8 @@ export class FilterPort {
   }
 
   /**
-   * The scanner loop: `pending` reads outstanding (one whose message expects a reply is re-armed
-   * once that reply is made, as a native scanner reads again after replying), up to `concurrency`
-   * handlers at once, each message answered with its handler's result (status 0) or, when the
-   * handler fails (throws,
+   * The scanner loop: `pending` reads outstanding, up to `concurrency` handlers at once, each
+   * message answered with its handler's result (status 0) or, when the handler fails (throws,
    * returns what cannot be a reply, or returns undefined for a message that expects a reply
    * without replying itself), with HANDLER_FAILED_STATUS and the fail-safe verdict. Resolves when
    * the port closes or the signal aborts, after every handler and reply has settled; rejects with
