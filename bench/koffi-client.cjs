@@ -14,9 +14,9 @@
 // libuv's pool has 4 threads unless UV_THREADPOOL_SIZE says otherwise. With more loops than
 // threads every thread blocks in FilterGetMessage, and the FilterSendMessage that would start the
 // flood waits behind them for ever: a deadlock. It is detected as no message handled for
-// --deadlock-seconds (default 20, far beyond any pause of a healthy run); the client then prints
-// DEADLOCK {json}, cancels the blocked reads (CancelIoEx from the JS thread), unloads the kernel
-// and exits with code 3.
+// --deadlock-seconds (20 s by default, and bench/run.mjs passes 20 unless told otherwise); the
+// client then prints DEADLOCK {json}, cancels the blocked reads (CancelIoEx from the JS thread),
+// unloads the kernel and exits with code 3.
 //
 // Unverified on Windows: the port handle is asynchronous (no FLT_PORT_FLAG_SYNC_HANDLE, whose
 // synchronous file object would serialize every call on the handle behind a blocked read), and

@@ -31,7 +31,8 @@
 //
 // Linux: the Windows programs run under Wine (node.exe, the C client, the test kernel on the
 // emulator's fltmgr.sys).
-// Windows: they run natively (the C client is built with MSVC, fltlib.dll is the emulator's).
+// Windows: the clients run natively against the real filter manager and the system's fltlib.dll
+// (the C client built with MSVC); unverified on Windows.
 // Results: a table on stdout and JSON in bench/results/<timestamp>.json.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';

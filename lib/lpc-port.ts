@@ -1,6 +1,6 @@
 // LPC ports (ntdll): LpcPort, a client's connection to a named port; LpcServerPort, a named port
 // of this process and the events its clients cause. Modern Windows runs LPC on top of ALPC; the
-// README ("LPC ports") says which behaviour is verified where.
+// "LPC ports" section of docs/api.md says which behaviour is verified where.
 import { loadNative } from '../binding/loader';
 import type { NativeLpcClient, NativeLpcConnection, NativeLpcServer } from '../binding/native';
 import { settleOnce } from './abort';

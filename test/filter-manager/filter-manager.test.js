@@ -64,7 +64,7 @@ describe('filter-manager API against the emulated filter manager', function () {
       assert.equal(await fltport.toDosPath('\\Device\\NoSuchVolume\\x'), null);
     });
 
-    it('toDosPath() refreshes for a device it did not find at most every 10 s (README), not on every path', async () => {
+    it('toDosPath() refreshes for a device it did not find at most every 10 s (docs/api.md, the filter manager: toDosPath), not on every path', async () => {
       const DefineDosDeviceW = koffi.load('kernel32.dll').func('bool __stdcall DefineDosDeviceW(uint32 flags, const char16_t *name, const char16_t *target)');
       const letter = ['Q:', 'R:', 'S:', 'T:'].find((candidate) => !volumes.some((volume) => volume.dosName === candidate));
       const device = `\\Device\\FltportUnknownFirst${process.pid}`;

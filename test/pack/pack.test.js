@@ -36,11 +36,11 @@ describe('the packed package', function () {
 
   after(() => fs.rmSync(work, { recursive: true, force: true }));
 
-  it('holds exactly dist/, the prebuilt binaries, README, LICENSE and package.json', () => {
+  it('holds exactly dist/, the prebuilt binaries, docs/, README, LICENSE and package.json', () => {
     const listing = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).trim().split('\n').map((entry) => entry.replace(/^package\//, ''));
-    const unexpected = listing.filter((file) => !/^(dist\/.+\.(js|mjs|d\.ts)|prebuilds\/win32-(x64|arm64)\/fltport\.node|README\.md|LICENSE|package\.json)$/.test(file));
+    const unexpected = listing.filter((file) => !/^(dist\/.+\.(js|mjs|d\.ts)|prebuilds\/win32-(x64|arm64)\/fltport\.node|docs\/[^/]+\.md|README\.md|LICENSE|package\.json)$/.test(file));
     assert.deepEqual(unexpected, []);
-    for (const needed of ['dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/esm/index.mjs', 'dist/binding/loader.js', 'prebuilds/win32-x64/fltport.node', 'README.md', 'LICENSE']) {
+    for (const needed of ['dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/esm/index.mjs', 'dist/binding/loader.js', 'prebuilds/win32-x64/fltport.node', 'docs/api.md', 'README.md', 'LICENSE']) {
       assert.ok(listing.includes(needed), `${needed} is missing`);
     }
   });

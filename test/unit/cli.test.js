@@ -75,7 +75,7 @@ describe('fltport command line', () => {
   }
 
   describe('send @FILE larger than the 64 MiB fltport sends through FilterSendMessage', () => {
-    const MAX_PAYLOAD_BYTES = 64 * 1024 * 1024; // README: the fltport command, send
+    const MAX_PAYLOAD_BYTES = 64 * 1024 * 1024; // docs/api.md: the `fltport` command, exit code 2
     const file = path.join(os.tmpdir(), `fltport-cli-big-${process.pid}.bin`);
     after(() => fs.rmSync(file, { force: true }));
 
