@@ -120,6 +120,7 @@ describe('bench/run.mjs: native, fltport and koffi in one run', function () {
     }
     const { runs, koffi } = result(SEND_CELL);
     assert.equal(koffi.find(({ impl }) => impl === 'koffi').deadlock, undefined);
+    assert.equal(koffi.find(({ impl }) => impl === 'koffi').failed, undefined);
     assert.equal(runs.koffi[0].threadpoolSize, 'default (4)');
   });
 
