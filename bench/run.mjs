@@ -453,7 +453,7 @@ function koffiTable(results, deadlockSeconds) {
             fmt.num(summary.cpuPer100k),
             fmt.ratio(ratios.cpu),
             fmt.mb(summary.peakBytes),
-            fmt.num(maxGapSeconds, 1),
+            fmt.num(maxGapSeconds, 2),
           ],
     ),
   );
