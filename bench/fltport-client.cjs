@@ -9,7 +9,8 @@
 //
 // The same cells as native-client.c: `port.serve()` with a trivial handler (it answers with the
 // first REPLY_BYTES bytes of the message, an exact-size reply) against a test-kernel FLOOD with
-// PENDING sender threads, or `port.send()` with IN_FLIGHT calls outstanding. Prints RESULT {json}.
+// PENDING sender threads, or `port.send()` with IN_FLIGHT calls outstanding. Prints KERNEL
+// <service> once test-kernel.sys is loaded, and RESULT {json}.
 const path = require('node:path');
 const { performance } = require('node:perf_hooks');
 const v8 = require('node:v8');
@@ -192,6 +193,8 @@ async function main() {
   const payloadBytes = Number(payload);
   const count = Number(countText);
   const kernel = await startKernel({ sys: kernelSys });
+  // For bench/run.mjs: the service to unload if it has to kill this process.
+  console.log(`KERNEL ${kernel.service}`);
   const port = await FilterPort.connect(kernel.portName);
   console.log(`FLTLIB ${String(runtimeInfo().fltlibPath).replaceAll('\\', '/')}`);
   let result;

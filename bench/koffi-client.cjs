@@ -4,19 +4,23 @@
 // through koffi's `.async` (FilterGetMessage without an OVERLAPPED), one loop per pending read.
 // Runs inside Windows node.exe (under Wine on Linux).
 //
-//   node koffi-client.cjs KERNEL_SYS notify PAYLOAD PENDING COUNT REPLY_BYTES|ff [--deadlock-seconds N]
-//   node koffi-client.cjs KERNEL_SYS send PAYLOAD IN_FLIGHT COUNT [--deadlock-seconds N]
+//   node koffi-client.cjs KERNEL_SYS notify PAYLOAD PENDING COUNT REPLY_BYTES|ff [--deadlock-seconds N] [--shutdown-seconds N]
+//   node koffi-client.cjs KERNEL_SYS send PAYLOAD IN_FLIGHT COUNT [--deadlock-seconds N] [--shutdown-seconds N]
 //
-// The same cells, warm-up and RESULT {json} line as fltport-client.cjs: PENDING loops of
-// FilterGetMessage then FilterReplyMessage (an exact-size reply, header + the first REPLY_BYTES
-// bytes of the message) against a test-kernel FLOOD, or IN_FLIGHT loops of FilterSendMessage.
+// The same cells, warm-up, KERNEL <service> and RESULT {json} lines as fltport-client.cjs: PENDING
+// loops of FilterGetMessage then FilterReplyMessage (an exact-size reply, header + the first
+// REPLY_BYTES bytes of the message) against a test-kernel FLOOD, or IN_FLIGHT loops of
+// FilterSendMessage. RESULT also holds maxGapSeconds, the longest wait between two messages
+// handled (or calls answered) over the whole run, warm-up included: what --deadlock-seconds must
+// stay well above.
 //
 // libuv's pool has 4 threads unless UV_THREADPOOL_SIZE says otherwise. With more loops than
 // threads every thread blocks in FilterGetMessage, and the FilterSendMessage that would start the
 // flood waits behind them for ever: a deadlock. It is detected as no message handled for
-// --deadlock-seconds (20 s by default, and bench/run.mjs passes 20 unless told otherwise); the
-// client then prints DEADLOCK {json}, cancels the blocked reads (CancelIoEx from the JS thread),
-// unloads the kernel and exits with code 3.
+// --deadlock-seconds (20 s by default, and bench/run.mjs passes 20 unless told otherwise; the
+// longest wait of a healthy run is in RESULT as maxGapSeconds); the client then prints
+// DEADLOCK {json}, cancels the blocked reads (CancelIoEx from the JS thread), unloads the kernel
+// (giving up on calls still on the pool after --shutdown-seconds, default 30) and exits with code 3.
 //
 // Unverified on Windows: the port handle is asynchronous (no FLT_PORT_FLAG_SYNC_HANDLE, whose
 // synchronous file object would serialize every call on the handle behind a blocked read), and
@@ -76,6 +80,17 @@ const sendMessage = onPool(FilterSendMessage);
 
 /** What the watchdog watches: messages handled (notify) or calls answered (send). */
 let progress = 0;
+/** When progress last moved (or the watch started), and the longest wait between two moves. */
+let progressAt = performance.now();
+let longestWaitMs = 0;
+function advance() {
+  const now = performance.now();
+  longestWaitMs = Math.max(longestWaitMs, now - progressAt);
+  progressAt = now;
+  progress += 1;
+}
+/** The longest wait so far, the one still going on included, in seconds. */
+const maxGapSeconds = () => Math.max(longestWaitMs, performance.now() - progressAt) / 1e3;
 /** Set at the end of a run (or on a deadlock): the loops stop after their current call. */
 let stopping = false;
 /** FLOOD commands the kernel has taken: 0 in a deadlock means the warm-up's never reached it. */
@@ -90,6 +105,7 @@ class NoProgress extends Error {}
  * guard(promise) races a phase of the run against it.
  */
 function watchProgress(seconds) {
+  progressAt = performance.now();
   let seen = progress;
   let since = performance.now();
   let fail;
@@ -155,7 +171,7 @@ async function readLoop(port, payloadBytes) {
       message.copy(reply, HEADER_BYTES, HEADER_BYTES, Math.min(replyLength, message.length)); // the kernel checks the echo
       check('FilterReplyMessage', await replyMessage(port, reply, replyLength));
     }
-    progress += 1;
+    advance();
   }
 }
 
@@ -219,14 +235,14 @@ async function sendBench(port, { payloadBytes, inFlight, count }, watch) {
       const output = await send(port, request, payloadBytes);
       latencies[recorded++] = performance.now() - before;
       if (output.length !== payloadBytes) failures += 1;
-      progress += 1;
+      advance();
     }
   };
   // Warm-up, not measured, all workers at once as in the measured run.
   const warmup = async () => {
     for (let i = warmupCount(perWorker); i > 0 && !stopping; i -= 1) {
       await send(port, request, payloadBytes);
-      progress += 1;
+      advance();
     }
   };
   await watch.guard(Promise.all(Array.from({ length: inFlight }, warmup)));
@@ -264,7 +280,7 @@ async function sendBench(port, { payloadBytes, inFlight, count }, watch) {
  * WAIT, the flood's senders); then the handle closes once no call on a pool thread can use it.
  * Resolves with false when calls were still outstanding after `seconds`.
  */
-async function shutDown(port, kernel, seconds = 30) {
+async function shutDown(port, kernel, seconds) {
   stopping = true;
   const deadline = performance.now() + seconds * 1000;
   const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -282,16 +298,24 @@ async function shutDown(port, kernel, seconds = 30) {
 }
 
 function parseArgs(argv) {
-  const flagAt = argv.indexOf('--deadlock-seconds');
-  const deadlockSeconds = flagAt < 0 ? 20 : Number(argv[flagAt + 1]);
-  const positional = flagAt < 0 ? argv : [...argv.slice(0, flagAt), ...argv.slice(flagAt + 2)];
+  const positional = [...argv];
+  const option = (name, fallback) => {
+    const at = positional.indexOf(name);
+    if (at < 0) return fallback;
+    return Number(positional.splice(at, 2)[1]);
+  };
+  // bench/run.mjs passes both: its time limit for a run is made of them.
+  const deadlockSeconds = option('--deadlock-seconds', 20);
+  const shutdownSeconds = option('--shutdown-seconds', 30);
   const [kernelSys, mode, payload, concurrency, countText, replyText] = positional;
-  return { kernelSys, mode, payloadBytes: Number(payload), concurrency: Number(concurrency), count: Number(countText), replyText, deadlockSeconds };
+  return { kernelSys, mode, payloadBytes: Number(payload), concurrency: Number(concurrency), count: Number(countText), replyText, deadlockSeconds, shutdownSeconds };
 }
 
 async function main() {
-  const { kernelSys, mode, payloadBytes, concurrency, count, replyText, deadlockSeconds } = parseArgs(process.argv.slice(2));
+  const { kernelSys, mode, payloadBytes, concurrency, count, replyText, deadlockSeconds, shutdownSeconds } = parseArgs(process.argv.slice(2));
   const kernel = await startKernel({ sys: kernelSys });
+  // For bench/run.mjs: the service to unload if it has to kill this process.
+  console.log(`KERNEL ${kernel.service}`);
   const handle = [null];
   const connected = FilterConnectCommunicationPort(kernel.portName, 0, null, 0, null, handle);
   if (connected < 0) await kernel.stop();
@@ -301,6 +325,7 @@ async function main() {
   const watch = watchProgress(deadlockSeconds);
   let result;
   let deadlock;
+  let gap;
   try {
     if (mode === 'send') {
       result = await sendBench(port, { payloadBytes, inFlight: concurrency, count }, watch);
@@ -320,8 +345,9 @@ async function main() {
       ...(mode === 'send' ? {} : { floodsStarted }),
     };
   } finally {
+    gap = maxGapSeconds();
     watch.stop();
-    const clean = await shutDown(port, kernel);
+    const clean = await shutDown(port, kernel, shutdownSeconds);
     if (!clean) console.error(`${outstanding.size} fltlib calls still on libuv's pool after the shutdown: exiting without waiting`);
     if (deadlock) deadlock.cleanShutdown = clean;
   }
@@ -329,7 +355,7 @@ async function main() {
     console.log(`DEADLOCK ${JSON.stringify(deadlock)}`);
     return 3;
   }
-  console.log(`RESULT ${JSON.stringify({ impl: 'koffi', threadpoolSize, ...result })}`);
+  console.log(`RESULT ${JSON.stringify({ impl: 'koffi', threadpoolSize, ...result, maxGapSeconds: gap })}`);
   return result.failures === 0 ? 0 : 1;
 }
 

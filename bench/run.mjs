@@ -9,7 +9,12 @@
 //           libuv's default pool (4 threads), where 16 loops deadlock (every thread blocked in
 //           FilterGetMessage, the FLOOD command never runs: detected as no progress for
 //           --deadlock-seconds, reported as such, run once per cell since it is deterministic),
-//           and with UV_THREADPOOL_SIZE=40.
+//           and with UV_THREADPOOL_SIZE=40. A koffi run that fails is reported (in its row and the
+//           targets against it) and that configuration is not run again in the cell; it does not
+//           end the benchmark.
+// A native or fltport run that fails ends the benchmark, except a fltport run that hits the time
+// limit twice in a row: that is reported as a stall, and the check that no fltport configuration
+// deadlocks fails with the count.
 // native, fltport and the first koffi configuration run with libuv's default pool:
 // UV_THREADPOOL_SIZE is never inherited from this process's environment.
 //
@@ -234,8 +239,64 @@ function runProgram(exe, args, env, timeoutMs = RUN_TIMEOUT_MS, keepLog = undefi
 }
 
 /**
- * One run of a client in a cell. Resolves with its figures, or for the koffi client with
- * { deadlock } when it reported one.
+ * What bench/koffi-client.cjs allows its shut-down (cancelling the blocked reads, unloading the
+ * kernel, waiting for the calls still on libuv's pool), passed to it as --shutdown-seconds.
+ */
+const KOFFI_SHUTDOWN_SECONDS = 30;
+
+/**
+ * A run's time limit. The koffi client ends a deadlock itself, after --deadlock-seconds without
+ * progress and then its shut-down; its limit is the last resort, with a minute more for node.exe's
+ * start-up and the kernel's load.
+ */
+function timeLimitMs(koffi, setup, mode) {
+  if (mode === 'soak') return 30 * 60_000;
+  return koffi ? (setup.deadlockSeconds + KOFFI_SHUTDOWN_SECONDS + 60) * 1000 : RUN_TIMEOUT_MS;
+}
+
+/**
+ * A JS client prints KERNEL <service> once it has loaded test-kernel.sys, and unloads it at its
+ * end. One that was killed or failed may have left it loaded (a service outlives the process that
+ * started it): bench/unload-kernel.cjs unloads it in node.exe, so that a retry and the next cells
+ * do not run beside a stray kernel.
+ */
+async function unloadStrayKernel(output, setup) {
+  const service = output.split(/\r?\n/).find((text) => text.startsWith('KERNEL '))?.slice(7).trim();
+  if (!service) return;
+  const { code, output: said } = await runProgram(setup.nodeExe, [path.join('bench', 'unload-kernel.cjs'), service], setup.env);
+  console.log(code === 0 ? `  unloaded its kernel ${service}` : `  could not unload its kernel ${service} (exit ${code}): ${said.trim()}`);
+}
+
+/**
+ * What a run came to: { result } (its figures), { deadlock } (the koffi client reported one) or
+ * { failed: reason, output }.
+ */
+function outcomeOf(koffi, cell, { code, output, timedOut }, limitMs) {
+  if (timedOut) return { failed: `no result after ${limitMs / 1000} s, twice (killed)`, output };
+  const lines = output.split(/\r?\n/);
+  const deadlock = lines.find((text) => text.startsWith('DEADLOCK '));
+  if (koffi && code === DEADLOCK_EXIT_CODE && deadlock !== undefined) return { deadlock: JSON.parse(deadlock.slice(9)) };
+  const line = lines.find((text) => text.startsWith('RESULT '));
+  if (code !== 0 || line === undefined) {
+    const said = lines.map((text) => text.trim()).filter(Boolean);
+    // The reason: the error's own line (a stack's last line says little), else the last one.
+    const reason = said.find((text) => /error|failed/i.test(text)) ?? said[said.length - 1];
+    return { failed: `exit ${code}${reason === undefined ? ' without any output' : `: ${reason}`}`, output };
+  }
+  const result = JSON.parse(line.slice(7));
+  const expected = cell.messages - (cell.messages % cell.concurrency); // whole messages per sender
+  if (result.messages !== expected || result.failures !== 0 || (cell.variant === 'reply' && result.matched !== expected)) {
+    return { failed: `${result.messages} of ${expected} messages, ${result.failures} failures, ${result.matched} matched`, output };
+  }
+  const fltlib = lines.find((text) => text.startsWith('FLTLIB '))?.slice(7).trim();
+  return { result: { ...derive(result), fltlib } };
+}
+
+/**
+ * One run of a client in a cell. Resolves with its figures; for the koffi client with { deadlock }
+ * or { failed: reason } (it may fail where fltport does not: see koffi-client.cjs on Windows); for
+ * fltport in a benchmark cell with { stalled } when it hit the time limit twice in a row (what the
+ * deadlock check counts). Any other failure of native or fltport fails the whole run.
  */
 async function runClient(impl, cell, setup, mode) {
   const koffi = KOFFI_CONFIGS.find((config) => config.impl === impl);
@@ -246,35 +307,41 @@ async function runClient(impl, cell, setup, mode) {
       : koffi
         ? script('koffi-client.cjs')
         : script('fltport-client.cjs');
-  if (koffi) args.push('--deadlock-seconds', String(setup.deadlockSeconds));
+  if (koffi) args.push('--deadlock-seconds', String(setup.deadlockSeconds), '--shutdown-seconds', String(KOFFI_SHUTDOWN_SECONDS));
   const env = { ...setup.env, UV_THREADPOOL_SIZE: koffi?.threadpoolSize };
-  // The koffi client ends a deadlock itself after --deadlock-seconds; this limit is the last resort.
-  const timeoutMs = mode === 'soak' ? 30 * 60_000 : koffi ? Math.max(RUN_TIMEOUT_MS, (setup.deadlockSeconds + 40) * 1000) : RUN_TIMEOUT_MS;
-  let { code, output, timedOut } = await runProgram(exe, args, env, timeoutMs);
-  if (timedOut) {
+  const limitMs = timeLimitMs(koffi, setup, mode);
+  const attempt = async () => {
+    const run = await runProgram(exe, args, env, limitMs);
+    if (run.timedOut || (run.code !== 0 && run.code !== DEADLOCK_EXIT_CODE)) await unloadStrayKernel(run.output, setup);
+    return run;
+  };
+  let run = await attempt();
+  if (run.timedOut) {
     // Seen once under Wine (a notify-ff cell with 64 senders never finished): retry once, say so.
-    console.log(`  ${impl} ${cell.id}: no result after ${timeoutMs / 1000} s; killed, running it again`);
-    setup.timeouts.push({ impl, cell: cell.id });
-    ({ code, output, timedOut } = await runProgram(exe, args, env, timeoutMs));
-  } else if (code !== 0 && output.trim() === '') {
+    // Every run that hits the limit is recorded: the fltport ones are what the deadlock check counts.
+    console.log(`  ${impl} ${cell.id}: no result after ${limitMs / 1000} s; killed, running it again`);
+    setup.timeouts.push({ impl, cell: cell.id, seconds: limitMs / 1000 });
+    run = await attempt();
+    if (run.timedOut) {
+      console.log(`  ${impl} ${cell.id}: no result after ${limitMs / 1000} s again; killed`);
+      setup.timeouts.push({ impl, cell: cell.id, seconds: limitMs / 1000, again: true });
+    }
+  } else if (impl === 'native' && run.code !== 0 && run.output.trim() === '') {
     // Seen once under Wine (a native send cell right after a koffi run): an exit without a word,
-    // before the client's first line. Run again once, say so; a second one fails the run.
-    console.log(`  ${impl} ${cell.id}: exited ${code} without any output; running it again`);
-    setup.timeouts.push({ impl, cell: cell.id, silentExit: code });
-    ({ code, output, timedOut } = await runProgram(exe, args, env, timeoutMs));
+    // before the client's first line. Run again once, say so; a second one fails the run. Only
+    // the C client: a JS client that exits without a word crashed, and that is a result.
+    console.log(`  ${impl} ${cell.id}: exited ${run.code} without any output; running it again`);
+    setup.timeouts.push({ impl, cell: cell.id, silentExit: run.code });
+    run = await attempt();
   }
-  const lines = output.split(/\r?\n/);
-  const deadlock = lines.find((text) => text.startsWith('DEADLOCK '));
-  if (koffi && code === DEADLOCK_EXIT_CODE && deadlock !== undefined) return { deadlock: JSON.parse(deadlock.slice(9)) };
-  const line = lines.find((text) => text.startsWith('RESULT '));
-  const fltlib = lines.find((text) => text.startsWith('FLTLIB '))?.slice(7).trim();
-  if (code !== 0 || line === undefined) throw new Error(`${impl} ${cell.id} failed (exit ${code}):\n${output}`);
-  const result = JSON.parse(line.slice(7));
-  const expected = cell.messages - (cell.messages % cell.concurrency); // whole messages per sender
-  if (result.messages !== expected || result.failures !== 0 || (cell.variant === 'reply' && result.matched !== expected)) {
-    throw new Error(`${impl} ${cell.id}: ${result.messages} of ${expected} messages, ${result.failures} failures, ${result.matched} matched`);
+  const outcome = outcomeOf(koffi, cell, run, limitMs);
+  if (outcome.failed === undefined) return outcome.result ?? outcome;
+  if (koffi) {
+    console.log(`  ${impl} ${cell.id} failed: ${outcome.failed}`);
+    return { failed: outcome.failed };
   }
-  return { ...derive(result), fltlib };
+  if (impl === 'fltport' && run.timedOut && mode === undefined) return { stalled: outcome.failed };
+  throw new Error(`${impl} ${cell.id} failed: ${outcome.failed}\n${outcome.output}`);
 }
 
 function derive(result) {
@@ -331,12 +398,14 @@ function load() {
 
 // ---------------------------------------------------------------- output
 
+// A figure is missing where a client has no run in a cell (fltport stalled in every repetition).
+const known = (format) => (value) => (value === undefined || !Number.isFinite(value) ? '-' : format(value));
 const fmt = {
-  rate: (value) => (value >= 1000 ? `${(value / 1000).toFixed(1)}k` : value.toFixed(0)),
-  ms: (us) => (us / 1000).toFixed(2),
-  ratio: (value) => (value === undefined || !Number.isFinite(value) ? '-' : `${value.toFixed(2)}x`),
-  mb: (bytes) => (bytes / 2 ** 20).toFixed(0),
-  num: (value, digits = 2) => (value === undefined ? '-' : value.toFixed(digits)),
+  rate: known((value) => (value >= 1000 ? `${(value / 1000).toFixed(1)}k` : value.toFixed(0))),
+  ms: known((us) => (us / 1000).toFixed(2)),
+  ratio: known((value) => `${value.toFixed(2)}x`),
+  mb: known((bytes) => (bytes / 2 ** 20).toFixed(0)),
+  num: (value, digits = 2) => known((number) => number.toFixed(digits))(value),
 };
 
 function table(results) {
@@ -364,12 +433,18 @@ function table(results) {
 
 /** The second table: the koffi peer against fltport, in the target cells. */
 function koffiTable(results, deadlockSeconds) {
-  const header = ['cell', "koffi's libuv pool", 'koffi msg/s', 'fltport / koffi msg/s', 'koffi p50/p99/p99.9 ms', 'fltport / koffi p99', 'CPU s/100k koffi', 'fltport / koffi CPU/msg', 'peak MB koffi'];
+  const header = [
+    'cell', "koffi's libuv pool", 'koffi msg/s', 'fltport / koffi msg/s', 'koffi p50/p99/p99.9 ms', 'fltport / koffi p99', 'CPU s/100k koffi', 'fltport / koffi CPU/msg',
+    'peak MB koffi', 'longest wait between messages s',
+  ];
+  const stopped = (what) => [what, ...header.slice(3).map(() => '-')];
   const rows = results.flatMap(({ cell, koffi }) =>
-    koffi.map(({ pool, summary, deadlock, ratios }) =>
+    koffi.map(({ pool, summary, deadlock, failed, ratios, maxGapSeconds }) =>
       deadlock
-        ? [cell.id, pool, `deadlock (no progress in ${deadlock.deadlockSeconds ?? deadlockSeconds} s)`, '-', '-', '-', '-', '-', '-']
-        : [
+        ? [cell.id, pool, ...stopped(`deadlock (no progress in ${deadlock.deadlockSeconds ?? deadlockSeconds} s)`)]
+        : failed
+          ? [cell.id, pool, ...stopped(`failed: ${failed.replaceAll('|', '/')}`)]
+          : [
             cell.id,
             pool,
             fmt.rate(summary.messagesPerSecond),
@@ -379,6 +454,7 @@ function koffiTable(results, deadlockSeconds) {
             fmt.num(summary.cpuPer100k),
             fmt.ratio(ratios.cpu),
             fmt.mb(summary.peakBytes),
+            fmt.num(maxGapSeconds, 2),
           ],
     ),
   );
@@ -398,17 +474,24 @@ function targetChecks(results, setup) {
     const koffi40 = koffi.find((config) => config.impl === 'koffi-40');
     if (cell.target === 'notify' && cell.concurrency === 16 && koffi40) {
       const against = koffi40.ratios ?? {};
-      checks.push({ target: `${cell.id}: fltport >= 1.2x koffi throughput (koffi with UV_THREADPOOL_SIZE=40)`, value: against.throughput, pass: against.throughput >= 1.2 });
-      checks.push({ target: `${cell.id}: fltport CPU/msg <= 0.7x koffi (koffi with UV_THREADPOOL_SIZE=40)`, value: against.cpu, pass: against.cpu <= 0.7 });
+      // No ratio where koffi-40 gave no figures: the check says why.
+      const missing = koffi40.deadlock ? 'koffi-40 deadlocked' : koffi40.failed ? `koffi-40 failed: ${koffi40.failed}` : undefined;
+      checks.push({ target: `${cell.id}: fltport >= 1.2x koffi throughput (koffi with UV_THREADPOOL_SIZE=40)`, value: against.throughput, shown: missing, pass: against.throughput >= 1.2 });
+      checks.push({ target: `${cell.id}: fltport CPU/msg <= 0.7x koffi (koffi with UV_THREADPOOL_SIZE=40)`, value: against.cpu, shown: missing, pass: against.cpu <= 0.7 });
     }
   }
-  // A fltport run that deadlocked would have hit the time limit (and then failed the run).
+  // A fltport run that deadlocked hits the time limit: every such run counts, the ones a retry
+  // made up for included.
   const fltportRuns = results.reduce((sum, { runs }) => sum + runs.fltport.length, 0);
   const mostPending = Math.max(0, ...results.filter(({ cell }) => cell.kind === 'notify').map(({ cell }) => cell.concurrency));
-  const stalled = setup.timeouts.filter(({ impl, silentExit }) => impl === 'fltport' && silentExit === undefined).length;
+  const stalled = setup.timeouts.filter(({ impl }) => impl === 'fltport').length;
+  const unresolved = results.filter(({ fltportStalls }) => fltportStalls.length > 0).map(({ cell, fltportStalls }) => `${cell.id} x${fltportStalls.length}`);
   checks.push({
-    target: `no fltport configuration deadlocks (fltport always runs with libuv's default pool; ${fltportRuns} runs${mostPending > 0 ? `, up to ${mostPending} pending reads` : ''})`,
-    shown: stalled === 0 ? 'none stalled' : `${stalled} hit the time limit`,
+    target: `no fltport configuration deadlocks (fltport always runs with libuv's default pool; ${fltportRuns} runs completed${mostPending > 0 ? `, up to ${mostPending} pending reads` : ''})`,
+    shown:
+      stalled === 0
+        ? 'none stalled'
+        : `${stalled} ${stalled === 1 ? 'run' : 'runs'} hit the time limit of ${RUN_TIMEOUT_MS / 1000} s${unresolved.length > 0 ? `; twice in a row, no result: ${unresolved.join(', ')}` : ''}`,
     pass: stalled === 0,
   });
   return checks;
@@ -442,6 +525,8 @@ async function benchmark(options, setup) {
     const impls = ['native', 'fltport', ...(cell.target ? KOFFI_CONFIGS.map((config) => config.impl) : [])];
     const runs = Object.fromEntries(impls.map((impl) => [impl, []]));
     const deadlocks = {};
+    const failures = {};
+    const stalls = [];
     foreignSeen = 0;
     // Runs under Wine are bimodal at times (both sides at half speed for a run): the target
     // cells get more repetitions so that their medians are stable (unless --reps says otherwise).
@@ -450,10 +535,13 @@ async function benchmark(options, setup) {
       // Rotate which side goes first, so none always runs on a warmer machine.
       const order = [...impls.slice(rep % impls.length), ...impls.slice(0, rep % impls.length)];
       for (const impl of order) {
-        // A deadlock is deterministic: once seen, that configuration is not run again in this cell.
-        if (deadlocks[impl]) continue;
+        // A deadlock is deterministic, and so most likely is a koffi failure: once seen, that
+        // configuration is not run again in this cell.
+        if (deadlocks[impl] || failures[impl]) continue;
         const outcome = await runClient(impl, cell, setup);
         if (outcome.deadlock) deadlocks[impl] = { ...outcome.deadlock, rep };
+        else if (outcome.failed) failures[impl] = outcome.failed;
+        else if (outcome.stalled) stalls.push(rep);
         else runs[impl].push({ ...outcome, rep });
       }
     }
@@ -463,23 +551,33 @@ async function benchmark(options, setup) {
     // the same machine conditions, and the median of those ratios shrugs off the periods when
     // Wine runs everything at half speed for a minute (which a ratio of medians does not).
     const ratios = ratiosOf(runs.fltport, runs.native);
-    // fltport / koffi, per koffi configuration that ran (none where it deadlocked).
+    // fltport / koffi, per koffi configuration that ran (none where it deadlocked or failed).
+    // maxGapSeconds: the longest wait between two messages of any of its runs, against which the
+    // deadlock limit (--deadlock-seconds) can be judged.
     const koffi = KOFFI_CONFIGS.filter(({ impl }) => impls.includes(impl)).map(({ impl, pool, threadpoolSize }) => ({
       impl,
       pool,
       threadpoolSize: threadpoolSize ?? null,
       deadlock: deadlocks[impl],
-      ...(runs[impl].length > 0 && !deadlocks[impl] ? { summary: summarize(runs[impl]), ratios: ratiosOf(runs.fltport, runs[impl]) } : {}),
+      failed: failures[impl],
+      ...(runs[impl].length > 0 && !deadlocks[impl] && !failures[impl]
+        ? { summary: summarize(runs[impl]), ratios: ratiosOf(runs.fltport, runs[impl]), maxGapSeconds: Math.max(...runs[impl].map((run) => run.maxGapSeconds)) }
+        : {}),
     }));
     const interference = foreignSeen;
-    results.push({ cell, native, fltport, ratios, koffi, runs, interferenceSeconds: interference });
+    results.push({ cell, native, fltport, ratios, koffi, runs, fltportStalls: stalls, interferenceSeconds: interference });
     const elapsed = ((Date.now() - started) / 1000).toFixed(0);
-    const koffiText = koffi.map(({ pool, summary, deadlock, ratios: against }) =>
-      deadlock ? `koffi ${pool}: deadlock` : `koffi ${pool} ${fmt.rate(summary.messagesPerSecond)}/s (fltport / koffi ${fmt.ratio(against.throughput)})`,
+    const koffiText = koffi.map(({ pool, summary, deadlock, failed, ratios: against }) =>
+      deadlock
+        ? `koffi ${pool}: deadlock`
+        : failed
+          ? `koffi ${pool}: failed`
+          : `koffi ${pool} ${fmt.rate(summary.messagesPerSecond)}/s (fltport / koffi ${fmt.ratio(against.throughput)})`,
     );
     console.log(
       `[${index + 1}/${list.length} ${elapsed}s] ${cell.id}: native ${fmt.rate(native.messagesPerSecond)}/s p99 ${fmt.ms(native.p99Us)} ms, ` +
         `fltport ${fmt.rate(fltport.messagesPerSecond)}/s p99 ${fmt.ms(fltport.p99Us)} ms (${fmt.ratio(ratios.throughput)}, p99 ${fmt.ratio(ratios.p99)})` +
+        (stalls.length > 0 ? ` [fltport stalled in ${stalls.length} of ${cellReps} repetitions]` : '') +
         (koffiText.length > 0 ? `; ${koffiText.join(', ')}` : '') +
         (interference > 0 ? `  [other test runs seen on the machine for ~${interference} s]` : ''),
     );
@@ -633,7 +731,7 @@ async function main() {
         console.log(`${koffiTable(results, options.deadlockSeconds)}\n`);
         console.log(
           "koffi (bench/koffi-client.cjs) runs in the target cells only, with libuv's default pool and with UV_THREADPOOL_SIZE=40; " +
-            'a deadlock is run once per cell. native and fltport run with the default pool.',
+            'a deadlock or a failure is run once per cell. native and fltport run with the default pool.',
         );
       }
       console.log('Rates and latencies are medians of the repetitions; ratios are medians of the per-repetition ratios fltport / native and fltport / koffi. Targets:');

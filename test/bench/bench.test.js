@@ -5,6 +5,9 @@
 // deadlocked at 16 pending reads (and nothing left hanging), koffi with 40 threads completing,
 // and the ratios. It runs with UV_THREADPOOL_SIZE set in its own environment: run.mjs must not
 // pass it on to the clients that measure libuv's default pool.
+// The deadlock limit is run.mjs's: a koffi run with no progress for that long is reported as a
+// deadlock, so it must be far beyond any pause of a healthy run on a loaded machine. Only the one
+// deadlocking run waits it out.
 const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
@@ -15,16 +18,20 @@ const repoRoot = path.resolve(__dirname, '..', '..');
 const NOTIFY_CELL = 'notify 64 B pending 16';
 const SEND_CELL = 'send 64 B in flight 8';
 const MESSAGES = 1000;
-const DEADLOCK_SECONDS = 10;
+const DEADLOCK_SECONDS = 60;
+/** The whole run: a few minutes under Wine, and the deadlocking run's wait. */
+const RUN_BUDGET_MS = 15 * 60_000 + DEADLOCK_SECONDS * 1000;
 
 describe('bench/run.mjs: native, fltport and koffi in one run', function () {
   let report;
   let output = '';
   let work;
+  let child;
 
   before(async function () {
     // On Windows the workflow's bench step runs the real thing (test-signed test-kernel.sys).
     if (process.platform === 'win32') this.skip();
+    this.timeout(RUN_BUDGET_MS);
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'fltport-bench-'));
     const out = path.join(work, 'results.json');
     const args = [
@@ -36,7 +43,9 @@ describe('bench/run.mjs: native, fltport and koffi in one run', function () {
       '--out', out,
     ];
     const code = await new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...process.env, UV_THREADPOOL_SIZE: '64' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      // A process group of its own, so that after() can end it and its Wine processes if this
+      // hook fails or times out.
+      child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...process.env, UV_THREADPOOL_SIZE: '64' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       child.stdout.on('data', (chunk) => (output += chunk));
       child.stderr.on('data', (chunk) => (output += chunk));
       child.on('error', reject);
@@ -47,20 +56,29 @@ describe('bench/run.mjs: native, fltport and koffi in one run', function () {
   });
 
   after(() => {
+    if (child && child.exitCode === null && child.signalCode === null) {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // Ended in the meantime.
+      }
+    }
     if (work) fs.rmSync(work, { recursive: true, force: true });
   });
 
   const result = (id) => report.results.find(({ cell }) => cell.id === id);
   const expectedMessages = (cell) => cell.messages - (cell.messages % cell.concurrency);
 
-  it('ran the two cells, each once per client', () => {
+  it('ran the two cells, each once per client, no fltport run stalled or failed', () => {
     assert.equal(report.kind, 'benchmark');
+    assert.deepEqual(report.timeouts.filter(({ impl }) => impl === 'fltport'), []);
     assert.deepEqual(report.results.map(({ cell }) => cell.id).sort(), [NOTIFY_CELL, SEND_CELL]);
     for (const { runs } of report.results) {
       assert.equal(runs.native.length, 1);
       assert.equal(runs.fltport.length, 1);
       assert.equal(runs['koffi-40'].length, 1);
     }
+    for (const { fltportStalls } of report.results) assert.deepEqual(fltportStalls, []);
   });
 
   it('native, fltport and koffi handled every message of each cell, none failed', () => {
@@ -93,11 +111,16 @@ describe('bench/run.mjs: native, fltport and koffi in one run', function () {
     for (const { cell, runs, koffi } of report.results) {
       const forty = koffi.find(({ impl }) => impl === 'koffi-40');
       assert.equal(forty.deadlock, undefined, cell.id);
+      assert.equal(forty.failed, undefined, cell.id);
       assert.equal(runs['koffi-40'][0].threadpoolSize, '40');
       assert.ok(forty.summary.messagesPerSecond > 0);
+      // The longest wait between two of its messages, what the deadlock limit is judged against.
+      assert.ok(Number.isFinite(forty.maxGapSeconds) && forty.maxGapSeconds > 0, `${cell.id}: maxGapSeconds ${forty.maxGapSeconds}`);
+      assert.equal(forty.maxGapSeconds, runs['koffi-40'][0].maxGapSeconds);
     }
     const { runs, koffi } = result(SEND_CELL);
     assert.equal(koffi.find(({ impl }) => impl === 'koffi').deadlock, undefined);
+    assert.equal(koffi.find(({ impl }) => impl === 'koffi').failed, undefined);
     assert.equal(runs.koffi[0].threadpoolSize, 'default (4)');
   });
 
