@@ -5,7 +5,7 @@
 // Windows. Under Wine it runs against the LPC stand-in (emulator/lpc/, which follows ReactOS) when
 // the test runner preloads it (scripts/test-windows.mjs --lpc-stand-in), and skips itself
 // otherwise. Expectations marked UNCONFIRMED pin the behaviour fltport picked; adjust them, and
-// the README, once this suite has run on Windows.
+// docs/api.md ("What is verified where"), once this suite has run on Windows.
 //
 // Run on Windows: npx mocha --config test/windows-native/.mocharc.json
 // This file is also the child process of the cross-process tests (argv[2] === '--lpc-child').
