@@ -55,7 +55,8 @@ describe('bench/run.mjs: native, fltport and koffi in one run', function () {
     report = JSON.parse(fs.readFileSync(out, 'utf8'));
   });
 
-  after(() => {
+  /** Ends the bench's process group if it still runs (after a failure, a time-out, or mocha's own exit). */
+  const endBench = () => {
     if (child && child.exitCode === null && child.signalCode === null) {
       try {
         process.kill(-child.pid, 'SIGKILL');
@@ -63,6 +64,12 @@ describe('bench/run.mjs: native, fltport and koffi in one run', function () {
         // Ended in the meantime.
       }
     }
+  };
+  process.once('exit', endBench);
+
+  after(() => {
+    endBench();
+    process.removeListener('exit', endBench);
     if (work) fs.rmSync(work, { recursive: true, force: true });
   });
 
