@@ -17,24 +17,8 @@ const v8 = require('node:v8');
 const inspector = require('node:inspector');
 const { FilterPort, runtimeInfo } = require('fltport');
 const { startKernel, command, parseLatency, OP, NO_REPLY_BUFFER } = require(path.join(__dirname, '..', 'emulator', 'test-kernel', 'test-kernel.js'));
+const { warmupCount, peakBytes, startMeasuring, kernelTimed, clientTimed } = require('./client-figures.cjs');
 
-const cpuSeconds = (since) => {
-  const { user, system } = process.cpuUsage(since);
-  return (user + system) / 1e6;
-};
-const peakBytes = () => process.resourceUsage().maxRSS * 1024;
-
-function quantile(sorted, q) {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-}
-
-/**
- * Messages per sender (or worker) in the warm-up that precedes every measured cell: a tenth, but
- * at least 500 (or all of them), so that short cells (--quick) start as warm as long ones: V8
- * optimizes a function after some thousands of calls. native-client.c does the same.
- */
-const warmupCount = (measured) => Math.max(1, Math.floor(measured / 10), Math.min(measured, 500));
 
 /**
  * V8's sampling heap profiler over the measured part of a run, collected objects included: every
@@ -99,15 +83,11 @@ async function notify(port, { payloadBytes, pending, count, replyBytes, soak, sa
   const warm = soak ? undefined : await flood(port, { perSender: warmupCount(perSender), payloadBytes, replyBytes, pending });
 
   const allocation = sampleAllocation ? await startAllocationSampling() : undefined;
-  const cpu0 = process.cpuUsage();
-  const elu0 = performance.eventLoopUtilization();
-  const t0 = performance.now();
+  const stop = startMeasuring();
   const stats = await flood(port, { perSender, payloadBytes, replyBytes, pending });
+  const clocks = stop();
   // The kernel's counts are per connection: the warm-up's come off.
   const measured = (offset) => stats.readUInt32LE(offset) - (warm?.readUInt32LE(offset) ?? 0);
-  const wallSeconds = (performance.now() - t0) / 1e3;
-  const cpu = cpuSeconds(cpu0);
-  const elu = performance.eventLoopUtilization(elu0);
   const allocated = await allocation?.(measured(0));
   const latency = parseLatency(await port.send(command(OP.LATENCY), { replyBytes: 64 }));
   const peak = peakBytes();
@@ -116,22 +96,14 @@ async function notify(port, { payloadBytes, pending, count, replyBytes, soak, sa
 
   return {
     mode: soak ? 'soak' : 'notify',
-    cpuSeconds: cpu,
+    ...clocks,
+    ...kernelTimed(latency),
     peakBytes: peak,
     messages: measured(0),
     received: served.received - (warm?.readUInt32LE(0) ?? 0),
     matched: measured(8),
     failures: measured(16),
     replyFailures: served.failed,
-    elapsedSeconds: latency.elapsedNs / 1e9,
-    wallSeconds,
-    p50Us: latency.p50Ns / 1e3,
-    p99Us: latency.p99Ns / 1e3,
-    p999Us: latency.p999Ns / 1e3,
-    maxUs: latency.maxNs / 1e3,
-    meanUs: latency.meanNs / 1e3,
-    jsActiveSeconds: elu.active / 1e3,
-    eventLoopUtilization: elu.utilization,
     ...(soak ? { rss } : {}),
     ...(allocated ? { allocation: allocated } : {}),
   };
@@ -157,31 +129,17 @@ async function sendBench(port, { payloadBytes, inFlight, count, sampleAllocation
   };
   await Promise.all(Array.from({ length: inFlight }, warmup));
   const allocation = sampleAllocation ? await startAllocationSampling() : undefined;
-  const cpu0 = process.cpuUsage();
-  const elu0 = performance.eventLoopUtilization();
-  const t0 = performance.now();
+  const stop = startMeasuring();
   await Promise.all(Array.from({ length: inFlight }, worker));
-  const elapsed = (performance.now() - t0) / 1e3;
+  const clocks = stop();
   const allocated = await allocation?.(recorded);
-  const cpu = cpuSeconds(cpu0);
-  const elu = performance.eventLoopUtilization(elu0);
-  const sorted = latencies.subarray(0, recorded).sort();
-  const mean = sorted.reduce((sum, value) => sum + value, 0) / Math.max(1, recorded);
   return {
     mode: 'send',
-    cpuSeconds: cpu,
+    ...clocks,
+    ...clientTimed(latencies, recorded, clocks.wallSeconds),
     peakBytes: peakBytes(),
     messages: recorded,
     failures,
-    elapsedSeconds: elapsed,
-    wallSeconds: elapsed,
-    p50Us: quantile(sorted, 0.5) * 1e3,
-    p99Us: quantile(sorted, 0.99) * 1e3,
-    p999Us: quantile(sorted, 0.999) * 1e3,
-    maxUs: (sorted[recorded - 1] ?? 0) * 1e3,
-    meanUs: mean * 1e3,
-    jsActiveSeconds: elu.active / 1e3,
-    eventLoopUtilization: elu.utilization,
     ...(allocated ? { allocation: allocated } : {}),
   };
 }

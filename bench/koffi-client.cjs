@@ -32,6 +32,7 @@ const { performance } = require('node:perf_hooks');
 const { promisify } = require('node:util');
 const koffi = require('koffi');
 const { startKernel, command, parseLatency, OP, NO_REPLY_BUFFER } = require(path.join(__dirname, '..', 'emulator', 'test-kernel', 'test-kernel.js'));
+const { warmupCount, peakBytes, startMeasuring, kernelTimed, clientTimed } = require('./client-figures.cjs');
 
 // ---------------------------------------------------------------- fltlib.dll through koffi
 
@@ -123,22 +124,6 @@ function watchProgress(seconds) {
   return { guard: (promise) => Promise.race([promise, stalled]), stop: () => clearInterval(timer) };
 }
 
-// ---------------------------------------------------------------- figures (as fltport-client.cjs)
-
-const cpuSeconds = (since) => {
-  const { user, system } = process.cpuUsage(since);
-  return (user + system) / 1e6;
-};
-const peakBytes = () => process.resourceUsage().maxRSS * 1024;
-
-function quantile(sorted, q) {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-}
-
-/** The warm-up's size per sender or loop, as in fltport-client.cjs and native-client.c. */
-const warmupCount = (measured) => Math.max(1, Math.floor(measured / 10), Math.min(measured, 500));
-
 function loadedFltlibPath() {
   const name = Buffer.alloc(520 * 2);
   const length = GetModuleFileNameW(GetModuleHandleW('fltlib.dll'), name, 520);
@@ -193,33 +178,21 @@ async function notify(port, { payloadBytes, pending, count, replyBytes }, watch)
   // Warm-up, not measured: the same flood, smaller, as fltport-client.cjs does.
   const warm = await guard(flood(port, { perSender: warmupCount(perSender), payloadBytes, replyBytes, pending }));
   const received0 = progress;
-  const cpu0 = process.cpuUsage();
-  const elu0 = performance.eventLoopUtilization();
-  const t0 = performance.now();
+  const stop = startMeasuring();
   const stats = await guard(flood(port, { perSender, payloadBytes, replyBytes, pending }));
-  const wallSeconds = (performance.now() - t0) / 1e3;
-  const cpu = cpuSeconds(cpu0);
-  const elu = performance.eventLoopUtilization(elu0);
+  const clocks = stop();
   // The kernel's counts are per connection: the warm-up's come off.
   const measured = (offset) => stats.readUInt32LE(offset) - warm.readUInt32LE(offset);
   const latency = parseLatency(await guard(send(port, command(OP.LATENCY), 64)));
   return {
     mode: 'notify',
-    cpuSeconds: cpu,
+    ...clocks,
+    ...kernelTimed(latency),
     peakBytes: peakBytes(),
     messages: measured(0),
     received: progress - received0,
     matched: measured(8),
     failures: measured(16),
-    elapsedSeconds: latency.elapsedNs / 1e9,
-    wallSeconds,
-    p50Us: latency.p50Ns / 1e3,
-    p99Us: latency.p99Ns / 1e3,
-    p999Us: latency.p999Ns / 1e3,
-    maxUs: latency.maxNs / 1e3,
-    meanUs: latency.meanNs / 1e3,
-    jsActiveSeconds: elu.active / 1e3,
-    eventLoopUtilization: elu.utilization,
   };
 }
 
@@ -246,30 +219,16 @@ async function sendBench(port, { payloadBytes, inFlight, count }, watch) {
     }
   };
   await watch.guard(Promise.all(Array.from({ length: inFlight }, warmup)));
-  const cpu0 = process.cpuUsage();
-  const elu0 = performance.eventLoopUtilization();
-  const t0 = performance.now();
+  const stop = startMeasuring();
   await watch.guard(Promise.all(Array.from({ length: inFlight }, worker)));
-  const elapsed = (performance.now() - t0) / 1e3;
-  const cpu = cpuSeconds(cpu0);
-  const elu = performance.eventLoopUtilization(elu0);
-  const sorted = latencies.subarray(0, recorded).sort();
-  const mean = sorted.reduce((sum, value) => sum + value, 0) / Math.max(1, recorded);
+  const clocks = stop();
   return {
     mode: 'send',
-    cpuSeconds: cpu,
+    ...clocks,
+    ...clientTimed(latencies, recorded, clocks.wallSeconds),
     peakBytes: peakBytes(),
     messages: recorded,
     failures,
-    elapsedSeconds: elapsed,
-    wallSeconds: elapsed,
-    p50Us: quantile(sorted, 0.5) * 1e3,
-    p99Us: quantile(sorted, 0.99) * 1e3,
-    p999Us: quantile(sorted, 0.999) * 1e3,
-    maxUs: (sorted[recorded - 1] ?? 0) * 1e3,
-    meanUs: mean * 1e3,
-    jsActiveSeconds: elu.active / 1e3,
-    eventLoopUtilization: elu.utilization,
   };
 }
 
