@@ -7,7 +7,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { FilterPort } = require('fltport');
-const { startKernel, command, OP } = require('../../emulator/test-kernel/test-kernel.js');
+const { startKernel, kernel, command, OP } = require('../../emulator/test-kernel/test-kernel.js');
 const { fltport, killRunning, noStack } = require('./run-cli');
 
 afterEach(killRunning);
@@ -91,15 +91,21 @@ describe('fltport command against the test kernel', () => {
   });
 
   it('listen: exits 1 when the kernel side disconnects, saying so', async () => {
-    const listening = fltport('listen', host.portName);
-    // The kernel takes one connection: listen holds it once another connect hits the limit.
-    for (let attempt = 0; ; attempt += 1) {
-      const port = await FilterPort.connect(host.portName).catch((error) => error);
-      if (port instanceof FilterPort) await port.close();
-      else if (port.code === 'ERROR_CONNECTION_COUNT_LIMIT') break;
-      else throw port;
-      assert.ok(attempt < 600, 'listen never connected');
-      await new Promise((resolve) => setTimeout(resolve, 50));
+    // Two slots: one for this test's own port, which asks the kernel how many are connected, so
+    // that listen never meets a connection of ours in its way (it would exit 6).
+    await host.stop();
+    host = await startKernel({ maxConnections: 2 });
+    let exited = null;
+    const listening = fltport('listen', host.portName).then((result) => (exited = result));
+    const observer = await FilterPort.connect(host.portName);
+    try {
+      for (let attempt = 0; (await kernel.stats(observer)).connections < 2; attempt += 1) {
+        assert.equal(exited, null, `listen exited before it connected: ${JSON.stringify(exited)}`);
+        assert.ok(attempt < 1200, 'listen never connected');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    } finally {
+      await observer.close();
     }
     await host.stop(); // FltUnregisterFilter disconnects listen
     const { code, stdout, stderr } = await listening;
