@@ -225,10 +225,10 @@ function suite() {
       it('a request pending when the server closes fails with STATUS_PORT_DISCONNECTED (UNCONFIRMED)', async () => {
         const { server, client, next } = await connectedPair();
         track(client);
-        const replying = client.request(Buffer.from('never answered'));
+        const failed = assert.rejects(client.request(Buffer.from('never answered')), (error) => error instanceof WinError && error.code === 'STATUS_PORT_DISCONNECTED');
         await next('request');
         await server.close();
-        await assert.rejects(replying, (error) => error instanceof WinError && error.code === 'STATUS_PORT_DISCONNECTED');
+        await failed;
         assert.equal(client.closed, true);
         await assert.rejects(client.post(), { code: 'STATUS_PORT_DISCONNECTED' });
       });
@@ -237,19 +237,19 @@ function suite() {
         const name = uniqueName('unanswered');
         const server = await LpcServerPort.create(name);
         const next = pump(server);
-        const connecting = LpcPort.connect(name);
+        const refused = assert.rejects(LpcPort.connect(name), { code: 'STATUS_PORT_CONNECTION_REFUSED' });
         await next('connect');
         await server.close();
-        await assert.rejects(connecting, { code: 'STATUS_PORT_CONNECTION_REFUSED' });
+        await refused;
       });
 
       it('client.close() settles a pending request once with ERR_FLTPORT_CLOSED; the server sees port-closed', async () => {
         const { server, client, next, connection } = await connectedPair();
         track(server);
-        const replying = client.request(Buffer.from('pending'));
+        const closedFirst = assert.rejects(client.request(Buffer.from('pending')), (error) => error instanceof FltportError && error.code === 'ERR_FLTPORT_CLOSED');
         const request = await next('request');
         await client.close();
-        await assert.rejects(replying, (error) => error instanceof FltportError && error.code === 'ERR_FLTPORT_CLOSED');
+        await closedFirst;
         await assert.rejects(client.request(), { code: 'ERR_FLTPORT_CLOSED' });
         // The handle closes once the request inside the kernel returns: answer it.
         await request.reply(Buffer.from('late'));
