@@ -47,7 +47,7 @@ export interface LpcConnectOptions {
   /** Connection information for the server (at most 128 bytes); the server's answer comes back in serverConnectionInfo. */
   connectionInfo?: Uint8Array;
   securityQos?: LpcSecurityQos;
-  /** Connect with NtSecureConnectPort: fails unless the server runs as this SID, in S-1-... form (e.g. 'S-1-5-18'). */
+  /** Connect with NtSecureConnectPort: fails unless the server runs as this SID, in S-1-... form or an SDDL alias (e.g. 'S-1-5-18', 'SY'). */
   serverSid?: string;
   /** A shared view (a pagefile-backed section) for payloads above the message limit. */
   view?: { bytes: number };

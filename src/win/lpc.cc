@@ -1,5 +1,6 @@
 #include "win/lpc.h"
 
+#include <sddl.h>
 #include <winternl.h>
 
 #include <algorithm>
@@ -164,35 +165,12 @@ bool RequireNtdll(const char* const* names, size_t count, Failure* failure) {
   return true;
 }
 
-// Parsed here rather than by ConvertStringSidToSidW so that the addon imports nothing from
-// advapi32: S-<revision>-<authority>-<sub authority>... into the binary SID layout (revision,
-// count, 6-byte big-endian authority, little-endian 32-bit sub authorities).
 bool ParseSid(const std::wstring& text, std::vector<uint8_t>* sid) {
-  std::vector<uint64_t> parts;
-  size_t position = 2;
-  if (text.size() < 2 || (text[0] != L'S' && text[0] != L's') || text[1] != L'-') return false;
-  while (position <= text.size()) {
-    size_t end = text.find(L'-', position);
-    if (end == std::wstring::npos) end = text.size();
-    if (end == position || end - position > 15) return false;
-    uint64_t value = 0;
-    for (size_t i = position; i < end; ++i) {
-      if (text[i] < L'0' || text[i] > L'9') return false;
-      value = value * 10 + static_cast<uint64_t>(text[i] - L'0');
-    }
-    parts.push_back(value);
-    position = end + 1;
-  }
-  // Revision 1, an authority of at most 48 bits, 1 to 15 sub authorities of 32 bits.
-  if (parts.size() < 3 || parts.size() > 17 || parts[0] != 1 || parts[1] >= (uint64_t{1} << 48)) return false;
-  sid->assign(8 + 4 * (parts.size() - 2), 0);
-  (*sid)[0] = 1;
-  (*sid)[1] = static_cast<uint8_t>(parts.size() - 2);
-  for (int i = 0; i < 6; ++i) (*sid)[2 + i] = static_cast<uint8_t>(parts[1] >> (8 * (5 - i)));
-  for (size_t i = 2; i < parts.size(); ++i) {
-    if (parts[i] > UINT32_MAX) return false;
-    for (int b = 0; b < 4; ++b) (*sid)[8 + 4 * (i - 2) + b] = static_cast<uint8_t>(parts[i] >> (8 * b));
-  }
+  PSID parsed = nullptr;
+  if (!ConvertStringSidToSidW(text.c_str(), &parsed)) return false;
+  const auto* bytes = static_cast<const uint8_t*>(parsed);
+  sid->assign(bytes, bytes + GetLengthSid(parsed));
+  LocalFree(parsed);
   return true;
 }
 

@@ -225,7 +225,8 @@ class LpcServer : public std::enable_shared_from_this<LpcServer> {
   uint64_t nextConnectionId_ = 1;
 };
 
-// A SID in string form ("S-1-5-18") as bytes for LpcConnectRequest::serverSid; false if invalid.
+// A SID in string form ("S-1-5-18", or an SDDL alias such as "SY") as bytes for
+// LpcConnectRequest::serverSid (ConvertStringSidToSidW); false if invalid.
 bool ParseSid(const std::wstring& text, std::vector<uint8_t>* sid);
 
 // Whether `message` is a well-formed PORT_MESSAGE of at most `maxLength` bytes: TotalLength is

@@ -92,6 +92,37 @@ async function connectedPair(options = {}) {
   return { name, server, next, client, connection, connect };
 }
 
+/** This process's user SID in S-1-... form, read with advapi32 through koffi (not through fltport). */
+function currentUserSid() {
+  const koffi = require('koffi');
+  const kernel32 = koffi.load('kernel32.dll');
+  const advapi32 = koffi.load('advapi32.dll');
+  const GetCurrentProcess = kernel32.func('void *__stdcall GetCurrentProcess()');
+  const CloseHandle = kernel32.func('int __stdcall CloseHandle(void *handle)');
+  const LocalFree = kernel32.func('void *__stdcall LocalFree(void *memory)');
+  const OpenProcessToken = advapi32.func('int __stdcall OpenProcessToken(void *process, uint32_t access, _Out_ void **token)');
+  const GetTokenInformation = advapi32.func('int __stdcall GetTokenInformation(void *token, int type, _Out_ uint8_t *info, uint32_t bytes, _Out_ uint32_t *needed)');
+  const ConvertSidToStringSidW = advapi32.func('int __stdcall ConvertSidToStringSidW(void *sid, _Out_ void **text)');
+  const TOKEN_QUERY = 0x8;
+  const TokenUser = 1;
+  const token = [null];
+  assert.ok(OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, token), 'OpenProcessToken');
+  try {
+    const info = Buffer.alloc(256);
+    assert.ok(GetTokenInformation(token[0], TokenUser, info, info.length, [0]), 'GetTokenInformation');
+    const { Sid } = koffi.decode(info, koffi.struct({ Sid: 'void *', Attributes: 'uint32_t' }));
+    const text = [null];
+    assert.ok(ConvertSidToStringSidW(Sid, text), 'ConvertSidToStringSidW');
+    try {
+      return koffi.decode(text[0], 'char16_t', -1);
+    } finally {
+      LocalFree(text[0]);
+    }
+  } finally {
+    CloseHandle(token[0]);
+  }
+}
+
 function spawnChild(role, name) {
   const processHandle = fork(__filename, ['--lpc-child', role, name], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const inbox = [];
@@ -160,6 +191,23 @@ function suite() {
         const connecting = LpcPort.connect(name);
         await (await next('connect')).refuse();
         await assert.rejects(connecting, (error) => error instanceof WinError && error.code === 'STATUS_PORT_CONNECTION_REFUSED' && error.ntstatus === 0xc0000041);
+      });
+
+      it('serverSid: connects through NtSecureConnectPort when the server runs as that SID, and not otherwise', async () => {
+        const name = uniqueName('secure');
+        const server = track(await LpcServerPort.create(name));
+        const next = pump(server);
+        // SDDL's alias for SYSTEM, which the server does not run as: refused before it hears of it.
+        await assert.rejects(LpcPort.connect(name, { serverSid: 'SY' }), (error) => error instanceof WinError && error.code === 'STATUS_SERVER_SID_MISMATCH' && error.ntstatus === 0xc00002a0);
+        const connecting = LpcPort.connect(name, { serverSid: currentUserSid(), connectionInfo: Buffer.from('the first connect') });
+        const connect = await next('connect');
+        assert.equal(connect.connectionInfo.toString(), 'the first connect');
+        const connection = await connect.accept();
+        const client = track(await connecting);
+        const replying = client.request(Buffer.from('ping'));
+        await (await next('request')).reply(Buffer.from('pong'));
+        assert.equal((await replying).toString(), 'pong');
+        assert.equal(connection.closed, false);
       });
 
       it('requests and replies with 0..max bytes each way', async () => {
