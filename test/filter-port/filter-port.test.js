@@ -745,19 +745,22 @@ describe('FilterPort against the emulator', function () {
       await kernel.disconnect(port, 300);
       let running = 0;
       let settledAfterEnd = true;
+      const reported = [];
       await assert.rejects(
         port.serve(async (message) => {
           running += 1;
           await delay(1);
           running -= 1;
           return message.data.subarray(0, 8);
-        }).finally(() => {
+        }, { onError: (error) => reported.push(error) }).finally(() => {
           settledAfterEnd = running === 0;
         }),
         { code: 'ERROR_INVALID_HANDLE' },
       );
       assert.ok(settledAfterEnd, 'serve() settled while handlers were still running');
       assert.equal(port.closed, true);
+      // Replies of handlers that finished after the disconnect cannot be sent: reported, as that.
+      for (const error of reported) assert.match(error.message, /^FilterReplyMessage failed with ERROR_INVALID_HANDLE/);
     });
   });
 

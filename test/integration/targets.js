@@ -20,12 +20,25 @@ const layoutExe = path.resolve(__dirname, '..', '..', 'emulator', 'build', 'fltp
  * undefined where it is not built (Windows, where the WDK builds the driver). */
 async function protocolLayoutOfC() {
   if (!fs.existsSync(layoutExe)) return undefined;
+  // Wine's CreateProcess failed once in CI ("spawn UNKNOWN", not reproduced in 300 spawns under
+  // load): a tool that never started is started again, up to three times in all.
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await runLayoutTool();
+    } catch (error) {
+      if (!String(error.syscall).startsWith('spawn') || attempt === 3) throw error;
+    }
+  }
+}
+
+async function runLayoutTool() {
   const child = spawn(layoutExe, [], { stdio: ['ignore', 'pipe', 'inherit'] });
   let text = '';
   child.stdout.setEncoding('utf8').on('data', (chunk) => {
     text += chunk;
   });
-  // 'close', not 'exit': the process can end before its output has been read.
+  // 'close', not 'exit': the process can end before its output has been read. once() rejects
+  // with the 'error' of a process that could not be started.
   const [code] = await once(child, 'close');
   if (code !== 0) throw new Error(`fltport-sample-layout exited with ${code}`);
   return JSON.parse(text);
