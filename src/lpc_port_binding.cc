@@ -278,7 +278,7 @@ Napi::Value LpcConnect(const Napi::CallbackInfo& info) {
     std::u16string units = info[6].As<Napi::String>().Utf16Value();
     sid.assign(units.begin(), units.end());
     if (!ParseSid(sid, &request.serverSid)) {
-      ThrowInvalid(env, "serverSid must be a SID in string form, such as S-1-5-18");
+      ThrowInvalid(env, "serverSid must be a SID in string form, such as S-1-5-18, or an SDDL alias such as SY");
       return env.Undefined();
     }
   }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <memory>
 #include <utility>
 
 #include "win/ntdll.h"
@@ -166,11 +167,14 @@ bool RequireNtdll(const char* const* names, size_t count, Failure* failure) {
 }
 
 bool ParseSid(const std::wstring& text, std::vector<uint8_t>* sid) {
+  // ConvertStringSidToSidW reads up to the first NUL ("S-1-5-18\0junk" is not a SID), and Wine's
+  // accepts an empty string.
+  if (text.empty() || text.find(L'\0') != std::wstring::npos) return false;
   PSID parsed = nullptr;
   if (!ConvertStringSidToSidW(text.c_str(), &parsed)) return false;
+  std::unique_ptr<void, decltype(&LocalFree)> owned(parsed, &LocalFree);
   const auto* bytes = static_cast<const uint8_t*>(parsed);
   sid->assign(bytes, bytes + GetLengthSid(parsed));
-  LocalFree(parsed);
   return true;
 }
 

@@ -96,7 +96,10 @@ describe('fltport command against the test kernel', () => {
     await host.stop();
     host = await startKernel({ maxConnections: 2 });
     let exited = null;
-    const listening = fltport('listen', host.portName).then((result) => (exited = result));
+    const listening = fltport('listen', host.portName).then(
+      (result) => (exited = result),
+      (error) => (exited = { spawnFailed: error.message }),
+    );
     const observer = await FilterPort.connect(host.portName);
     try {
       for (let attempt = 0; (await kernel.stats(observer)).connections < 2; attempt += 1) {

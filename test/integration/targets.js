@@ -26,7 +26,9 @@ async function protocolLayoutOfC() {
     try {
       return await runLayoutTool();
     } catch (error) {
+      // 'spawn' (thrown by spawn() itself), or 'spawn <file>' (emitted as 'error').
       if (!String(error.syscall).startsWith('spawn') || attempt === 3) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 500));
     }
   }
 }
@@ -37,8 +39,7 @@ async function runLayoutTool() {
   child.stdout.setEncoding('utf8').on('data', (chunk) => {
     text += chunk;
   });
-  // 'close', not 'exit': the process can end before its output has been read. once() rejects
-  // with the 'error' of a process that could not be started.
+  // 'close', not 'exit': the process can end before its output has been read.
   const [code] = await once(child, 'close');
   if (code !== 0) throw new Error(`fltport-sample-layout exited with ${code}`);
   return JSON.parse(text);

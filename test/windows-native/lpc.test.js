@@ -197,7 +197,8 @@ function suite() {
         const name = uniqueName('secure');
         const server = track(await LpcServerPort.create(name));
         const next = pump(server);
-        // SDDL's alias for SYSTEM, which the server does not run as: refused before it hears of it.
+        // SDDL's alias for SYSTEM, which the server does not run as: refused before the server hears
+        // of it (UNCONFIRMED: ReactOS checks before queueing the request; so does the stand-in).
         await assert.rejects(LpcPort.connect(name, { serverSid: 'SY' }), (error) => error instanceof WinError && error.code === 'STATUS_SERVER_SID_MISMATCH' && error.ntstatus === 0xc00002a0);
         const connecting = LpcPort.connect(name, { serverSid: currentUserSid(), connectionInfo: Buffer.from('the first connect') });
         const connect = await next('connect');

@@ -53,12 +53,14 @@ describe('LpcPort.connect to a port that does not exist', () => {
   });
 
   it('refuses a malformed server SID before any call', async () => {
-    await assert.rejects(LpcPort.connect(noSuchPort, { serverSid: 'not a SID' }), (error) => {
-      assert.ok(error instanceof TypeError);
-      assert.equal(error.code, 'ERR_INVALID_ARG_VALUE');
-      assert.match(error.message, /serverSid/);
-      return true;
-    });
+    for (const serverSid of ['not a SID', 'S-1-5-18\0junk', '']) {
+      await assert.rejects(LpcPort.connect(noSuchPort, { serverSid }), (error) => {
+        assert.ok(error instanceof TypeError, `${JSON.stringify(serverSid)}: ${error}`);
+        assert.equal(error.code, 'ERR_INVALID_ARG_VALUE');
+        assert.match(error.message, /serverSid/);
+        return true;
+      });
+    }
   });
 
   it('refuses connection info over 128 bytes with a RangeError before any call', async () => {
