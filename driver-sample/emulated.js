@@ -30,9 +30,25 @@ function assertBuilt() {
   }
 }
 
+/**
+ * spawn(`file`) with `stdio`, started again (three times in all, 0.5 s apart) when process
+ * creation itself fails: Wine's CreateProcess failed once in CI ("spawn UNKNOWN", thrown by
+ * spawn() before anything ran; not reproduced in 300 spawns under load).
+ */
+async function spawnTool(file, stdio) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return spawn(file, [], { stdio });
+    } catch (error) {
+      if (attempt === 3) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+}
+
 /** fltmgr-control.exe, and a promise per open it was asked for. */
 async function startControl() {
-  const child = spawn(CONTROL_EXE, [], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = await spawnTool(CONTROL_EXE, ['pipe', 'pipe', 'inherit']);
   const pending = new Map();
   const failures = [];
   const lines = readline.createInterface({ input: child.stdout });
@@ -131,4 +147,4 @@ async function loadEmulatedFilter(sysName, altitude) {
   return () => drivers.unloadDriver(service);
 }
 
-module.exports = { startEmulatedSample, loadEmulatedFilter, FILE_OPEN_OPTIONS };
+module.exports = { startEmulatedSample, loadEmulatedFilter, spawnTool, CONTROL_EXE, FILE_OPEN_OPTIONS };

@@ -28,7 +28,9 @@ describe('drivers.js: kernel drivers for the suites', function () {
   before(function () {
     if (!drivers.isWine) this.skip(); // loader-driver.sys is built for Wine only (no test signing)
   });
+  let child; // a mocha of the test's own, ended if the test times out before it does
   afterEach(async () => {
+    if (child?.exitCode === null) child.kill();
     await drivers.unloadAll();
   });
 
@@ -117,7 +119,7 @@ describe('drivers.js: kernel drivers for the suites', function () {
   it('fails a suite whose driver dies, with the message, instead of letting it wait for the dead kernel', async () => {
     const mocha = path.join(repoRoot, 'node_modules', 'mocha', 'bin', 'mocha.js');
     const spec = path.join(__dirname, 'fixtures', 'dying-driver.spec.js');
-    const child = spawn(process.execPath, [mocha, '--require', path.join(repoRoot, 'emulator', 'drivers.js'), '--timeout', '3600000', spec], {
+    child = spawn(process.execPath, [mocha, '--require', path.join(repoRoot, 'emulator', 'drivers.js'), '--timeout', '3600000', spec], {
       cwd: repoRoot,
       env: { ...process.env, LOADER_DRIVER: loaderDriver },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -89,9 +89,15 @@ describe('fltport command on the emulated filter manager', function () {
     const agentContext = protocol.connectContext({ agent: true }).toString('hex');
     const file = (name) => `\\Device\\HarddiskVolume7\\fltport-cli\\${name}${protocol.DEFAULT_SUFFIX}`;
 
-    /** Resolves once the sample has `count` agent connections. */
-    async function agents(count) {
+    /** Resolves once the sample has `count` agent connections; fails at once if `listening` ends first. */
+    async function agents(count, listening) {
+      let exited;
+      listening?.then(
+        (result) => (exited = result),
+        (error) => (exited = { spawnFailed: error.message }),
+      );
       for (let attempt = 0; attempt < 400; attempt += 1) {
+        if (exited !== undefined) throw new Error(`listen exited before the sample had ${count} agents: ${JSON.stringify(exited)}`);
         const port = await fltport.FilterPort.connect(protocol.PORT_NAME, { context: protocol.connectContext() });
         const stats = await protocol.getStats(port).finally(() => port.close());
         if (stats.Agents === count) return;
@@ -103,7 +109,7 @@ describe('fltport command on the emulated filter manager', function () {
     it('prints each message as JSON, replies as told, stops after --count with a summary', async () => {
       await agents(0);
       const listening = run('listen', protocol.PORT_NAME, '--context', agentContext, '--count', '2', '--reply-bytes', '8', '--json', '--pending', '2');
-      await agents(1);
+      await agents(1, listening);
       const opens = [await emulated.sample.open(file('listened')), await emulated.sample.open(file('listened'))];
       const { code, stdout, stderr } = await listening;
       assert.equal(code, 0, stderr);
@@ -121,7 +127,7 @@ describe('fltport command on the emulated filter manager', function () {
     it('prints a line per message with hex and UTF-16 previews', async () => {
       await agents(0);
       const listening = run('listen', protocol.PORT_NAME, '--context', agentContext, '--count', '1');
-      await agents(1);
+      await agents(1, listening);
       await emulated.sample.open(file('shown'));
       const { code, stdout, stderr } = await listening;
       assert.equal(code, 0, stderr);

@@ -3,14 +3,12 @@
 // under Wine, the sample minifilter (fltportsample.sys at 370035) and wdkstyle.sys (at 380000)
 // loaded as the suite's filters. Volumes are Wine's drives (C: and Z:).
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
 const { once } = require('node:events');
-const path = require('node:path');
 const readline = require('node:readline');
 const koffi = require('koffi');
 const fltport = require('fltport');
 const protocol = require('../../driver-sample/protocol');
-const { FILE_OPEN_OPTIONS } = require('../../driver-sample/emulated');
+const { spawnTool, CONTROL_EXE, FILE_OPEN_OPTIONS } = require('../../driver-sample/emulated');
 const { useFilters } = require('./filters');
 const drivers = require('../../emulator/drivers');
 
@@ -231,12 +229,17 @@ describe('filter-manager API against the emulated filter manager', function () {
       // completed already (Wine 8's race, limbo.c). The root hook checks that the drivers live.
       for (let round = 0; round < 5; round += 1) {
         const agentPort = await fltport.FilterPort.connect(protocol.PORT_NAME, { context: protocol.connectContext({ agent: true }) });
-        const control = spawn(path.join(__dirname, '..', '..', 'emulator', 'build', 'fltmgr-control.exe'), [], { stdio: ['pipe', 'pipe', 'ignore'] });
+        const control = await spawnTool(CONTROL_EXE, ['pipe', 'pipe', 'ignore']);
         const exited = once(control, 'exit');
         try {
           const asked = agentPort.receive(); // never answered
           const lines = readline.createInterface({ input: control.stdout });
-          const [ready] = await once(lines, 'line');
+          const [ready] = await Promise.race([
+            once(lines, 'line'),
+            exited.then(([code]) => {
+              throw new Error(`fltmgr-control exited (${code}) before it was ready`);
+            }),
+          ]);
           assert.match(ready, /^ready\b/);
           const watched = `\\Device\\HarddiskVolume7\\fltport-inject\\${round}${protocol.DEFAULT_SUFFIX}`;
           control.stdin.write(`create 1 4242 ${0x120089} ${FILE_OPEN_OPTIONS} ${watched}\n`);

@@ -109,6 +109,7 @@ describe('port limits', function () {
       await new Promise((resolve, reject) => {
         child.stdout.on('data', () => output().includes('blocked') && resolve());
         child.once('exit', (code) => reject(new Error(`the child exited (${code}): ${output()}`)));
+        child.once('error', reject);
       });
       await new Promise((resolve) => setTimeout(resolve, 1500));
       assert.equal(child.exitCode, null, 'the child exited although its send was in the kernel');

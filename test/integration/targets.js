@@ -12,7 +12,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { PORT_NAME } = require('../../driver-sample/protocol');
-const { startEmulatedSample, loadEmulatedFilter, FILE_OPEN_OPTIONS } = require('../../driver-sample/emulated');
+const { startEmulatedSample, loadEmulatedFilter, spawnTool, FILE_OPEN_OPTIONS } = require('../../driver-sample/emulated');
 
 const layoutExe = path.resolve(__dirname, '..', '..', 'emulator', 'build', 'fltport-sample-layout.exe');
 
@@ -20,21 +20,7 @@ const layoutExe = path.resolve(__dirname, '..', '..', 'emulator', 'build', 'fltp
  * undefined where it is not built (Windows, where the WDK builds the driver). */
 async function protocolLayoutOfC() {
   if (!fs.existsSync(layoutExe)) return undefined;
-  // Wine's CreateProcess failed once in CI ("spawn UNKNOWN", not reproduced in 300 spawns under
-  // load): a tool that never started is started again, up to three times in all.
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      return await runLayoutTool();
-    } catch (error) {
-      // 'spawn' (thrown by spawn() itself), or 'spawn <file>' (emitted as 'error').
-      if (!String(error.syscall).startsWith('spawn') || attempt === 3) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    }
-  }
-}
-
-async function runLayoutTool() {
-  const child = spawn(layoutExe, [], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = await spawnTool(layoutExe, ['ignore', 'pipe', 'inherit']);
   let text = '';
   child.stdout.setEncoding('utf8').on('data', (chunk) => {
     text += chunk;

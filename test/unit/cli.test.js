@@ -96,7 +96,8 @@ describe('fltport command line', () => {
   });
 
   if (process.platform !== 'win32') {
-    it('says it needs Windows and exits 3 for every command, without a stack trace', () => {
+    it('says it needs Windows and exits 3 for every command, without a stack trace', function () {
+      this.timeout(120000); // 10 node processes, one after another
       const valid = [['filters'], ['instances'], ['volumes', '--json'], ['load', 'f'], ['unload', 'f'], ['attach', 'f', 'C:'], ['detach', 'f', 'C:'],
         ['probe', '\\P'], ['listen', '\\P'], ['send', '\\P', '00']];
       for (const args of valid) {
