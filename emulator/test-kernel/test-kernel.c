@@ -36,8 +36,10 @@
  *              connection of this kernel (FltEmuDropOversizedMessages). Emulator only, as RAW.
  *   DELAY      MessageNotify returns after arg0 ms, or when the kernel stops: a send blocked in
  *              the kernel
- *   BLOCKED    waits until at least arg0 DELAY calls of this connection are in MessageNotify at
- *              once (or the kernel stops); output = UINT32 that count
+ *   BLOCKED    waits until at least arg0 DELAY calls of this connection have entered
+ *              MessageNotify (or the kernel stops); output = UINT32 how many are in it now: all
+ *              of them when their delays outlast their arrival, and never a wait for ever when
+ *              the first end before the last arrive
  *
  *   stats = { UINT32 sent, replied, matched, timeouts, failures; INT32 lastStatus;
  *             UINT32 replyBytesLast, connections }  (32 bytes; connections = open right now)
@@ -116,7 +118,8 @@ typedef struct CONNECTION {
     UINT32 *histogram;
     UINT64 latencyCount, latencySumNs, latencyMinNs, latencyMaxNs;
     LONGLONG floodStart, floodEnd;
-    volatile LONG delaying; /* DELAY calls in MessageNotify */
+    volatile LONG delaying;       /* DELAY calls in MessageNotify */
+    volatile LONG delaysEntered;  /* DELAY calls that have entered MessageNotify */
 } CONNECTION;
 
 typedef struct FLOOD {
@@ -607,6 +610,7 @@ static NTSTATUS StartRaw(CONNECTION *connection, const UINT32 *command, const UC
 static NTSTATUS Delay(CONNECTION *connection, UINT32 ms) {
     LARGE_INTEGER timeout = RelativeMs(ms);
     InterlockedIncrement(&connection->delaying);
+    InterlockedIncrement(&connection->delaysEntered);
     KeWaitForSingleObject(&g_stopping, Executive, KernelMode, FALSE, &timeout);
     InterlockedDecrement(&connection->delaying);
     return STATUS_SUCCESS;
@@ -614,11 +618,10 @@ static NTSTATUS Delay(CONNECTION *connection, UINT32 ms) {
 
 static UINT32 WaitForDelays(CONNECTION *connection, UINT32 wanted) {
     LARGE_INTEGER pause = RelativeMs(10);
-    UINT32 count;
-    while ((count = (UINT32)connection->delaying) < wanted &&
+    while ((UINT32)connection->delaysEntered < wanted &&
            KeWaitForSingleObject(&g_stopping, Executive, KernelMode, FALSE, &pause) == STATUS_TIMEOUT) {
     }
-    return count;
+    return (UINT32)connection->delaying;
 }
 
 /*

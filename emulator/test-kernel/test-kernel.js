@@ -87,7 +87,7 @@ const kernel = {
   },
   /** A send that stays blocked in the kernel for `ms`, or until the kernel stops. */
   delay: (port, ms, options) => port.send(command(OP.DELAY, [ms]), options),
-  /** Resolves once `count` delay() calls of this connection are in the kernel at once. */
+  /** Resolves once `count` delay() calls of this connection have entered the kernel, with how many are in it now. */
   blocked: async (port, count) => (await port.send(command(OP.BLOCKED, [count]), { replyBytes: 4 })).readUInt32LE(0),
 };
 

@@ -117,6 +117,18 @@ describe('port limits', function () {
   });
 
   describe('blocking calls', () => {
+    it('the test kernel: blocked() returns once its count of delays has entered, held at once or not', async () => {
+      const port = await connect();
+      const entered = kernel.blocked(port, 3);
+      // One after another: never more than one in the kernel at once.
+      for (let i = 0; i < 3; i += 1) await kernel.delay(port, 20);
+      assert.ok((await entered) <= 1, 'at most the last one is still in');
+      const held = kernel.blocked(port, 6);
+      const sends = Array.from({ length: 3 }, () => kernel.delay(port, 600000));
+      sends.forEach((send) => send.catch(ignore));
+      assert.equal(await held, 3);
+    });
+
     it('keeps serving notifications while 600 sends are blocked in the kernel (more than the default thread pool has threads)', async function () {
       this.timeout(600000); // 600 threads on each side under Wine on a loaded machine
       const sender = await connect();
