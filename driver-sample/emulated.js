@@ -40,7 +40,7 @@ async function spawnTool(file, stdio) {
     try {
       return spawn(file, [], { stdio });
     } catch (error) {
-      if (attempt === 3) throw error;
+      if (error.syscall !== 'spawn' || attempt === 3) throw error;
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
   }

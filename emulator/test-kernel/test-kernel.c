@@ -37,7 +37,7 @@
  *   DELAY      MessageNotify returns after arg0 ms, or when the kernel stops: a send blocked in
  *              the kernel
  *   BLOCKED    waits until at least arg0 DELAY calls of this connection have entered
- *              MessageNotify (or the kernel stops); output = UINT32 how many are in it now: all
+ *              MessageNotify since it connected (or the kernel stops); output = UINT32 how many are in it now: all
  *              of them when their delays outlast their arrival, and never a wait for ever when
  *              the first end before the last arrive
  *
@@ -609,6 +609,7 @@ static NTSTATUS StartRaw(CONNECTION *connection, const UINT32 *command, const UC
 
 static NTSTATUS Delay(CONNECTION *connection, UINT32 ms) {
     LARGE_INTEGER timeout = RelativeMs(ms);
+    /* In this order: a BLOCKED that sees this call entered also counts it as in. */
     InterlockedIncrement(&connection->delaying);
     InterlockedIncrement(&connection->delaysEntered);
     KeWaitForSingleObject(&g_stopping, Executive, KernelMode, FALSE, &timeout);

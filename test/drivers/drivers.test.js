@@ -77,10 +77,10 @@ describe('drivers.js: kernel drivers for the suites', function () {
     const parameters = (instance) => ({ DeviceName: `\\Device\\LoaderLeftover-${process.pid}`, Instance: instance });
     const script = `require('./emulator/drivers.js').loadDriver(${JSON.stringify(loaderDriver)}, ${JSON.stringify({ service, parameters: parameters(1) })})
       .then(() => process.exit(0), (error) => { console.error(error); process.exit(1); });`;
-    const child = spawn(process.execPath, ['-e', script], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    const loader = spawn(process.execPath, ['-e', script], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
-    child.stderr.on('data', (chunk) => (output += chunk));
-    assert.equal(await new Promise((resolve) => child.on('close', resolve)), 0, output);
+    loader.stderr.on('data', (chunk) => (output += chunk));
+    assert.equal(await new Promise((resolve) => loader.on('close', resolve)), 0, output);
     assert.equal(ping(`LoaderLeftover-${process.pid}`), 1);
     await drivers.loadDriver(loaderDriver, { service, parameters: parameters(2) });
     assert.equal(ping(`LoaderLeftover-${process.pid}`), 2);

@@ -1015,7 +1015,7 @@ describe('FilterPort against the emulator', function () {
       await port.close();
       await Promise.all([...reads, ...sends]);
       // Generous (0.3 to 2.3 s seen on a loaded 2-core VM): what it rules out is a close() that
-      // waits for the pending reads to end by themselves, which they never do.
+      // sits out a bounded wait (a time-out, a retry) instead of cancelling.
       assert.ok(Date.now() - started < 20000, `took ${Date.now() - started} ms`);
       assert.equal(outcomes.length, 1000);
       assert.deepEqual(outcomes.filter((o) => o !== 'fulfilled' && o !== 'closed'), []);

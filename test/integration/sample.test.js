@@ -385,12 +385,37 @@ describe(`fltport sample driver protocol (${target.name})`, function () {
         openCompleted();
         assert.equal(result.verdict, 'allow');
         assert.equal(delta(before, await getStats(control)).Timeouts, 1);
-        while (lateReplies.length === 0) await delay(50);
+        for (let waited = 0; lateReplies.length === 0; waited += 50) {
+          assert.ok(waited < 60000, 'the agent never got the message to reply to');
+          await delay(50);
+        }
         const error = await lateReplies[0];
         assert.ok(error instanceof WinError, String(error));
         assert.equal(error.code, 'ERROR_FLT_NO_WAITER_FOR_REPLY');
         assert.equal(error.hresult, HRESULT.NO_WAITER_FOR_REPLY);
         assert.equal(agent.opens.length, 1);
+      } finally {
+        await setConfig(control, DEFAULT_CONFIG);
+      }
+    });
+
+    it('waits as long as SET_CONFIG says: a reply later than the default timeout still decides the open', async function () {
+      this.timeout(180000);
+      const name = file('blocked-patient');
+      const control = await connect();
+      // Later than the default timeout, well within the configured one; a driver that kept the
+      // default would time out first and allow the open.
+      const replyAfterMs = constants.FS_DEFAULT_REPLY_TIMEOUT_MS + 1000;
+      runAgent(await connect({ agent: true }), async (open, message) => {
+        await delay(replyAfterMs);
+        return replyVerdict(message, open.sequence, false);
+      });
+      await setConfig(control, { ...DEFAULT_CONFIG, replyTimeoutMs: constants.FS_MAX_REPLY_TIMEOUT_MS });
+      try {
+        const before = await getStats(control);
+        const result = await target.open(name);
+        assert.equal(result.verdict, 'deny');
+        assert.equal(delta(before, await getStats(control)).Timeouts, 0);
       } finally {
         await setConfig(control, DEFAULT_CONFIG);
       }
