@@ -551,12 +551,7 @@ class FilterPortHandle : public Napi::ObjectWrap<FilterPortHandle> {
     if (value.IsNull()) return true;
     bool tagged = false;
     if (value.IsObject() && napi_check_object_type_tag(env, value, &kMessageStreamTag, &tagged) != napi_ok) tagged = false;
-    if (!tagged) {
-      Napi::TypeError error = Napi::TypeError::New(env, "stream must be a MessageStreamHandle or null");
-      error.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_TYPE"));
-      error.ThrowAsJavaScriptException();
-      return false;
-    }
+    if (!tagged) return Throw(env, false, "ERR_INVALID_ARG_TYPE", "stream must be a MessageStreamHandle or null");
     *stream = MessageStreamHandle::Unwrap(value.As<Napi::Object>())->Stream();
     return true;
   }

@@ -2,8 +2,6 @@
 
 namespace fltport {
 
-namespace {
-
 bool Throw(Napi::Env env, bool range, const char* code, const std::string& message) {
   Napi::Error error = range ? static_cast<Napi::Error>(Napi::RangeError::New(env, message))
                             : static_cast<Napi::Error>(Napi::TypeError::New(env, message));
@@ -11,8 +9,6 @@ bool Throw(Napi::Env env, bool range, const char* code, const std::string& messa
   error.ThrowAsJavaScriptException();
   return false;
 }
-
-}  // namespace
 
 bool ReadPortName(const Napi::Value& value, size_t maxUnits, std::wstring* out) {
   return ReadString(value, "name", maxUnits, out);

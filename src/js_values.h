@@ -13,6 +13,8 @@
 
 namespace fltport {
 
+// Throws a RangeError (`range`) or a TypeError with Node's `code`; returns false.
+bool Throw(Napi::Env env, bool range, const char* code, const std::string& message);
 bool ReadPortName(const Napi::Value& value, size_t maxUnits, std::wstring* out);
 // A non-empty string of at most `maxUnits` UTF-16 units without NUL, named `name` in errors.
 bool ReadString(const Napi::Value& value, const char* name, size_t maxUnits, std::wstring* out);
